@@ -1,0 +1,1 @@
+"""The Falcon WSGI app: thin resources over the service functions of `salon`."""

@@ -1,0 +1,83 @@
+"""The Falcon app factory. `get_app()` is what gunicorn serves (`api.app:get_app()`)."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from importlib import metadata
+
+import falcon
+
+from api import errors
+from api.errors import PROBLEM_JSON
+from api.middleware import AuthMiddleware, RateLimitMiddleware, RequestIdMiddleware
+from api.openapi import build_spec
+from api.resources import catalogue, docs, health, requests
+from salon.bootstrap import Container, bootstrap
+from salon.encoding import json_default
+
+Route = tuple[str, object, str | None]
+
+
+def routes(container: Container) -> list[Route]:
+    c = container
+    return [
+        ("/healthz", health.Healthz(), None),
+        ("/readyz", health.Readyz(c), None),
+        ("/v1/locations", catalogue.PublicLocations(c), None),
+        ("/v1/locations/{location_id}/services", catalogue.PublicLocationServices(c), None),
+        ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
+        ("/v1/requests/{request_id}", requests.WriteRequestResource(c), None),
+        ("/admin/v1/locations", catalogue.AdminLocations(c), None),
+        ("/admin/v1/locations/{location_id}", catalogue.AdminLocation(c), None),
+        ("/admin/v1/stylists", catalogue.AdminStylists(c), None),
+        ("/admin/v1/stylists/{stylist_id}", catalogue.AdminStylist(c), None),
+        ("/admin/v1/services", catalogue.AdminServices(c), None),
+        ("/admin/v1/services/{service_id}", catalogue.AdminService(c), None),
+    ]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hair-salon-scheduler")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(container: Container) -> falcon.App:
+    app = falcon.App(
+        middleware=[
+            RequestIdMiddleware(),
+            AuthMiddleware(container),
+            RateLimitMiddleware(container),
+        ],
+        cors_enable=True,
+    )
+    app.req_options.strip_url_path_trailing_slash = True
+    json_handler = falcon.media.JSONHandler(dumps=partial(json.dumps, default=json_default))
+    app.resp_options.media_handlers.update(
+        {falcon.MEDIA_JSON: json_handler, PROBLEM_JSON: json_handler}
+    )
+    errors.register(app)
+    spec: dict[str, object] = {}  # filled below: the docs routes describe themselves too
+    table = [
+        *routes(container),
+        ("/openapi.yaml", docs.OpenApiYaml(spec), None),
+        ("/openapi.json", docs.OpenApiJson(spec), None),
+        ("/docs", docs.HtmlPage(docs.SWAGGER_PAGE), None),
+        ("/redoc", docs.HtmlPage(docs.REDOC_PAGE), None),
+    ]
+    spec.update(build_spec(table, _version()))
+    for path, resource, suffix in table:
+        app.add_route(path, resource, suffix=suffix) if suffix else app.add_route(path, resource)
+    app.add_static_route("/static", str(docs.STATIC))
+    return app
+
+
+def get_app() -> falcon.App:
+    from salon.logs import configure
+    from salon.settings import Settings
+
+    settings = Settings.from_env()
+    configure(settings.log_level, json_logs=settings.log_json)
+    return create_app(bootstrap(settings))

@@ -1,0 +1,317 @@
+"""Catalogue: public reads under /v1, staff CRUD under /admin/v1 (writes via the queue)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import falcon
+from pydantic import BaseModel
+
+from api.auth import admin_only
+from api.openapi import doc
+from api.schemas import (
+    LocationIn,
+    LocationOut,
+    LocationPage,
+    LocationPatch,
+    PageQuery,
+    ServiceIn,
+    ServiceOut,
+    ServicePage,
+    ServicePatch,
+    StylistIn,
+    StylistOut,
+    StylistPage,
+    StylistPatch,
+    patch_body,
+)
+from api.validation import parse_body, parse_query
+from api.writes import submit_write
+from salon import catalogue
+from salon.bootstrap import Container
+from salon.errors import NotFound
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{what} {value} not found") from None
+
+
+class _Base:
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def body(self, req: falcon.Request, model: type[BaseModel]) -> Any:
+        return parse_body(req, model, self.container.settings.max_body_bytes)
+
+    def page(self, items: list[dict[str, Any]], total: int, q: PageQuery) -> dict[str, Any]:
+        return {"items": items, "page": q.page, "page_size": q.page_size, "total": total}
+
+
+# --- public ---------------------------------------------------------------------------------
+
+
+class PublicLocations(_Base):
+    @doc("Active locations", tag="catalogue", query=PageQuery, responses={200: LocationPage})
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, PageQuery)
+        with self.container.sessions() as s:
+            items, total = catalogue.list_locations(
+                s, biz=None, active_only=True, page=q.page, page_size=q.page_size
+            )
+        resp.media = self.page(items, total, q)
+
+
+class PublicLocationServices(_Base):
+    @doc(
+        "Active services of a location",
+        tag="catalogue",
+        query=PageQuery,
+        responses={200: ServicePage},
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
+        q = parse_query(req, PageQuery)
+        with self.container.sessions() as s:
+            loc = catalogue.public_location(s, _uuid(location_id, "location"))
+            items, total = catalogue.list_services(
+                s,
+                biz=None,
+                location_id=loc.id,
+                active_only=True,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+
+class PublicLocationStylists(_Base):
+    @doc(
+        "Active stylists working at a location",
+        tag="catalogue",
+        query=PageQuery,
+        responses={200: StylistPage},
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
+        q = parse_query(req, PageQuery)
+        with self.container.sessions() as s:
+            loc = catalogue.public_location(s, _uuid(location_id, "location"))
+            items, total = catalogue.list_stylists(
+                s,
+                biz=None,
+                location_id=loc.id,
+                active_only=True,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+
+# --- admin ----------------------------------------------------------------------------------
+
+
+class AdminLocations(_Base):
+    @doc(
+        "Locations of the caller's brand",
+        tag="admin",
+        auth="staff",
+        query=PageQuery,
+        responses={200: LocationPage},
+    )
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, PageQuery)
+        with self.container.sessions() as s:
+            items, total = catalogue.list_locations(
+                s,
+                biz=req.context.principal.biz,
+                active_only=False,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+    @doc(
+        "Create a location",
+        tag="admin",
+        auth="staff",
+        body=LocationIn,
+        responses={201: LocationOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req, LocationIn)
+        submit_write(req, resp, self.container, "location.create", body.model_dump(mode="json"))
+
+
+class AdminLocation(_Base):
+    @doc("One location", tag="admin", auth="staff", responses={200: LocationOut})
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
+        with self.container.sessions() as s:
+            resp.media = catalogue.get_location(
+                s, req.context.principal, _uuid(location_id, "location")
+            )
+
+    @doc(
+        "Change a location",
+        tag="admin",
+        auth="staff",
+        body=LocationPatch,
+        responses={200: LocationOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
+        body = self.body(req, LocationPatch)
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "location.update",
+            patch_body(body),
+            {"location_id": str(_uuid(location_id, "location"))},
+        )
+
+
+class StylistQuery(PageQuery):
+    location_id: uuid.UUID | None = None
+
+
+class AdminStylists(_Base):
+    @doc(
+        "Stylists of the caller's brand",
+        tag="admin",
+        auth="staff",
+        query=StylistQuery,
+        responses={200: StylistPage},
+    )
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, StylistQuery)
+        with self.container.sessions() as s:
+            items, total = catalogue.list_stylists(
+                s,
+                biz=req.context.principal.biz,
+                location_id=q.location_id,
+                active_only=False,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+    @doc(
+        "Create a stylist",
+        tag="admin",
+        auth="staff",
+        body=StylistIn,
+        responses={201: StylistOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req, StylistIn)
+        submit_write(req, resp, self.container, "stylist.create", body.model_dump(mode="json"))
+
+
+class AdminStylist(_Base):
+    @doc("One stylist", tag="admin", auth="staff", responses={200: StylistOut})
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, stylist_id: str) -> None:
+        with self.container.sessions() as s:
+            resp.media = catalogue.get_stylist(
+                s, req.context.principal, _uuid(stylist_id, "stylist")
+            )
+
+    @doc(
+        "Change a stylist",
+        tag="admin",
+        auth="staff",
+        body=StylistPatch,
+        responses={200: StylistOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, stylist_id: str) -> None:
+        body = self.body(req, StylistPatch)
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "stylist.update",
+            patch_body(body),
+            {"stylist_id": str(_uuid(stylist_id, "stylist"))},
+        )
+
+
+class ServiceQuery(PageQuery):
+    location_id: uuid.UUID | None = None
+
+
+class AdminServices(_Base):
+    @doc(
+        "Services of the caller's brand",
+        tag="admin",
+        auth="staff",
+        query=ServiceQuery,
+        responses={200: ServicePage},
+    )
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, ServiceQuery)
+        with self.container.sessions() as s:
+            items, total = catalogue.list_services(
+                s,
+                biz=req.context.principal.biz,
+                location_id=q.location_id,
+                active_only=False,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+    @doc(
+        "Create a service",
+        tag="admin",
+        auth="staff",
+        body=ServiceIn,
+        responses={201: ServiceOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req, ServiceIn)
+        submit_write(req, resp, self.container, "service.create", body.model_dump(mode="json"))
+
+
+class AdminService(_Base):
+    @doc("One service", tag="admin", auth="staff", responses={200: ServiceOut})
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, service_id: str) -> None:
+        with self.container.sessions() as s:
+            resp.media = catalogue.get_service(
+                s, req.context.principal, _uuid(service_id, "service")
+            )
+
+    @doc(
+        "Change a service",
+        tag="admin",
+        auth="staff",
+        body=ServicePatch,
+        responses={200: ServiceOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, service_id: str) -> None:
+        body = self.body(req, ServicePatch)
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "service.update",
+            patch_body(body),
+            {"service_id": str(_uuid(service_id, "service"))},
+        )

@@ -1,0 +1,1 @@
+"""Tables of the `scheduler` schema, migrations, and the pure domain code (no I/O)."""

@@ -1,0 +1,291 @@
+"""SQLAlchemy 2 tables of the `scheduler` schema.
+
+The migrations in `models/migrations` are the source of truth for the database; these models
+mirror them so the code can query. `tests/integration/test_schema.py` checks they agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from models.ids import new_id
+
+SCHEMA = "scheduler"
+
+BOOKING_STATUSES = ("held", "confirmed", "completed", "cancelled", "expired", "no_show")
+LIVE_BOOKING_STATUSES = ("held", "confirmed")
+RULE_KINDS = ("WEEKLY", "DATE_RANGE", "EXCEPTION")
+WRITE_STATUSES = ("pending", "succeeded", "failed")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "pk": "%(table_name)s_pkey",
+            "fk": "%(table_name)s_%(column_0_name)s_fkey",
+            "uq": "%(table_name)s_%(column_0_name)s_key",
+            "ck": "%(table_name)s_%(constraint_name)s_check",
+            "ix": "%(table_name)s_%(column_0_name)s_idx",
+        }
+    )
+    type_annotation_map = {
+        uuid.UUID: UUID(as_uuid=True),
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+    }
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=new_id)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+# Shared tables owned by other systems of the brand; the migration creates minimal stand-ins
+# only where they do not exist.
+class BizEntity(Base):
+    __tablename__ = "biz_entity"
+    __table_args__ = {"schema": "public"}
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+
+
+class AuthUser(Base):
+    __tablename__ = "auth_user"
+    __table_args__ = {"schema": "public"}
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    email: Mapped[str | None] = mapped_column(Text)
+
+
+class Location(Base):
+    __tablename__ = "locations"
+    __table_args__ = {"schema": SCHEMA}
+    id: Mapped[uuid.UUID] = _id()
+    biz_entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("public.biz_entity.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class Stylist(Base):
+    __tablename__ = "stylists"
+    __table_args__ = {"schema": SCHEMA}
+    id: Mapped[uuid.UUID] = _id()
+    biz_entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("public.biz_entity.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class StylistLocation(Base):
+    __tablename__ = "stylist_locations"
+    __table_args__ = {"schema": SCHEMA}
+    stylist_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.stylists.id", ondelete="CASCADE"), primary_key=True
+    )
+    location_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.locations.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint("duration_minutes > 0", name="duration_positive"),
+        CheckConstraint("buffer_minutes >= 0", name="buffer_not_negative"),
+        {"schema": SCHEMA},
+    )
+    id: Mapped[uuid.UUID] = _id()
+    location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.locations.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class ServiceStylist(Base):
+    """Who offers a service (no rows = every stylist of the location), with duration override."""
+
+    __tablename__ = "service_stylists"
+    __table_args__ = (
+        CheckConstraint("duration_minutes IS NULL OR duration_minutes > 0", name="override"),
+        {"schema": SCHEMA},
+    )
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.services.id", ondelete="CASCADE"), primary_key=True
+    )
+    stylist_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.stylists.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+
+
+class AvailabilityRule(Base):
+    __tablename__ = "availability_rules"
+    __table_args__ = (
+        CheckConstraint(f"rule_kind IN {RULE_KINDS!r}", name="rule_kind"),
+        CheckConstraint("slot_granularity_minutes > 0", name="granularity"),
+        {"schema": SCHEMA},
+    )
+    id: Mapped[uuid.UUID] = _id()
+    location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.locations.id"), index=True)
+    stylist_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.stylists.id"), index=True
+    )
+    service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.services.id"))
+    rule_kind: Mapped[str] = mapped_column(Text)
+    days_of_week: Mapped[list[int] | None] = mapped_column(ARRAY(SmallInteger))
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+    slot_granularity_minutes: Mapped[int] = mapped_column(SmallInteger, server_default="15")
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    is_closed: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class SlotInstance(Base):
+    """A generated bookable start time of one stylist (UTC), computed in the location's zone."""
+
+    __tablename__ = "slot_instances"
+    __table_args__ = (
+        # One stylist cannot have two slots starting at the same instant, at any location.
+        UniqueConstraint("stylist_id", "start_at", name="slot_instances_stylist_start_key"),
+        CheckConstraint("end_at > start_at", name="ordered"),
+        CheckConstraint("status IN ('open', 'blocked')", name="status"),
+        {"schema": SCHEMA},
+    )
+    id: Mapped[uuid.UUID] = _id()
+    location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.locations.id"))
+    stylist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.stylists.id"))
+    local_date: Mapped[date] = mapped_column(Date)
+    start_at: Mapped[datetime] = mapped_column()
+    end_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(Text, server_default="open")
+    created_at: Mapped[datetime] = _created()
+
+
+class Booking(Base):
+    """A customer's claim on `[start_at, end_at)` of one stylist.
+
+    The exclusion constraint `bookings_no_overlap` (created in the migration) makes two live
+    bookings of a stylist that overlap impossible, whatever the number of workers.
+    """
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint(f"status IN {BOOKING_STATUSES!r}", name="status"),
+        CheckConstraint("end_at > start_at", name="ordered"),
+        {"schema": SCHEMA},
+    )
+    id: Mapped[uuid.UUID] = _id()
+    biz_entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("public.biz_entity.id"))
+    location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.locations.id"))
+    stylist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.stylists.id"))
+    service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.services.id"))
+    slot_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.slot_instances.id"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    customer_name: Mapped[str] = mapped_column(Text)
+    customer_phone: Mapped[str] = mapped_column(Text)
+    customer_email: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    consent: Mapped[dict[str, Any] | None] = mapped_column()
+    status: Mapped[str] = mapped_column(Text)
+    start_at: Mapped[datetime] = mapped_column()
+    end_at: Mapped[datetime] = mapped_column()
+    hold_expires_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+    confirmed_at: Mapped[datetime | None] = mapped_column()
+    cancelled_at: Mapped[datetime | None] = mapped_column()
+
+
+class WriteRequest(Base):
+    """An idempotency record and the enqueued write it stands for (one row per key).
+
+    The API inserts it before enqueueing; the actor runs the write and stores the response in
+    the same transaction, so a redelivered message finds it done and changes nothing.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("principal", "key", name="idempotency_keys_principal_key_key"),
+        CheckConstraint(f"status IN {WRITE_STATUSES!r}", name="status"),
+        {"schema": SCHEMA},
+    )
+    id: Mapped[uuid.UUID] = _id()
+    principal: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    operation: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    request_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    http_status: Mapped[int | None] = mapped_column(SmallInteger)
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    location: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    enqueued_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class OutboxEvent(Base):
+    """State changes written in the same transaction as the change, for notifiers and audit."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = {"schema": SCHEMA}
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(Text)
+    aggregate_id: Mapped[uuid.UUID] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    request_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    published_at: Mapped[datetime | None] = mapped_column()
+
+
+class SchedulerJobRun(Base):
+    """When each periodic job last fired, and from which scheduler process (for operators)."""
+
+    __tablename__ = "scheduler_job_runs"
+    __table_args__ = {"schema": SCHEMA}
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(Text, index=True)
+    instance: Mapped[str] = mapped_column(Text)
+    fired_at: Mapped[datetime] = _created()
+    detail: Mapped[dict[str, Any] | None] = mapped_column()

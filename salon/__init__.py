@@ -1,0 +1,1 @@
+"""Core of the hair-salon scheduler: settings, composition root, CLI and the write path."""

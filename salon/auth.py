@@ -1,0 +1,87 @@
+"""Principals and JWTs (design.md "Auth"): HS256 with the configured secret, RS256 optional."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from salon.settings import Settings
+
+ROLES = ("user", "stylist", "frontdesk", "manager", "admin", "operator")
+STAFF_ROLES = ("stylist", "frontdesk", "manager", "admin")
+ADMIN_ROLES = ("frontdesk", "manager", "admin")
+
+
+class InvalidToken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: uuid.UUID
+    role: str
+    biz: uuid.UUID | None
+
+    @property
+    def key(self) -> str:
+        """Idempotency keys and ownership are scoped by this string."""
+        return f"{self.role}:{self.sub}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sub": str(self.sub), "role": self.role, "biz": str(self.biz) if self.biz else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Principal:
+        biz = data.get("biz")
+        return cls(uuid.UUID(data["sub"]), data["role"], uuid.UUID(biz) if biz else None)
+
+
+def issue_token(
+    settings: Settings, *, role: str, biz: uuid.UUID | None, sub: uuid.UUID, ttl_seconds: int = 3600
+) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": str(sub), "role": role, "iat": now, "exp": now + ttl_seconds}
+    if biz is not None:
+        claims["biz"] = str(biz)
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    # A fixed algorithm list per key: never let the token choose (no "none", no HS/RS mix-up).
+    key: str = settings.jwt_secret
+    algorithms = ["HS256"]
+    if settings.jwt_public_key:
+        header_alg = _header_alg(token)
+        if header_alg == "RS256":
+            key, algorithms = settings.jwt_public_key, ["RS256"]
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            issuer=settings.jwt_issuer or None,
+            options={"require": ["exp", "sub", "role"]},
+            leeway=5,
+        )
+        role = claims["role"]
+        if role not in ROLES:
+            raise InvalidToken(f"unknown role {role!r}")
+        biz = claims.get("biz")
+        return Principal(uuid.UUID(str(claims["sub"])), role, uuid.UUID(str(biz)) if biz else None)
+    except (jwt.PyJWTError, ValueError, KeyError) as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def _header_alg(token: str) -> str | None:
+    try:
+        return str(jwt.get_unverified_header(token).get("alg"))
+    except jwt.PyJWTError:
+        return None

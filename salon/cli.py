@@ -1,0 +1,155 @@
+"""The `salon` command: one entry point for every process and tool of the system."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import click
+
+from salon.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Hair Stylist Scheduler."""
+
+
+@main.command()
+@click.option("--port", type=int, default=8000, show_default=True, help="API port.")
+@click.option("--data-dir", default=None, help="Embedded servers' data (default: .salon).")
+def dev(port: int, data_dir: str | None) -> None:
+    """Everything in one terminal: embedded PostgreSQL/Redis (unless DATABASE_URL/REDIS_URL are
+    set), migrations, demo data, API + worker + scheduler. Ctrl-C stops it all."""
+    from salon.dev import run_dev
+
+    sys.exit(run_dev(port=port, data_dir=data_dir))
+
+
+@main.command()
+@click.option("--bind", default=None, help="host:port (default 127.0.0.1:8000).")
+@click.option("--port", type=int, default=None, help="Shortcut for --bind 127.0.0.1:PORT.")
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes.")
+@click.option("--threads", type=int, default=None, help="Threads per worker.")
+def api(bind: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
+    """Serve the API with gunicorn (gthread)."""
+    settings = _settings()
+    address = bind or f"127.0.0.1:{port or 8000}"
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "api.app:get_app()",
+        "--bind",
+        address,
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers or settings.api_workers),
+        "--threads",
+        str(threads or settings.api_threads),
+        # A write may wait up to API_MAX_WAIT_SECONDS for its worker: never kill it before.
+        "--timeout",
+        str(int(settings.api_max_wait_seconds) + 30),
+        "--graceful-timeout",
+        str(int(settings.api_max_wait_seconds) + 5),
+        "--keep-alive",
+        "5",
+        "--no-control-socket",
+    ]
+    os.execvp(args[0], args)
+
+
+@main.command()
+@click.option("--processes", type=int, default=None)
+@click.option("--threads", type=int, default=None)
+def worker(processes: int | None, threads: int | None) -> None:
+    """Run Dramatiq workers for every queue."""
+    settings = _settings()
+    args = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.main",
+        "--processes",
+        str(processes or settings.worker_processes),
+        "--threads",
+        str(threads or settings.worker_threads),
+        "--skip-logging",
+    ]
+    # Idle consumers poll Redis; 100 ms (not Dramatiq's 1 s) keeps a quiet system responsive.
+    os.environ.setdefault("dramatiq_worker_timeout", "100")
+    os.execvp(args[0], args)
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the periodic-job process (only one of several fires: advisory lock)."""
+    from salon.bootstrap import bootstrap
+    from salon.logs import configure
+    from scheduler_jobs.runner import main as run_scheduler
+
+    settings = _settings()
+    configure(settings.log_level, json_logs=settings.log_json)
+    container = bootstrap(settings)
+    try:
+        run_scheduler(container)
+    finally:
+        container.close()
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent; safe from several processes at once)."""
+    from salon.migrate import upgrade
+
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("DATABASE_URL is not set")
+    upgrade(settings.database_url)
+    click.echo("migrated", err=True)
+
+
+@main.command()
+def seed() -> None:
+    """Insert the demo brand, locations, stylists and services (idempotent)."""
+    from sqlalchemy.orm import Session
+
+    from salon.bootstrap import build_engine
+    from salon.seed import seed_demo
+
+    settings = _settings()
+    engine = build_engine(settings)
+    with Session(engine) as session, session.begin():
+        seed_demo(session)
+    engine.dispose()
+    click.echo("seeded", err=True)
+
+
+@main.command()
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["user", "stylist", "frontdesk", "manager", "admin", "operator"]),
+)
+@click.option("--biz", "biz", default=None, help="biz_entity id the token is scoped to.")
+@click.option("--sub", default=None, help="auth_user id (default: a new random id).")
+@click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds.")
+def token(role: str, biz: str | None, sub: str | None, ttl: int) -> None:
+    """Print a signed JWT (and nothing else) for local use."""
+    from salon.auth import issue_token
+
+    click.echo(
+        issue_token(
+            _settings(),
+            role=role,
+            biz=uuid.UUID(biz) if biz else None,
+            sub=uuid.UUID(sub) if sub else uuid.uuid4(),
+            ttl_seconds=ttl,
+        )
+    )

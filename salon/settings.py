@@ -1,0 +1,75 @@
+"""The one settings object, read from environment variables.
+
+Every knob has a default that works for `salon dev`; `docs/configuration.md` and the README
+table list them. Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+
+
+def _bool(raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Empty URLs mean "use the embedded servers" (only `salon dev` and the tests start them).
+    database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
+    redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
+    # Prefix of every Redis key and of Dramatiq's queues, so test runs never collide.
+    redis_namespace: str = field(default="salon", metadata={"env": "REDIS_NAMESPACE"})
+    db_schema: str = field(default="scheduler", metadata={"env": "DB_SCHEMA"})
+    jwt_secret: str = field(default=DEV_JWT_SECRET, metadata={"env": "JWT_SECRET"})
+    jwt_public_key: str = field(default="", metadata={"env": "JWT_PUBLIC_KEY"})
+    jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
+    hold_ttl_seconds: int = field(default=600, metadata={"env": "HOLD_TTL_SECONDS"})
+    api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
+    api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})
+    # A database or Redis call must fail fast enough that the API answers 503 within 2 s.
+    db_connect_timeout_seconds: int = field(default=1, metadata={"env": "DB_CONNECT_TIMEOUT"})
+    db_statement_timeout_ms: int = field(default=1500, metadata={"env": "DB_STATEMENT_TIMEOUT_MS"})
+    db_pool_size: int = field(default=5, metadata={"env": "DB_POOL_SIZE"})
+    redis_timeout_seconds: float = field(default=0.5, metadata={"env": "REDIS_TIMEOUT"})
+    max_body_bytes: int = field(default=65536, metadata={"env": "MAX_BODY_BYTES"})
+    idempotency_ttl_hours: int = field(default=48, metadata={"env": "IDEMPOTENCY_TTL_HOURS"})
+    # A pending write not finished this long after it was (re)enqueued is sent again.
+    redeliver_after_seconds: int = field(default=30, metadata={"env": "REDELIVER_AFTER_SECONDS"})
+    write_max_attempts: int = field(default=10, metadata={"env": "WRITE_MAX_ATTEMPTS"})
+    broker_heartbeat_ms: int = field(default=10000, metadata={"env": "BROKER_HEARTBEAT_MS"})
+    worker_processes: int = field(default=2, metadata={"env": "WORKER_PROCESSES"})
+    worker_threads: int = field(default=8, metadata={"env": "WORKER_THREADS"})
+    api_workers: int = field(default=2, metadata={"env": "API_WORKERS"})
+    api_threads: int = field(default=8, metadata={"env": "API_THREADS"})
+    scheduler_tick_seconds: int = field(default=5, metadata={"env": "SCHEDULER_TICK_SECONDS"})
+    rate_limit_per_minute: int = field(default=600, metadata={"env": "RATE_LIMIT_PER_MINUTE"})
+    data_dir: str = field(default=".salon", metadata={"env": "SALON_DATA_DIR"})
+    log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
+    log_json: bool = field(default=True, metadata={"env": "LOG_JSON"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            kind = type(f.default)
+            values[f.name] = _bool(raw) if kind is bool else kind(raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @staticmethod
+    def documented() -> list[tuple[str, str, str]]:
+        """(variable, default, field) rows for the README's configuration table."""
+        return [(f.metadata["env"], repr(f.default), f.name) for f in fields(Settings)]

@@ -1,0 +1,327 @@
+"""The write path (design.md "Writes through the queue"), used by every POST/PATCH.
+
+API side: `submit` records the write under its idempotency key, commits, enqueues one
+Dramatiq message carrying only the record's id, then waits a bounded time for the result.
+Worker side: `execute` runs the write's operation and stores its response in ONE transaction
+with the record locked, so a redelivered or duplicated message finds it done and changes
+nothing. Scheduler side: `reenqueue_due` sends again what was recorded but never finished
+(Redis down at the time, or its message lost with a restarted Redis).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.ids import new_id
+from models.tables import WriteRequest
+from salon.auth import Principal
+from salon.encoding import jsonable
+from salon.errors import (
+    Conflict,
+    DomainError,
+    IdempotencyKeyReused,
+    InvalidInput,
+    RequestInProgress,
+    SlotUnavailable,
+)
+
+if TYPE_CHECKING:
+    from salon.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    status: int
+    body: dict[str, Any]
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    write_id: uuid.UUID
+    principal: Principal
+    body: dict[str, Any]
+    params: dict[str, str]
+    request_id: str | None
+
+
+Operation = Callable[[Session, WriteContext], WriteOutcome]
+OPERATIONS: dict[str, Operation] = {}
+
+
+def operation(name: str) -> Callable[[Operation], Operation]:
+    """Register a write operation; the API names it, the actor runs it."""
+
+    def register(fn: Operation) -> Operation:
+        if name in OPERATIONS:
+            raise ValueError(f"operation {name!r} registered twice")
+        OPERATIONS[name] = fn
+        return fn
+
+    return register
+
+
+@dataclass(frozen=True)
+class WriteCommand:
+    operation: str
+    principal: Principal
+    key: str
+    method: str
+    path: str
+    body: dict[str, Any]
+    params: dict[str, str] = field(default_factory=dict)
+    request_id: str | None = None
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(
+            [self.method, self.path, self.body], sort_keys=True, separators=(",", ":"), default=str
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submitted:
+    write_id: uuid.UUID
+    outcome: WriteOutcome | None  # None: still pending after the wait
+    replayed: bool = False
+
+
+def done_key(namespace: str, write_id: uuid.UUID) -> str:
+    return f"{namespace}:write-done:{write_id}"
+
+
+# --- API side -------------------------------------------------------------------------------
+
+
+def record(session: Session, cmd: WriteCommand, ttl_hours: int) -> tuple[WriteRequest, bool]:
+    """Insert the write under (principal, key), or find the one already there."""
+    write_id = new_id()
+    inserted = session.execute(
+        insert(WriteRequest)
+        .values(
+            id=write_id,
+            principal=cmd.principal.key,
+            key=cmd.key,
+            fingerprint=cmd.fingerprint(),
+            operation=cmd.operation,
+            payload={
+                "principal": cmd.principal.as_dict(),
+                "body": jsonable(cmd.body),
+                "params": cmd.params,
+            },
+            request_id=cmd.request_id,
+            attempts=1,
+            enqueued_at=func.now(),
+            expires_at=func.now() + dt.timedelta(hours=ttl_hours),
+        )
+        .on_conflict_do_nothing(index_elements=["principal", "key"])
+        .returning(WriteRequest.id)
+    ).scalar_one_or_none()
+    row = session.execute(
+        select(WriteRequest).where(
+            WriteRequest.principal == cmd.principal.key, WriteRequest.key == cmd.key
+        )
+    ).scalar_one()
+    if inserted is not None:
+        return row, True
+    if row.fingerprint != cmd.fingerprint():
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request; use a new key"
+        )
+    if row.status == "pending":
+        raise RequestInProgress(
+            "a request with this Idempotency-Key is still running",
+            request_url=f"/v1/requests/{row.id}",
+        )
+    return row, False
+
+
+def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Submitted:
+    if cmd.operation not in OPERATIONS:
+        raise ValueError(f"unknown operation {cmd.operation!r}")
+    with container.sessions.begin() as session:
+        row, created = record(session, cmd, container.settings.idempotency_ttl_hours)
+    if not created:
+        return Submitted(row.id, _outcome(row), replayed=True)
+    try:
+        container.actors.execute_write.send_with_options(
+            args=(str(row.id),), request_id=cmd.request_id
+        )
+    except (redis.RedisError, OSError):
+        # Recorded but not enqueued: the scheduler's re-enqueue job sends it once Redis is back.
+        log.warning("enqueue failed; write %s left for the re-enqueue job", row.id)
+        with container.sessions.begin() as session:
+            session.execute(
+                update(WriteRequest).where(WriteRequest.id == row.id).values(enqueued_at=None)
+            )
+        return Submitted(row.id, None)
+    if wait_seconds > 0:
+        try:
+            container.redis_blocking.blpop(
+                [done_key(container.settings.redis_namespace, row.id)], timeout=wait_seconds
+            )
+        except redis.RedisError:
+            log.warning("could not wait on Redis for write %s", row.id)
+    return Submitted(row.id, find_outcome(container, row.id))
+
+
+def find_outcome(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
+    with container.sessions() as session:
+        row = session.get(WriteRequest, write_id)
+        return _outcome(row) if row is not None else None
+
+
+def _outcome(row: WriteRequest) -> WriteOutcome | None:
+    if row.status == "pending" or row.http_status is None:
+        return None
+    return WriteOutcome(row.http_status, row.result or {}, row.location)
+
+
+def describe(row: WriteRequest) -> dict[str, Any]:
+    """The representation of `GET /v1/requests/{id}`."""
+    return {
+        "id": str(row.id),
+        "status": row.status,
+        "http_status": row.http_status,
+        "result": row.result,
+        "location": row.location,
+        "created_at": jsonable(row.created_at),
+        "completed_at": jsonable(row.completed_at),
+    }
+
+
+# --- worker side ----------------------------------------------------------------------------
+
+
+def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
+    """Run one recorded write exactly once; a second run of the same id changes nothing."""
+    with container.sessions.begin() as session:
+        row = session.execute(
+            select(WriteRequest).where(WriteRequest.id == write_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            log.warning("write %s not found (purged?)", write_id)
+            return None
+        if row.status != "pending":
+            log.info("write %s already %s; redelivery ignored", write_id, row.status)
+            outcome = _outcome(row)
+        else:
+            outcome = _run(session, row)
+            row.status = "succeeded" if outcome.status < 400 else "failed"
+            row.http_status = outcome.status
+            row.result = jsonable(outcome.body)
+            row.location = outcome.location
+            row.completed_at = dt.datetime.now(dt.UTC)
+    notify_done(container, write_id)
+    return outcome
+
+
+def _run(session: Session, row: WriteRequest) -> WriteOutcome:
+    ctx = WriteContext(
+        write_id=row.id,
+        principal=Principal.from_dict(row.payload["principal"]),
+        body=row.payload["body"],
+        params=row.payload.get("params") or {},
+        request_id=row.request_id,
+    )
+    try:
+        # A savepoint: a refused write leaves nothing behind but its recorded refusal.
+        with session.begin_nested():
+            return OPERATIONS[row.operation](session, ctx)
+    except DomainError as exc:
+        return WriteOutcome(exc.status, exc.problem())
+    except IntegrityError as exc:
+        return WriteOutcome(*_integrity_problem(exc))
+
+
+def _integrity_problem(exc: IntegrityError) -> tuple[int, dict[str, Any]]:
+    """Constraint violations are answers (409/422), never 500s: the database had the last word."""
+    diag = getattr(exc.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or ""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    error: DomainError
+    if constraint == "bookings_no_overlap":
+        error = SlotUnavailable("that time was just taken; choose another")
+    elif sqlstate in ("23505", "23P01"):
+        error = Conflict(f"conflicts with existing data ({constraint})")
+    else:
+        error = InvalidInput(
+            f"refers to something that does not exist or is invalid ({constraint})"
+        )
+    return error.status, error.problem()
+
+
+def notify_done(container: Container, write_id: uuid.UUID) -> None:
+    key = done_key(container.settings.redis_namespace, write_id)
+    try:
+        container.redis.pipeline().lpush(key, "1").expire(key, 120).execute()
+    except redis.RedisError:
+        log.warning("could not signal completion of write %s; the API falls back to 202", write_id)
+
+
+# --- scheduler side -------------------------------------------------------------------------
+
+
+def reenqueue_due(container: Container) -> int:
+    """Send again every pending write whose message may be lost; give up after max attempts."""
+    settings = container.settings
+    due_before = func.now() - dt.timedelta(seconds=settings.redeliver_after_seconds)
+    never_sent_before = func.now() - dt.timedelta(seconds=2)
+    with container.sessions.begin() as session:
+        rows = session.execute(
+            update(WriteRequest)
+            .where(
+                WriteRequest.status == "pending",
+                (
+                    (WriteRequest.enqueued_at.is_(None))
+                    & (WriteRequest.created_at < never_sent_before)
+                )
+                | (WriteRequest.enqueued_at < due_before),
+            )
+            .values(enqueued_at=func.now(), attempts=WriteRequest.attempts + 1)
+            .returning(WriteRequest.id, WriteRequest.attempts, WriteRequest.request_id)
+        ).all()
+        abandoned = [r.id for r in rows if r.attempts > settings.write_max_attempts]
+        if abandoned:
+            problem = DomainError("the write could not be completed; retry with a new key")
+            session.execute(
+                update(WriteRequest)
+                .where(WriteRequest.id.in_(abandoned))
+                .values(
+                    status="failed",
+                    http_status=500,
+                    result=problem.problem() | {"status": 500, "title": "Write abandoned"},
+                    completed_at=func.now(),
+                )
+            )
+    sent = 0
+    for r in rows:
+        if r.id in abandoned:
+            continue
+        container.actors.execute_write.send_with_options(args=(str(r.id),), request_id=r.request_id)
+        sent += 1
+    return sent
+
+
+def purge_expired(session: Session) -> int:
+    result = session.execute(
+        delete(WriteRequest).where(
+            WriteRequest.expires_at < func.now(), WriteRequest.status != "pending"
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

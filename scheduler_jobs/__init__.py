@@ -1,0 +1,1 @@
+"""The one periodic-job process: APScheduler jobs that only enqueue actors."""

@@ -1,0 +1,64 @@
+"""The periodic jobs. Each only enqueues actors (or re-sends recorded writes) and records
+that it fired, so operators can see every job's last run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert
+
+from models.tables import SchedulerJobRun
+from salon import writes
+from salon.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    seconds: int
+    run: Callable[[Container], dict[str, Any] | None]
+
+
+def reenqueue_writes(container: Container) -> dict[str, Any]:
+    return {"sent": writes.reenqueue_due(container)}
+
+
+def purge_old_records(container: Container) -> dict[str, Any]:
+    container.actors.purge_idempotency_keys.send()
+    with container.sessions.begin() as session:
+        session.execute(
+            delete(SchedulerJobRun).where(
+                SchedulerJobRun.fired_at < func.now() - dt.timedelta(days=7)
+            )
+        )
+    return {}
+
+
+def default_jobs(container: Container) -> list[Job]:
+    tick = container.settings.scheduler_tick_seconds
+    return [
+        Job("reenqueue_writes", tick, reenqueue_writes),
+        Job("purge_old_records", 3600, purge_old_records),
+    ]
+
+
+def fire(container: Container, job: Job, instance: str) -> None:
+    """Run one job and record the run; a failing job is logged and tried at its next tick."""
+    try:
+        detail = job.run(container)
+    except Exception:
+        log.exception("job %s failed", job.name)
+        detail = {"error": True}
+    try:
+        with container.sessions.begin() as session:
+            session.execute(
+                insert(SchedulerJobRun).values(job=job.name, instance=instance, detail=detail)
+            )
+    except Exception:
+        log.warning("could not record the run of job %s", job.name)

@@ -1,0 +1,31 @@
+"""Dramatiq middleware carrying the API's X-Request-Id into the worker's log lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from salon.logs import request_id_var
+
+
+class RequestIdMiddleware(Middleware):
+    @property
+    def actor_options(self) -> set[str]:
+        return {"request_id"}
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        request_id_var.set(message.options.get("request_id"))
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        request_id_var.set(None)
+
+    after_skip_message = after_process_message
