@@ -211,11 +211,15 @@ def measure(
                 ]
     finally:
         teardown(dsn)
+    # Durability settings change TPS several-fold: keep them next to the figures.
+    server: dict[str, str] = {}
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
+        for name in ("server_version", "synchronous_commit", "fsync", "shared_buffers"):
+            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+            server[name] = str(row[0]) if row else "?"
     details = {
         "dsn": re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn),  # never print a password
-        "server_version": row[0] if row else "?", "slots": slots, "stylists": stylists,
+        "server": server, "slots": slots, "stylists": stylists,
         "duration_s": duration, "jobs": jobs, "runs": runs, "transaction": TXN.strip(),
     }
     return figures, details
@@ -243,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     emit(figures, as_json=args.json, title="pgbench booking-like transaction (prepared)",
          save_as="pgbench" if args.save else None, details=details)
     if not args.json:
-        print(f"# PostgreSQL {details['server_version']}, {args.slots} slots, "
+        srv = details["server"]
+        print(f"# PostgreSQL {srv['server_version']} (synchronous_commit="
+              f"{srv['synchronous_commit']}, fsync={srv['fsync']}), {args.slots} slots, "
               f"pgbench --jobs={details['jobs']}")
     return 0
 

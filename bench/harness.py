@@ -291,9 +291,13 @@ def dramatiq_worker(
     queues: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 30.0,
+    wait_ready: bool = True,
     extra_args: Sequence[str] = (),
 ) -> Iterator[Service]:
-    """Run ``dramatiq MODULE -p P -t T``; yields once every worker process says it is ready."""
+    """Run ``dramatiq MODULE -p P -t T``; yields once every worker process says it is ready.
+
+    ``wait_ready=False`` yields at once, for callers that watch the queue from the start.
+    """
     argv = [
         sys.executable, "-m", "dramatiq", module, "--processes", str(processes),
         "--threads", str(threads),
@@ -303,5 +307,6 @@ def dramatiq_worker(
     if queues:
         argv += ["--queues", *queues]
     with started("dramatiq", argv, env=env, grace=10.0) as svc:
-        wait_for_log(svc, "is ready for action", count=processes, timeout=ready_timeout)
+        if wait_ready:
+            wait_for_log(svc, "is ready for action", count=processes, timeout=ready_timeout)
         yield svc

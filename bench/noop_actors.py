@@ -1,0 +1,26 @@
+"""Actor module for the Dramatiq baseline: one actor that does nothing.
+
+Run by ``dramatiq bench.noop_actors``; the broker's Redis URL and namespace come from the
+environment so each benchmark run uses keys of its own and never touches the app's queues.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+QUEUE = "bench_noop"
+ACTOR = "noop"
+
+broker = RedisBroker(
+    url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    namespace=os.environ.get("BENCH_DRAMATIQ_NAMESPACE", "salon-bench"),
+)
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, max_retries=0)
+def noop() -> None:
+    """Nothing: the drain rate then measures broker + worker overhead per message alone."""

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from falcon import testing
+
+from api.app import create_app
+from tests.conftest import token_for
+
+
+class Api:
+    """An in-process client of the real app (real PostgreSQL, Redis and broker)."""
+
+    def __init__(self, client: testing.TestClient, settings: Any) -> None:
+        self.client = client
+        self.settings = settings
+
+    def headers(self, token: str | None, key: str | None = None, **extra: str) -> dict[str, str]:
+        h = dict(extra)
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        if key:
+            h["Idempotency-Key"] = key
+        return h
+
+    def post(self, path: str, token: str | None, body: Any, key: str | None = None,
+             **headers: str) -> testing.Result:
+        return self.client.simulate_post(
+            path, json=body, headers=self.headers(token, key or str(uuid.uuid4()), **headers)
+        )
+
+    def patch(self, path: str, token: str | None, body: Any, key: str | None = None,
+              **headers: str) -> testing.Result:
+        return self.client.simulate_patch(
+            path, json=body, headers=self.headers(token, key or str(uuid.uuid4()), **headers)
+        )
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> testing.Result:
+        return self.client.simulate_get(path, params=params or None, headers=self.headers(token))
+
+
+@pytest.fixture(scope="session")
+def app(container):  # type: ignore[no-untyped-def]
+    return create_app(container)
+
+
+@pytest.fixture
+def api(app, settings) -> Api:  # type: ignore[no-untyped-def]
+    return Api(testing.TestClient(app), settings)
+
+
+@pytest.fixture
+def admin_token(settings, tenant) -> str:  # type: ignore[no-untyped-def]
+    return token_for(settings, "admin", tenant)
+
+
+@pytest.fixture(scope="session")
+def idle_container(settings):  # type: ignore[no-untyped-def]
+    """Same database, but a Redis namespace no worker consumes: writes stay pending."""
+    from salon.bootstrap import bootstrap
+
+    c = bootstrap(settings.with_(redis_namespace=settings.redis_namespace + "-idle"))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def idle_api(idle_container, settings) -> Api:  # type: ignore[no-untyped-def]
+    return Api(testing.TestClient(create_app(idle_container)), settings)

@@ -1,0 +1,199 @@
+"""The write path end to end in one process: API → PostgreSQL record → Redis → real worker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from models.tables import Location, WriteRequest
+from salon import writes
+from tests.conftest import token_for
+
+LOCATION = {"name": "Camden", "timezone": "Europe/London", "address": "1 High St"}
+
+
+def wait_done(api, token: str, url: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(url, token).json
+        if body["status"] != "pending":
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{url} still pending after {timeout}s")
+
+
+def test_a_write_answers_201_with_location_and_is_readable(api, admin_token, worker):
+    resp = api.post("/admin/v1/locations", admin_token, LOCATION)
+    assert resp.status_code == 201, resp.text
+    assert resp.json["name"] == "Camden" and resp.json["timezone"] == "Europe/London"
+    assert resp.headers["Location"] == f"/admin/v1/locations/{resp.json['id']}"
+    again = api.get(resp.headers["Location"], admin_token)
+    assert again.status_code == 200 and again.json == resp.json
+
+
+def test_replaying_a_key_returns_the_stored_response_and_writes_once(
+    api, admin_token, container, tenant, worker
+):
+    key = str(uuid.uuid4())
+    first = api.post("/admin/v1/locations", admin_token, LOCATION, key=key)
+    second = api.post("/admin/v1/locations", admin_token, LOCATION, key=key)
+    assert first.status_code == second.status_code == 201
+    assert second.json == first.json
+    assert second.headers["Idempotent-Replayed"] == "true"
+    with container.sessions() as s:
+        assert s.scalar(select(func.count()).where(Location.biz_entity_id == tenant)) == 1
+
+
+def test_same_key_with_another_body_is_422_and_changes_nothing(api, admin_token, container,
+                                                              tenant, worker):
+    key = str(uuid.uuid4())
+    assert api.post("/admin/v1/locations", admin_token, LOCATION, key=key).status_code == 201
+    other = api.post("/admin/v1/locations", admin_token, LOCATION | {"name": "Other"}, key=key)
+    assert other.status_code == 422
+    assert other.headers["Content-Type"] == "application/problem+json"
+    assert other.json["type"].endswith("/idempotency-key-reused")
+    with container.sessions() as s:
+        assert s.scalar(select(func.count()).where(Location.biz_entity_id == tenant)) == 1
+
+
+def test_missing_key_is_400_and_nothing_is_recorded(api, admin_token, container):
+    with container.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(WriteRequest))
+    resp = api.client.simulate_post(
+        "/admin/v1/locations", json=LOCATION, headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert resp.status_code == 400
+    assert resp.json["type"].endswith("/idempotency-key-missing")
+    with container.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(WriteRequest)) == before
+
+
+def test_invalid_input_never_reaches_the_queue(api, admin_token, container):
+    with container.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(WriteRequest))
+    resp = api.post("/admin/v1/locations", admin_token, {"name": "", "timezone": "Mars/Base"})
+    assert resp.status_code == 422
+    fields = {e["field"] for e in resp.json["errors"]}
+    assert fields == {"name", "timezone"}
+    with container.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(WriteRequest)) == before
+
+
+def test_without_a_worker_the_api_answers_202_and_the_key_is_409_while_pending(
+    idle_api, settings, tenant, idle_container
+):
+    api, container = idle_api, idle_container
+    token = token_for(settings, "admin", tenant)
+    key = str(uuid.uuid4())
+    resp = api.post("/admin/v1/locations", token, LOCATION, key=key, Prefer="wait=0.2")
+    assert resp.status_code == 202
+    url = resp.headers["Location"]
+    assert url.startswith("/v1/requests/")
+    assert api.get(url, token).json["status"] == "pending"
+    again = api.post("/admin/v1/locations", token, LOCATION, key=key)
+    assert again.status_code == 409
+    assert again.json["type"].endswith("/request-in-progress")
+    # Someone else cannot see it: 404, not 403.
+    stranger = token_for(settings, "admin", tenant)
+    assert api.get(url, stranger).status_code == 404
+    # The write runs when a worker does (executed here directly, as the actor would).
+    writes.execute(container, uuid.UUID(url.rsplit("/", 1)[1]))
+    done = api.get(url, token).json
+    assert done["status"] == "succeeded" and done["http_status"] == 201
+    assert done["result"]["name"] == "Camden"
+
+
+def test_respond_async_returns_202_and_the_worker_completes_it(api, admin_token, worker):
+    resp = api.post("/admin/v1/locations", admin_token, LOCATION, Prefer="respond-async")
+    assert resp.status_code == 202
+    done = wait_done(api, admin_token, resp.headers["Location"])
+    assert done["status"] == "succeeded"
+    assert done["location"].startswith("/admin/v1/locations/")
+
+
+def test_a_redelivered_message_changes_nothing(api, admin_token, container, tenant, worker):
+    resp = api.post("/admin/v1/locations", admin_token, LOCATION)
+    write_id = uuid.UUID(resp.headers["X-Write-Id"])
+    # At-least-once delivery: the same message again, twice, concurrently with nothing.
+    writes.execute(container, write_id)
+    container.actors.execute_write.send(str(write_id))
+    time.sleep(0.5)
+    with container.sessions() as s:
+        assert s.scalar(select(func.count()).where(Location.biz_entity_id == tenant)) == 1
+        row = s.get(WriteRequest, write_id)
+        assert row is not None and row.status == "succeeded" and row.http_status == 201
+
+
+def test_a_refused_write_is_recorded_as_failed_with_its_problem(api, admin_token, worker):
+    missing = str(uuid.uuid4())
+    resp = api.patch(f"/admin/v1/locations/{missing}", admin_token, {"name": "X"})
+    assert resp.status_code == 404
+    assert resp.headers["Content-Type"] == "application/problem+json"
+
+
+def test_another_brands_objects_are_not_found(api, admin_token, settings, worker):
+    created = api.post("/admin/v1/locations", admin_token, LOCATION).json
+    other_brand = token_for(settings, "admin", uuid.uuid4())
+    assert api.get(f"/admin/v1/locations/{created['id']}", other_brand).status_code == 404
+    patched = api.patch(f"/admin/v1/locations/{created['id']}", other_brand, {"name": "Mine"})
+    assert patched.status_code == 404
+
+
+def test_users_never_reach_admin(api, settings):
+    user = token_for(settings, "user", None)
+    assert api.get("/admin/v1/locations", user).status_code == 403
+    assert api.get("/admin/v1/locations").status_code == 401
+
+
+def test_catalogue_create_update_and_public_reads(api, admin_token, worker):
+    loc = api.post("/admin/v1/locations", admin_token, LOCATION).json
+    other = api.post("/admin/v1/locations", admin_token, LOCATION | {"name": "Soho"}).json
+    stylist = api.post(
+        "/admin/v1/stylists", admin_token, {"name": "Ana", "location_ids": [loc["id"], other["id"]]}
+    )
+    assert stylist.status_code == 201, stylist.text
+    assert sorted(stylist.json["location_ids"]) == sorted([loc["id"], other["id"]])
+    service = api.post(
+        "/admin/v1/services",
+        admin_token,
+        {
+            "location_id": loc["id"],
+            "name": "Cut",
+            "duration_minutes": 45,
+            "buffer_minutes": 10,
+            "price": "30.00",
+            "stylist_ids": [stylist.json["id"]],
+            "duration_overrides": {stylist.json["id"]: 60},
+        },
+    )
+    assert service.status_code == 201, service.text
+    assert service.json["duration_overrides"] == {stylist.json["id"]: 60}
+    patched = api.patch(f"/admin/v1/services/{service.json['id']}", admin_token, {"active": False})
+    assert patched.status_code == 200 and patched.json["active"] is False
+    assert patched.json["duration_minutes"] == 45  # PATCH changes only what was sent
+    public = api.get(f"/v1/locations/{loc['id']}/services").json
+    assert public["items"] == []  # inactive services are not public
+    stylists = api.get(f"/v1/locations/{other['id']}/stylists").json["items"]
+    assert [s["name"] for s in stylists] == ["Ana"]
+
+
+def test_a_stylist_at_another_brands_location_is_refused(api, admin_token, settings, worker):
+    foreign = api.post(
+        "/admin/v1/locations", token_for(settings, "admin", uuid.uuid4()), LOCATION
+    )
+    # The other brand's token names a biz_entity that does not exist: FK refusal, not a 500.
+    assert foreign.status_code == 422
+    resp = api.post(
+        "/admin/v1/stylists", admin_token, {"name": "Bo", "location_ids": [str(uuid.uuid4())]}
+    )
+    assert resp.status_code == 422
+    assert resp.json["errors"][0]["field"] == "location_ids"
+
+
+@pytest.mark.parametrize("role", ["frontdesk", "manager", "admin"])
+def test_every_staff_role_can_manage_the_catalogue(api, settings, tenant, role, worker):
+    token = token_for(settings, role, tenant)
+    assert api.post("/admin/v1/locations", token, LOCATION).status_code == 201
