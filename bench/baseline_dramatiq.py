@@ -27,7 +27,7 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
 from bench.harness import dramatiq_worker
-from bench.noop_actors import ACTOR, QUEUE
+from bench.noop_actors import ACTOR, QUEUE, make_broker
 from bench.report import Figure, emit, median_figure
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -43,25 +43,30 @@ def enqueue(broker: RedisBroker, n: int) -> float:
     """Enqueue ``n`` no-op messages from this one thread; returns msg/s."""
     t0 = time.perf_counter()
     for _ in range(n):
-        broker.enqueue(Message(queue_name=QUEUE, actor_name=ACTOR, args=(), kwargs={},
-                               options={}))
+        broker.enqueue(Message(queue_name=QUEUE, actor_name=ACTOR, args=(), kwargs={}, options={}))
     return n / (time.perf_counter() - t0)
 
 
 def drain_once(
-    *, redis_url: str, namespace: str, messages: int, processes: int, threads: int,
+    *,
+    redis_url: str,
+    namespace: str,
+    messages: int,
+    processes: int,
+    threads: int,
     timeout: float,
 ) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
-    broker = RedisBroker(url=redis_url, namespace=namespace)
+    broker = make_broker(redis_url, namespace)
     pending_key = f"{namespace}:{QUEUE}.msgs"  # an id leaves this hash only when acked
     _wipe(client, namespace)
     try:
         enqueue_rate = enqueue(broker, messages)
         env = {"BENCH_REDIS_URL": redis_url, "BENCH_DRAMATIQ_NAMESPACE": namespace}
         samples: list[tuple[float, int]] = []
-        with dramatiq_worker("bench.noop_actors", processes=processes, threads=threads,
-                             env=env, wait_ready=False) as worker:
+        with dramatiq_worker(
+            "bench.noop_actors", processes=processes, threads=threads, env=env, wait_ready=False
+        ) as worker:
             worker.mark_cpu()
             deadline = time.monotonic() + timeout
             while True:
@@ -108,8 +113,14 @@ def measure(
     url = redis_url or os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS
     namespace = f"salon-bench-{os.getpid()}"
     runs = [
-        drain_once(redis_url=url, namespace=namespace, messages=messages, processes=processes,
-                   threads=threads, timeout=timeout)
+        drain_once(
+            redis_url=url,
+            namespace=namespace,
+            messages=messages,
+            processes=processes,
+            threads=threads,
+            timeout=timeout,
+        )
         for _ in range(repeat)
     ]
     label = f"{processes}p x {threads}t"
@@ -118,16 +129,23 @@ def measure(
         median_figure("dramatiq enqueue (1 thread)", [r["enqueue_rate"] for r in runs], "msg/s"),
     ]
     details = {
-        "redis_url": url, "namespace": namespace, "messages": messages,
-        "processes": processes, "threads": threads,
-        "worker_cpu_pct": statistics.median(r["worker_cpu_pct"] for r in runs), "runs": runs,
+        "redis_url": url,
+        "namespace": namespace,
+        "messages": messages,
+        "processes": processes,
+        "threads": threads,
+        "worker_cpu_pct": statistics.median(r["worker_cpu_pct"] for r in runs),
+        "runs": runs,
     }
     return figures, details
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.baseline_dramatiq", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.baseline_dramatiq",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("-n", "--messages", type=int, default=20_000)
     ap.add_argument("-p", "--processes", type=int, default=2)
     ap.add_argument("-t", "--threads", type=int, default=8)
@@ -136,14 +154,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
-    figures, details = measure(redis_url=args.redis_url, messages=args.messages,
-                               processes=args.processes, threads=args.threads,
-                               repeat=args.repeat)
-    emit(figures, as_json=args.json, title="Dramatiq no-op drain (Redis broker)",
-         save_as="dramatiq" if args.save else None, details=details)
+    figures, details = measure(
+        redis_url=args.redis_url,
+        messages=args.messages,
+        processes=args.processes,
+        threads=args.threads,
+        repeat=args.repeat,
+    )
+    emit(
+        figures,
+        as_json=args.json,
+        title="Dramatiq no-op drain (Redis broker)",
+        save_as="dramatiq" if args.save else None,
+        details=details,
+    )
     if not args.json:
-        print(f"# {args.messages} messages, worker cpu {details['worker_cpu_pct']:.0f}% "
-              "of one core")
+        print(
+            f"# {args.messages} messages, worker cpu {details['worker_cpu_pct']:.0f}% of one core"
+        )
     return 0
 
 

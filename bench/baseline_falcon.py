@@ -38,16 +38,24 @@ def measure(
         for i in range(repeat):
             # Only the first run warms up: imports, first-request paths, connection setup.
             runs.append(
-                load(srv, path=path, connections=connections, duration=duration,
-                     warmup=warmup if i == 0 else 0.0, engine=engine)
+                load(
+                    srv,
+                    path=path,
+                    connections=connections,
+                    duration=duration,
+                    warmup=warmup if i == 0 else 0.0,
+                    engine=engine,
+                )
             )
     res = [r.result for r in runs]
     figures = [
         median_figure("falcon bare req/s", [r.rps for r in res], "req/s"),
-        median_figure("falcon bare p50", [r.latency_ms["p50"] for r in res], "ms",
-                      higher_is_better=False),
-        median_figure("falcon bare p99", [r.latency_ms["p99"] for r in res], "ms",
-                      higher_is_better=False),
+        median_figure(
+            "falcon bare p50", [r.latency_ms["p50"] for r in res], "ms", higher_is_better=False
+        ),
+        median_figure(
+            "falcon bare p99", [r.latency_ms["p99"] for r in res], "ms", higher_is_better=False
+        ),
     ]
     details = {
         "engine": res[0].engine,
@@ -59,9 +67,14 @@ def measure(
         "server_cpu_pct": statistics.median(r.server_cpu_pct for r in runs),
         "other_cpu_pct": statistics.median(r.other_cpu_pct for r in runs),
         "runs": [
-            {"rps": r.result.rps, "latency_ms": r.result.latency_ms,
-             "client_cpu_pct": r.result.client_cpu_pct, "server_cpu_pct": r.server_cpu_pct,
-             "other_cpu_pct": r.other_cpu_pct, "histogram": r.result.histogram}
+            {
+                "rps": r.result.rps,
+                "latency_ms": r.result.latency_ms,
+                "client_cpu_pct": r.result.client_cpu_pct,
+                "server_cpu_pct": r.server_cpu_pct,
+                "other_cpu_pct": r.other_cpu_pct,
+                "histogram": r.result.histogram,
+            }
             for r in runs
         ],
     }
@@ -82,11 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     figures, details = measure(
         settings=GunicornSettings(workers=args.workers, threads=args.threads),
-        connections=args.connections, duration=args.duration, warmup=args.warmup,
-        repeat=args.repeat, engine=args.engine,
+        connections=args.connections,
+        duration=args.duration,
+        warmup=args.warmup,
+        repeat=args.repeat,
+        engine=args.engine,
     )
-    emit(figures, as_json=args.json, title="Falcon bare JSON endpoint (gunicorn gthread)",
-         save_as="falcon" if args.save else None, details=details)
+    emit(
+        figures,
+        as_json=args.json,
+        title="Falcon bare JSON endpoint (gunicorn gthread)",
+        save_as="falcon" if args.save else None,
+        details=details,
+    )
     if not args.json:
         print(
             f"# engine={details['engine']} cpu% (of one core): "

@@ -68,10 +68,10 @@ CREATE TABLE bench_booking (
     %(exclusion)s
 );
 """
-EXCLUSION = (
-    ",\n    EXCLUDE USING gist (stylist_id WITH =, tstzrange(start_at, end_at) WITH &&)"
+EXCLUSION = ",\n    EXCLUDE USING gist (stylist_id WITH =, tstzrange(start_at, end_at) WITH &&)"
+TEARDOWN = (
+    "DROP TABLE IF EXISTS bench_booking, bench_slot; DROP SEQUENCE IF EXISTS bench_booking_seq;"
 )
-TEARDOWN = "DROP TABLE IF EXISTS bench_booking, bench_slot; DROP SEQUENCE IF EXISTS bench_booking_seq;"
 
 # The slot is set to held unconditionally (not "WHERE status = 'open'"): otherwise more
 # and more picks would become no-op updates as a run goes on and the load would drift.
@@ -112,8 +112,11 @@ def ensure_database(dsn: str) -> None:
 
 
 def setup(dsn: str, *, slots: int, stylists: int, exclusion: bool) -> None:
-    ddl = SCHEMA % {"slots": slots, "stylists": stylists,
-                    "exclusion": EXCLUSION if exclusion else ""}
+    ddl = SCHEMA % {
+        "slots": slots,
+        "stylists": stylists,
+        "exclusion": EXCLUSION if exclusion else "",
+    }
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(ddl.encode())
         # Fresh statistics and a checkpoint now, so neither lands inside the timed run.
@@ -144,11 +147,19 @@ def run_pgbench(
         script = Path(tmp) / "booking.sql"
         script.write_text(TXN)
         cmd = [
-            pgbench, "--no-vacuum", "--protocol=prepared", f"--client={clients}",
-            f"--jobs={min(jobs, clients)}", f"--time={duration}", f"--file={script}",
-            f"--define=slots={slots}", f"--define=stylists={stylists}",
+            pgbench,
+            "--no-vacuum",
+            "--protocol=prepared",
+            f"--client={clients}",
+            f"--jobs={min(jobs, clients)}",
+            f"--time={duration}",
+            f"--file={script}",
+            f"--define=slots={slots}",
+            f"--define=stylists={stylists}",
             # Per-transaction log: pgbench itself only prints the mean latency.
-            "--log", f"--log-prefix={tmp}/tx", dsn,
+            "--log",
+            f"--log-prefix={tmp}/tx",
+            dsn,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -167,9 +178,13 @@ def run_pgbench(
         raise RuntimeError(f"could not parse pgbench output:\n{out}")
     latencies.sort()
     return {
-        "clients": clients, "tps": float(tps.group(1)), "latency_avg_ms": float(avg.group(1)),
-        "p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99),
-        "transactions": len(latencies), "failed": int(failed.group(1)) if failed else 0,
+        "clients": clients,
+        "tps": float(tps.group(1)),
+        "latency_avg_ms": float(avg.group(1)),
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
+        "transactions": len(latencies),
+        "failed": int(failed.group(1)) if failed else 0,
     }
 
 
@@ -197,17 +212,23 @@ def measure(
                 for _ in range(repeat):
                     # Same starting state for every run: fresh tables, empty bookings.
                     setup(dsn, slots=slots, stylists=stylists, exclusion=exclusion)
-                    r = run_pgbench(dsn, clients=c, duration=duration, slots=slots,
-                                    stylists=stylists, jobs=jobs)
+                    r = run_pgbench(
+                        dsn, clients=c, duration=duration, slots=slots, stylists=stylists, jobs=jobs
+                    )
                     got.append(r)
                     runs.append({"variant": label, **r})
                 name = f"pgbench booking{'' if exclusion else ' (no exclusion)'} {c}c"
                 figures += [
                     median_figure(f"{name} TPS", [r["tps"] for r in got], "tx/s"),
-                    median_figure(f"{name} latency avg", [r["latency_avg_ms"] for r in got],
-                                  "ms", higher_is_better=False),
-                    median_figure(f"{name} p99", [r["p99_ms"] for r in got], "ms",
-                                  higher_is_better=False),
+                    median_figure(
+                        f"{name} latency avg",
+                        [r["latency_avg_ms"] for r in got],
+                        "ms",
+                        higher_is_better=False,
+                    ),
+                    median_figure(
+                        f"{name} p99", [r["p99_ms"] for r in got], "ms", higher_is_better=False
+                    ),
                 ]
     finally:
         teardown(dsn)
@@ -219,15 +240,23 @@ def measure(
             server[name] = str(row[0]) if row else "?"
     details = {
         "dsn": re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn),  # never print a password
-        "server": server, "slots": slots, "stylists": stylists,
-        "duration_s": duration, "jobs": jobs, "runs": runs, "transaction": TXN.strip(),
+        "server": server,
+        "slots": slots,
+        "stylists": stylists,
+        "duration_s": duration,
+        "jobs": jobs,
+        "runs": runs,
+        "transaction": TXN.strip(),
     }
     return figures, details
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.baseline_pgbench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.baseline_pgbench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--dsn", help=f"default: $BENCH_DATABASE_URL or {DEFAULT_DSN}")
     ap.add_argument("--clients", type=int, nargs="+", default=[8, 16])
     ap.add_argument("-d", "--duration", type=int, default=10, help="seconds per run")
@@ -235,22 +264,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=200_000)
     ap.add_argument("--stylists", type=int, default=200)
     ap.add_argument("--jobs", type=int, help="pgbench threads (default: cpu count)")
-    ap.add_argument("--with-plain", action="store_true",
-                    help="also run without the exclusion constraint")
+    ap.add_argument(
+        "--with-plain", action="store_true", help="also run without the exclusion constraint"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
     figures, details = measure(
-        dsn=args.dsn, clients=args.clients, duration=args.duration, repeat=args.repeat,
-        slots=args.slots, stylists=args.stylists, jobs=args.jobs, with_plain=args.with_plain,
+        dsn=args.dsn,
+        clients=args.clients,
+        duration=args.duration,
+        repeat=args.repeat,
+        slots=args.slots,
+        stylists=args.stylists,
+        jobs=args.jobs,
+        with_plain=args.with_plain,
     )
-    emit(figures, as_json=args.json, title="pgbench booking-like transaction (prepared)",
-         save_as="pgbench" if args.save else None, details=details)
+    emit(
+        figures,
+        as_json=args.json,
+        title="pgbench booking-like transaction (prepared)",
+        save_as="pgbench" if args.save else None,
+        details=details,
+    )
     if not args.json:
         srv = details["server"]
-        print(f"# PostgreSQL {srv['server_version']} (synchronous_commit="
-              f"{srv['synchronous_commit']}, fsync={srv['fsync']}), {args.slots} slots, "
-              f"pgbench --jobs={details['jobs']}")
+        print(
+            f"# PostgreSQL {srv['server_version']} (synchronous_commit="
+            f"{srv['synchronous_commit']}, fsync={srv['fsync']}), {args.slots} slots, "
+            f"pgbench --jobs={details['jobs']}"
+        )
     return 0
 
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,10 +49,22 @@ class GunicornSettings:
 
     def args(self) -> list[str]:
         return [
-            "--worker-class", self.worker_class, "--workers", str(self.workers),
-            "--threads", str(self.threads), "--keep-alive", str(self.keepalive),
-            "--backlog", str(self.backlog), "--timeout", str(self.timeout),
-            "--graceful-timeout", str(self.graceful_timeout), "--log-level", self.log_level,
+            "--worker-class",
+            self.worker_class,
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--keep-alive",
+            str(self.keepalive),
+            "--backlog",
+            str(self.backlog),
+            "--timeout",
+            str(self.timeout),
+            "--graceful-timeout",
+            str(self.graceful_timeout),
+            "--log-level",
+            self.log_level,
             # gunicorn 27 claims ~/.gunicorn/gunicorn.ctl per instance; several would collide.
             "--no-control-socket",
         ]
@@ -152,8 +164,7 @@ def load(
 ) -> LoadRun:
     """Run :func:`bench.loadgen.run_load` against a started server and account for CPU."""
     if warmup > 0:  # separately, so the CPU accounting below covers the measured window only
-        run_load(svc.url + path, requests, connections=connections, duration=warmup,
-                 engine=engine)
+        run_load(svc.url + path, requests, connections=connections, duration=warmup, engine=engine)
     svc.mark_cpu()
     busy0, _ = machine_cpu_seconds()
     t0 = time.monotonic()
@@ -224,15 +235,11 @@ def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
     """SIGTERM (graceful shutdown), then SIGKILL to the whole process group after ``grace``."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
     # Our own session: kill leftovers (workers of a killed master) by its group id.
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
@@ -245,8 +252,13 @@ def started(
         log_path = Path(tmp) / f"{name}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                list(argv), cwd=REPO_ROOT, env=child_env(env), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                list(argv),
+                cwd=REPO_ROOT,
+                env=child_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             yield Service(name, proc, log_path)
@@ -270,8 +282,14 @@ def gunicorn(
     settings = settings or GunicornSettings()
     port = port or free_port(host)
     argv = [
-        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", *settings.args(),
-        *extra_args, app,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        *settings.args(),
+        *extra_args,
+        app,
     ]
     with started("gunicorn", argv, env=env, grace=settings.graceful_timeout + 5) as svc:
         svc.url = f"http://{host}:{port}"
@@ -299,10 +317,18 @@ def dramatiq_worker(
     ``wait_ready=False`` yields at once, for callers that watch the queue from the start.
     """
     argv = [
-        sys.executable, "-m", "dramatiq", module, "--processes", str(processes),
-        "--threads", str(threads),
+        sys.executable,
+        "-m",
+        "dramatiq",
+        module,
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
         # Default is 10 minutes: a benchmark must not hang on shutdown.
-        "--worker-shutdown-timeout", "5000", *extra_args,
+        "--worker-shutdown-timeout",
+        "5000",
+        *extra_args,
     ]
     if queues:
         argv += ["--queues", *queues]

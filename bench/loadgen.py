@@ -41,7 +41,17 @@ Engine = Literal["auto", "wrk", "python"]
 
 # Coarse histogram bucket upper edges, in microseconds (last bucket is open-ended).
 HIST_EDGES_US: tuple[int, ...] = (
-    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 1_000_000,
+    250,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
 )
 
 
@@ -74,9 +84,9 @@ class Request:
         lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}"]
         names = {k.lower() for k, _ in self.headers}
         lines += [f"{k}: {v}" for k, v in self.headers]
-        if self.body or self.method in {"POST", "PUT", "PATCH"}:
-            if "content-length" not in names:
-                lines.append(f"Content-Length: {len(self.body)}")
+        has_body = self.body or self.method in {"POST", "PUT", "PATCH"}
+        if has_body and "content-length" not in names:
+            lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
 
 
@@ -154,7 +164,7 @@ def summarize_ns(latencies_ns: Sequence[int]) -> tuple[dict[str, float], list[tu
         while i < len(HIST_EDGES_US) and v >= HIST_EDGES_US[i] * 1000:
             i += 1
         counts[i] += 1
-    return stats, list(zip(bucket_labels(), counts))
+    return stats, list(zip(bucket_labels(), counts, strict=True))
 
 
 def load_requests_file(path: str | Path) -> list[Request]:
@@ -208,14 +218,25 @@ def run_load(
         from bench.loadgen_wrk import run_wrk
 
         return run_wrk(
-            url, list(requests), connections=connections, duration=duration, warmup=warmup,
-            threads=workers, timeout=timeout,
+            url,
+            list(requests),
+            connections=connections,
+            duration=duration,
+            warmup=warmup,
+            threads=workers,
+            timeout=timeout,
         )
     from bench.loadgen_py import run_python
 
     return run_python(
-        url, list(requests), connections=connections, duration=duration, count=count,
-        warmup=warmup, processes=workers, timeout=timeout,
+        url,
+        list(requests),
+        connections=connections,
+        duration=duration,
+        count=count,
+        warmup=warmup,
+        processes=workers,
+        timeout=timeout,
     )
 
 
@@ -239,8 +260,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.requests_from:
         reqs = load_requests_callable(args.requests_from)
     result = run_load(
-        args.url, reqs, connections=args.connections, duration=args.duration, count=args.count,
-        warmup=args.warmup, engine=args.engine, workers=args.workers, timeout=args.timeout,
+        args.url,
+        reqs,
+        connections=args.connections,
+        duration=args.duration,
+        count=args.count,
+        warmup=args.warmup,
+        engine=args.engine,
+        workers=args.workers,
+        timeout=args.timeout,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -77,8 +77,16 @@ def _connect(host: str, port: int) -> socket.socket:
 
 
 def _worker(
-    host: str, port: int, payloads: list[bytes], first: int, nconn: int, stride: int,
-    duration_ns: int | None, quota: int | None, warmup_ns: int, timeout_ns: int,
+    host: str,
+    port: int,
+    payloads: list[bytes],
+    first: int,
+    nconn: int,
+    stride: int,
+    duration_ns: int | None,
+    quota: int | None,
+    warmup_ns: int,
+    timeout_ns: int,
 ) -> dict[str, Any]:
     """One client process: connect, say ready, wait for "go" on stdin, run, return totals."""
     errors: Counter[str] = Counter()
@@ -174,9 +182,11 @@ def _worker(
     for c in conns:
         c.sock.close()
     return {
-        "lat": base64.b64encode(lat.tobytes()).decode(), "errors": dict(errors),
+        "lat": base64.b64encode(lat.tobytes()).decode(),
+        "errors": dict(errors),
         "status": {str(k): v for k, v in statuses.items()},
-        "cpu_frac": cpu / wall if wall else 0.0, "window_ns": window,
+        "cpu_frac": cpu / wall if wall else 0.0,
+        "window_ns": window,
     }
 
 
@@ -186,8 +196,15 @@ def _say(doc: dict[str, Any]) -> None:
 
 
 def run_python(
-    url: str, requests: list[Request], *, connections: int, duration: float,
-    count: int | None, warmup: float, processes: int | None, timeout: float,
+    url: str,
+    requests: list[Request],
+    *,
+    connections: int,
+    duration: float,
+    count: int | None,
+    warmup: float,
+    processes: int | None,
+    timeout: float,
 ) -> LoadResult:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -200,19 +217,29 @@ def run_python(
     try:
         for i in range(nproc):
             nconn = connections // nproc + (1 if i < connections % nproc else 0)
-            quota = None if count is None else count * nconn // connections + (
-                count * nconn % connections if i == 0 else 0
+            quota = (
+                None
+                if count is None
+                else count * nconn // connections + (count * nconn % connections if i == 0 else 0)
             )
             cfg = {
-                "host": host, "port": port,
+                "host": host,
+                "port": port,
                 "payloads": [base64.b64encode(p).decode() for p in payloads],
-                "first": first, "nconn": nconn, "stride": connections,
+                "first": first,
+                "nconn": nconn,
+                "stride": connections,
                 "duration_ns": None if count is not None else int(duration * 1e9),
-                "quota": quota, "warmup_ns": int(warmup * 1e9), "timeout_ns": int(timeout * 1e9),
+                "quota": quota,
+                "warmup_ns": int(warmup * 1e9),
+                "timeout_ns": int(timeout * 1e9),
             }
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.loadgen_py"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True, env=_env(),
+                [sys.executable, "-m", "bench.loadgen_py"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=_env(),
             )
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(cfg) + "\n")
@@ -250,9 +277,16 @@ def run_python(
     stats, hist = summarize_ns(lat)
     errors.update({f"http_{k}": v for k, v in statuses.items() if k >= 400})
     return LoadResult(
-        engine="python", url=url, connections=connections, workers=nproc,
-        duration_s=window_s, requests=len(lat), rps=len(lat) / window_s if window_s else 0.0,
-        latency_ms=stats, histogram=hist, errors=dict(errors),
+        engine="python",
+        url=url,
+        connections=connections,
+        workers=nproc,
+        duration_s=window_s,
+        requests=len(lat),
+        rps=len(lat) / window_s if window_s else 0.0,
+        latency_ms=stats,
+        histogram=hist,
+        errors=dict(errors),
         client_cpu_pct=100 * sum(d["cpu_frac"] for d in docs),
     )
 

@@ -114,14 +114,28 @@ def _wrk_cmd(url: str, threads: int, connections: int, seconds: int, timeout: fl
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk) - use --engine python")
     return [
-        wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-        "--timeout", f"{max(1, math.ceil(timeout))}s", url,
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        f"{max(1, math.ceil(timeout))}s",
+        url,
     ]
 
 
 def run_wrk(
-    url: str, requests: list[Request], *, connections: int, duration: float, warmup: float,
-    threads: int | None, timeout: float,
+    url: str,
+    requests: list[Request],
+    *,
+    connections: int,
+    duration: float,
+    warmup: float,
+    threads: int | None,
+    timeout: float,
 ) -> LoadResult:
     nthreads = max(1, min(threads or os.cpu_count() or 1, connections))
     seconds = max(1, math.ceil(duration))  # wrk's -d takes whole seconds
@@ -151,13 +165,24 @@ def run_wrk(
         return us / 1000
 
     latency = {
-        "min": ms(doc["min"]), "mean": ms(doc["mean"]), "p50": ms(doc["p50"]),
-        "p90": ms(doc["p90"]), "p99": ms(doc["p99"]), "p99.9": ms(doc["p999"]),
+        "min": ms(doc["min"]),
+        "mean": ms(doc["mean"]),
+        "p50": ms(doc["p50"]),
+        "p90": ms(doc["p90"]),
+        "p99": ms(doc["p99"]),
+        "p99.9": ms(doc["p999"]),
         "max": ms(doc["max"]),
     }
     return LoadResult(
-        engine="wrk", url=url, connections=connections, workers=nthreads, duration_s=dur_s,
-        requests=doc["requests"], rps=doc["requests"] / dur_s if dur_s else 0.0,
-        latency_ms=latency, histogram=list(zip(bucket_labels(), doc["hist"])),
-        errors=doc["errors"], client_cpu_pct=100 * cpu / dur_s if dur_s else 0.0,
+        engine="wrk",
+        url=url,
+        connections=connections,
+        workers=nthreads,
+        duration_s=dur_s,
+        requests=doc["requests"],
+        rps=doc["requests"] / dur_s if dur_s else 0.0,
+        latency_ms=latency,
+        histogram=list(zip(bucket_labels(), doc["hist"], strict=True)),
+        errors=doc["errors"],
+        client_cpu_pct=100 * cpu / dur_s if dur_s else 0.0,
     )

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import uuid
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def instance_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _start(container: Container, jobs: list[Job], instance: str) -> BackgroundScheduler:
@@ -38,9 +39,14 @@ def _start(container: Container, jobs: list[Job], instance: str) -> BackgroundSc
     return scheduler
 
 
-def run(container: Container, stop: threading.Event, jobs: list[Job] | None = None) -> None:
+def run(
+    container: Container,
+    stop: threading.Event,
+    jobs: list[Job] | None = None,
+    instance: str | None = None,
+) -> None:
     jobs = default_jobs(container) if jobs is None else jobs
-    instance = instance_name()
+    instance = instance or instance_name()
     leadership = Leadership(container.engine)
     poll = max(1, min(5, container.settings.scheduler_tick_seconds))
     while not stop.is_set():

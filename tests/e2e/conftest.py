@@ -1,0 +1,113 @@
+"""Processes started as a user starts them: `salon api`, `salon worker`, `salon scheduler`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from salon.embedded import EmbeddedServices
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Process:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name, self.args, self.env = name, args, env
+        self.log_path = logs / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        log = self.log_path.open("ab")
+        # Own process group: a kill reaches gunicorn's or dramatiq's children too.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "salon", *self.args], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def wait_http(url: str, timeout: float = 30.0, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == status:
+                    return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not answering {status} after {timeout}s: {last}")
+
+
+class System:
+    """API + worker + scheduler against the run's database and a Redis of their own."""
+
+    def __init__(self, base: str, env: dict[str, str], redis: EmbeddedServices, logs: Path) -> None:
+        self.base, self.env, self.redis = base, env, redis
+        port = base.rsplit(":", 1)[1]
+        self.api = Process("api", ["api", "--port", port, "--workers", "2", "--threads", "4"],
+                           env, logs)
+        self.worker = Process("worker", ["worker", "--processes", "1", "--threads", "4"], env, logs)
+        self.scheduler = Process("scheduler", ["scheduler"], env, logs)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log()}" for p in (self.api, self.worker, self.scheduler))
+
+
+@pytest.fixture(scope="module")
+def system(database_url, run_id, tmp_path_factory) -> Iterator[System]:  # type: ignore[no-untyped-def]
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    redis = EmbeddedServices(tmp_path_factory.mktemp("e2e-redis"))
+    redis.start_redis()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis.redis_url,
+        "REDIS_NAMESPACE": f"e2e-{run_id}",
+        "API_WAIT_SECONDS": "5",
+        "REDELIVER_AFTER_SECONDS": "3",
+        "SCHEDULER_TICK_SECONDS": "1",
+        "BROKER_HEARTBEAT_MS": "3000",
+        "RATE_LIMIT_PER_MINUTE": "0",
+    }
+    sys_ = System(f"http://127.0.0.1:{port}", env, redis, logs)
+    for p in (sys_.api, sys_.worker, sys_.scheduler):
+        p.start()
+    try:
+        wait_http(f"{sys_.base}/readyz", timeout=60)
+        yield sys_
+    except BaseException:
+        print(sys_.logs())
+        raise
+    finally:
+        for p in (sys_.api, sys_.worker, sys_.scheduler):
+            p.kill(signal.SIGTERM)
+        redis.stop_redis()

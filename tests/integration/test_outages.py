@@ -1,0 +1,114 @@
+"""Faults: Redis or PostgreSQL unreachable answers a fast 503 (or a recorded 202), never a
+hang, and nothing accepted is lost."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from falcon import testing
+from sqlalchemy import select
+
+from api.app import create_app
+from models.tables import Location, WriteRequest
+from salon import writes
+from salon.bootstrap import bootstrap
+from tests.conftest import token_for
+
+LOCATION = {"name": "Outage", "timezone": "Asia/Dubai"}
+CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
+# A non-routable address: connecting hangs until the connect timeout (the worst case).
+BLACKHOLE_DB = "postgresql+psycopg://postgres@10.255.255.1:5432/salon"
+
+
+@pytest.fixture
+def redis_down_app(settings):  # type: ignore[no-untyped-def]
+    c = bootstrap(settings.with_(redis_url=CLOSED_PORT_REDIS))
+    yield testing.TestClient(create_app(c)), c
+    c.close()
+
+
+@pytest.fixture
+def db_down_app(settings):  # type: ignore[no-untyped-def]
+    c = bootstrap(settings.with_(database_url=BLACKHOLE_DB))
+    yield testing.TestClient(create_app(c)), c
+    c.close()
+
+
+def test_redis_down_a_write_is_recorded_answered_202_and_completed_later(
+    redis_down_app, settings, tenant, container, worker
+):
+    client, _ = redis_down_app
+    token = token_for(settings, "admin", tenant)
+    started = time.monotonic()
+    resp = client.simulate_post(
+        "/admin/v1/locations",
+        json=LOCATION,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert time.monotonic() - started < 2.0
+    assert resp.status_code == 202
+    write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
+    with container.sessions() as s:
+        row = s.get(WriteRequest, write_id)
+        assert row is not None and row.status == "pending" and row.enqueued_at is None
+    # Redis is back (the real container): the scheduler's job re-enqueues, the worker runs it.
+    time.sleep(2.1)
+    assert writes.reenqueue_due(container) >= 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with container.sessions() as s:
+            row = s.get(WriteRequest, write_id)
+            if row is not None and row.status != "pending":
+                break
+        time.sleep(0.1)
+    assert row is not None and row.status == "succeeded" and row.http_status == 201
+    with container.sessions() as s:
+        assert s.scalar(select(Location.name).where(Location.biz_entity_id == tenant)) == "Outage"
+
+
+def test_redis_down_reads_still_work_and_readyz_names_redis(redis_down_app):
+    client, _ = redis_down_app
+    assert client.simulate_get("/v1/locations").status_code == 200
+    started = time.monotonic()
+    ready = client.simulate_get("/readyz")
+    assert time.monotonic() - started < 2.0
+    assert ready.status_code == 503
+    assert ready.headers["Content-Type"] == "application/problem+json"
+    assert ready.json["checks"]["postgres"] == "ok"
+    assert ready.json["checks"]["redis"].startswith("unavailable")
+    assert ready.json["checks"]["broker"].startswith("unavailable")
+
+
+def test_database_down_answers_503_within_two_seconds(db_down_app, settings, tenant):
+    client, _ = db_down_app
+    token = token_for(settings, "admin", tenant)
+    for method, path, kwargs in [
+        ("GET", "/v1/locations", {}),
+        ("GET", "/admin/v1/locations", {"headers": {"Authorization": f"Bearer {token}"}}),
+        (
+            "POST",
+            "/admin/v1/locations",
+            {
+                "json": LOCATION,
+                "headers": {
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                },
+            },
+        ),
+    ]:
+        started = time.monotonic()
+        resp = client.simulate_request(method, path, **kwargs)
+        elapsed = time.monotonic() - started
+        assert resp.status_code == 503, (path, resp.text)
+        assert resp.json["type"].endswith("/service-unavailable")
+        assert resp.headers["Retry-After"]
+        assert elapsed < 2.0, (path, elapsed)
+
+
+def test_readyz_is_200_when_everything_answers(api):
+    resp = api.get("/readyz")
+    assert resp.status_code == 200
+    assert resp.json == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok", "broker": "ok"}}
