@@ -22,7 +22,7 @@ test: $(STAMP) lint typecheck
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check api workers scheduler_jobs models salon
+	$(BIN)/ruff format --check api workers scheduler_jobs models salon tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from importlib import metadata
+from typing import Any
 
 import falcon
 
@@ -44,13 +45,14 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(container: Container) -> falcon.App:
+def create_app(container: Container) -> falcon.App[falcon.Request, falcon.Response]:
+    middleware: list[Any] = [
+        RequestIdMiddleware(),
+        AuthMiddleware(container),
+        RateLimitMiddleware(container),
+    ]
     app = falcon.App(
-        middleware=[
-            RequestIdMiddleware(),
-            AuthMiddleware(container),
-            RateLimitMiddleware(container),
-        ],
+        middleware=middleware,
         cors_enable=True,
     )
     app.req_options.strip_url_path_trailing_slash = True
@@ -74,7 +76,7 @@ def create_app(container: Container) -> falcon.App:
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     from salon.logs import configure
     from salon.settings import Settings
 

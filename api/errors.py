@@ -38,7 +38,7 @@ SLUGS = {
 
 
 def _status_code(status: Any) -> int:
-    return falcon.http_status_to_code(status)
+    return int(falcon.http_status_to_code(status))
 
 
 def write_problem(resp: falcon.Response, body: dict[str, Any]) -> None:
@@ -112,17 +112,18 @@ class ProblemError(falcon.HTTPError):
         self.extra = extra
 
 
-def register(app: falcon.App) -> None:
+OUTAGES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+
+
+def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(DomainError, handle_domain_error)
-    app.add_error_handler(
-        (
-            sqlalchemy.exc.OperationalError,
-            sqlalchemy.exc.InterfaceError,
-            sqlalchemy.exc.TimeoutError,
-            redis.ConnectionError,
-            redis.TimeoutError,
-        ),
-        handle_outage,
-    )
+    for outage in OUTAGES:
+        app.add_error_handler(outage, handle_outage)
     app.set_error_serializer(serialize_http_error)

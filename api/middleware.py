@@ -87,7 +87,10 @@ class RateLimitMiddleware:
         window = int(time.time() // 60)
         key = f"{self.prefix}:{who}:{window}"
         try:
-            count, _ = self.redis.pipeline().incr(key).expire(key, 61).execute()
+            pipe = self.redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 61)
+            count, _ = pipe.execute()
         except redis.RedisError:
             return  # an outage must not turn reads into errors; writes fail on their own
         if int(count) > self.limit:

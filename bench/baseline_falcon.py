@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import GunicornSettings, LoadRun, gunicorn, load
+from bench.harness import GunicornSettings, gunicorn
 from bench.loadgen import Engine
+from bench.measure import Target, load_interleaved
 from bench.report import Figure, emit, median_figure
 
 APP = "bench.bare_app:app"
@@ -33,20 +34,16 @@ def measure(
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Figures (median of ``repeat`` runs, min..max kept) and per-run details."""
     settings = settings or GunicornSettings()
-    runs: list[LoadRun] = []
     with gunicorn(APP, settings=settings, ready_path="/healthz") as srv:
-        for i in range(repeat):
-            # Only the first run warms up: imports, first-request paths, connection setup.
-            runs.append(
-                load(
-                    srv,
-                    path=path,
-                    connections=connections,
-                    duration=duration,
-                    warmup=warmup if i == 0 else 0.0,
-                    engine=engine,
-                )
-            )
+        got = load_interleaved(
+            {"bare": Target(srv, path)},
+            repeat=repeat,
+            warmup=warmup,
+            connections=connections,
+            duration=duration,
+            engine=engine,
+        )
+    runs = got.runs["bare"]
     res = [r.result for r in runs]
     figures = [
         median_figure("falcon bare req/s", [r.rps for r in res], "req/s"),
@@ -66,6 +63,7 @@ def measure(
         "client_cpu_pct": statistics.median(r.result.client_cpu_pct for r in runs),
         "server_cpu_pct": statistics.median(r.server_cpu_pct for r in runs),
         "other_cpu_pct": statistics.median(r.other_cpu_pct for r in runs),
+        "discarded_runs": got.discarded,
         "runs": [
             {
                 "rps": r.result.rps,
@@ -112,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"# engine={details['engine']} cpu% (of one core): "
             f"client={details['client_cpu_pct']:.0f} server={details['server_cpu_pct']:.0f} "
-            f"other={details['other_cpu_pct']:.0f} errors={details['errors']}"
+            f"other={details['other_cpu_pct']:.0f} errors={details['errors']} "
+            f"disturbed runs redone={details['discarded_runs']}"
         )
     return 0
 

@@ -3,7 +3,7 @@
 Context managers, so a failing benchmark never leaves a gunicorn or a dramatiq worker behind:
 
     with gunicorn("bench.bare_app:app") as srv:
-        result = run_load(srv.url, connections=16, duration=10)
+        runs = load_runs(srv, connections=16, duration=10)   # bench.measure
 
 Every process runs in its own session (process group) with the repository root on
 PYTHONPATH, output to a log file (a pipe nobody reads would fill and stall the server).
@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.loadgen import Engine, LoadResult, Request, run_load
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_TICKS = os.sysconf("SC_CLK_TCK")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ class Service:
             except (OSError, IndexError):
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        return total / _TICKS
+        return total / TICKS
 
     def mark_cpu(self) -> None:
         self._cpu_mark = self.cpu_seconds()
@@ -128,56 +126,6 @@ def _descendants(root: int) -> set[int]:
         tree |= new
         grew = bool(new)
     return tree
-
-
-def machine_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = vals[3] + vals[4]  # idle + iowait
-    total = sum(vals[:8])  # guest time is already inside user/nice
-    return (total - idle) / _TICKS, total / _TICKS
-
-
-@dataclass
-class LoadRun:
-    """A load result plus who used the CPU meanwhile, in % of one core.
-
-    ``other_cpu_pct`` is everything neither the server nor the client used (other people's
-    test runs, databases...): when it is large, the run was disturbed and should be redone.
-    """
-
-    result: LoadResult
-    server_cpu_pct: float
-    machine_busy_pct: float
-    other_cpu_pct: float
-
-
-def load(
-    svc: Service,
-    requests: Sequence[Request] | None = None,
-    *,
-    path: str = "/",
-    connections: int = 16,
-    duration: float = 10.0,
-    warmup: float = 0.0,
-    engine: Engine = "auto",
-) -> LoadRun:
-    """Run :func:`bench.loadgen.run_load` against a started server and account for CPU."""
-    if warmup > 0:  # separately, so the CPU accounting below covers the measured window only
-        run_load(svc.url + path, requests, connections=connections, duration=warmup, engine=engine)
-    svc.mark_cpu()
-    busy0, _ = machine_cpu_seconds()
-    t0 = time.monotonic()
-    result = run_load(
-        svc.url + path, requests, connections=connections, duration=duration, engine=engine
-    )
-    wall = time.monotonic() - t0
-    busy = machine_cpu_seconds()[0] - busy0
-    server = 100 * svc.cpu_since_mark() / wall
-    machine = 100 * busy / wall
-    # The client's own CPU is measured over its window; close enough to ``wall`` here.
-    other = max(0.0, machine - server - result.client_cpu_pct)
-    return LoadRun(result, server, machine, other)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -278,4 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run main() of the *imported* module: requests built by a --requests-from callable are
+    # bench.loadgen.Request instances, which __main__.Request would not recognise.
+    from bench import loadgen
+
+    sys.exit(loadgen.main())

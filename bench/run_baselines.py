@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"# falcon: engine={f['engine']}, {f['connections']} connections, cpu% of one "
             f"core client={f['client_cpu_pct']:.0f} server={f['server_cpu_pct']:.0f} "
-            f"other={f['other_cpu_pct']:.0f}, errors={f['errors']}"
+            f"other={f['other_cpu_pct']:.0f}, errors={f['errors']}, "
+            f"disturbed runs redone={f['discarded_runs']}"
         )
     if "pgbench" in details:
         s = details["pgbench"]["server"]

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker
+from redis import Redis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,9 +27,9 @@ class Container:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    redis: redis.Redis
+    redis: Redis
     # For BLPOP while the API waits for a write: its socket timeout must exceed the wait.
-    redis_blocking: redis.Redis
+    redis_blocking: Redis
     broker: RedisBroker
     actors: Actors = field(init=False)
 
@@ -61,8 +61,8 @@ def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None)
     )
 
 
-def build_redis(settings: Settings, *, socket_timeout: float | None = None) -> redis.Redis:
-    return redis.Redis.from_url(
+def build_redis(settings: Settings, *, socket_timeout: float | None = None) -> Redis:
+    return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds if socket_timeout is None else socket_timeout,
@@ -77,7 +77,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     # The broker gets its own client: Dramatiq blocks on it, and its timeouts must not be the
     # API's sub-second ones.
     client = build_redis(settings, socket_timeout=10.0)
-    broker = RedisBroker(
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=f"{settings.redis_namespace}-dramatiq",
         # A SIGKILLed worker's unacked messages come back after this heartbeat timeout, on the

@@ -21,7 +21,8 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Customers' phone numbers and emails are PII: never written to logs in clear.
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
-_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+# 8-15 digits with separators, not inside an id, a date or a time (hence the look-arounds).
+_PHONE = re.compile(r"(?<![\w:.-])\+?\d(?:[\s().-]?\d){7,14}(?![\w:-])")
 
 
 def mask_pii(text: str) -> str:

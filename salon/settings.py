@@ -25,7 +25,6 @@ class Settings:
     redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
     # Prefix of every Redis key and of Dramatiq's queues, so test runs never collide.
     redis_namespace: str = field(default="salon", metadata={"env": "REDIS_NAMESPACE"})
-    db_schema: str = field(default="scheduler", metadata={"env": "DB_SCHEMA"})
     jwt_secret: str = field(default=DEV_JWT_SECRET, metadata={"env": "JWT_SECRET"})
     jwt_public_key: str = field(default="", metadata={"env": "JWT_PUBLIC_KEY"})
     jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
@@ -61,7 +60,7 @@ class Settings:
             raw = env.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
-            kind = type(f.default)
+            kind: Any = type(f.default)
             values[f.name] = _bool(raw) if kind is bool else kind(raw)
         values.update(overrides)
         return cls(**values)

@@ -269,7 +269,10 @@ def _integrity_problem(exc: IntegrityError) -> tuple[int, dict[str, Any]]:
 def notify_done(container: Container, write_id: uuid.UUID) -> None:
     key = done_key(container.settings.redis_namespace, write_id)
     try:
-        container.redis.pipeline().lpush(key, "1").expire(key, 120).execute()
+        pipe = container.redis.pipeline()
+        pipe.lpush(key, "1")
+        pipe.expire(key, 120)
+        pipe.execute()
     except redis.RedisError:
         log.warning("could not signal completion of write %s; the API falls back to 202", write_id)
 

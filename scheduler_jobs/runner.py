@@ -13,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from salon.bootstrap import Container
 from scheduler_jobs.jobs import Job, default_jobs, fire
-from scheduler_jobs.leader import Leadership
+from scheduler_jobs.leader import SCHEDULER_LOCK, Leadership
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,11 @@ def run(
     stop: threading.Event,
     jobs: list[Job] | None = None,
     instance: str | None = None,
+    lock_key: int = SCHEDULER_LOCK,
 ) -> None:
     jobs = default_jobs(container) if jobs is None else jobs
     instance = instance or instance_name()
-    leadership = Leadership(container.engine)
+    leadership = Leadership(container.engine, lock_key)
     poll = max(1, min(5, container.settings.scheduler_tick_seconds))
     while not stop.is_set():
         try:

@@ -122,8 +122,9 @@ def tenant(container) -> uuid.UUID:  # type: ignore[no-untyped-def]
     return biz
 
 
-def token_for(settings: Settings, role: str, biz: uuid.UUID | None, sub: uuid.UUID | None = None) -> str:
+def token_for(
+    settings: Settings, role: str, biz: uuid.UUID | None, sub: uuid.UUID | None = None
+) -> str:
     from salon.auth import issue_token
 
     return issue_token(settings, role=role, biz=biz, sub=sub or uuid.uuid4())
-

@@ -53,22 +53,20 @@ def declare_actors(container: Container) -> Actors:
 
     return Actors(
         execute_write=dramatiq.actor(
-            execute_write,
             broker=broker,
             actor_name="execute_write",
             queue_name=WRITES_QUEUE,
             max_retries=8,
             min_backoff=200,
             max_backoff=10_000,
-        ),
+        )(execute_write),
         purge_idempotency_keys=dramatiq.actor(
-            purge_idempotency_keys,
             broker=broker,
             actor_name="purge_idempotency_keys",
             queue_name=MAINTENANCE_QUEUE,
             max_retries=3,
-        ),
+        )(purge_idempotency_keys),
         ping=dramatiq.actor(
-            ping, broker=broker, actor_name="ping", queue_name=MAINTENANCE_QUEUE, max_retries=0
-        ),
+            broker=broker, actor_name="ping", queue_name=MAINTENANCE_QUEUE, max_retries=0
+        )(ping),
     )

@@ -34,8 +34,11 @@ class Process:
         log = self.log_path.open("ab")
         # Own process group: a kill reaches gunicorn's or dramatiq's children too.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "salon", *self.args], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "salon", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -72,13 +75,16 @@ class System:
     def __init__(self, base: str, env: dict[str, str], redis: EmbeddedServices, logs: Path) -> None:
         self.base, self.env, self.redis = base, env, redis
         port = base.rsplit(":", 1)[1]
-        self.api = Process("api", ["api", "--port", port, "--workers", "2", "--threads", "4"],
-                           env, logs)
+        self.api = Process(
+            "api", ["api", "--port", port, "--workers", "2", "--threads", "4"], env, logs
+        )
         self.worker = Process("worker", ["worker", "--processes", "1", "--threads", "4"], env, logs)
         self.scheduler = Process("scheduler", ["scheduler"], env, logs)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log()}" for p in (self.api, self.worker, self.scheduler))
+        return "\n".join(
+            f"--- {p.name}\n{p.log()}" for p in (self.api, self.worker, self.scheduler)
+        )
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,9 @@ def admin(settings, tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {"Authorization": f"Bearer {token_for(settings, 'admin', tenant)}"}
 
 
-def create(client: httpx.Client, headers: dict[str, str], name: str, **extra: str) -> httpx.Response:
+def create(
+    client: httpx.Client, headers: dict[str, str], name: str, **extra: str
+) -> httpx.Response:
     return client.post(
         "/admin/v1/locations",
         json={"name": name, "timezone": "America/New_York"},
@@ -71,9 +73,7 @@ def test_with_the_worker_killed_writes_answer_202_and_complete_when_it_is_back(
     assert names(client, admin).count("Harlem") == 1
 
 
-def test_with_redis_stopped_writes_are_kept_and_complete_after_it_returns(
-    client, admin, system
-):
+def test_with_redis_stopped_writes_are_kept_and_complete_after_it_returns(client, admin, system):
     system.redis.stop_redis()
     try:
         started = time.monotonic()

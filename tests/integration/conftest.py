@@ -25,14 +25,16 @@ class Api:
             h["Idempotency-Key"] = key
         return h
 
-    def post(self, path: str, token: str | None, body: Any, key: str | None = None,
-             **headers: str) -> testing.Result:
+    def post(
+        self, path: str, token: str | None, body: Any, key: str | None = None, **headers: str
+    ) -> testing.Result:
         return self.client.simulate_post(
             path, json=body, headers=self.headers(token, key or str(uuid.uuid4()), **headers)
         )
 
-    def patch(self, path: str, token: str | None, body: Any, key: str | None = None,
-              **headers: str) -> testing.Result:
+    def patch(
+        self, path: str, token: str | None, body: Any, key: str | None = None, **headers: str
+    ) -> testing.Result:
         return self.client.simulate_patch(
             path, json=body, headers=self.headers(token, key or str(uuid.uuid4()), **headers)
         )

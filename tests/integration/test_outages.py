@@ -111,4 +111,7 @@ def test_database_down_answers_503_within_two_seconds(db_down_app, settings, ten
 def test_readyz_is_200_when_everything_answers(api):
     resp = api.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok", "broker": "ok"}}
+    assert resp.json == {
+        "status": "ready",
+        "checks": {"postgres": "ok", "redis": "ok", "broker": "ok"},
+    }

@@ -30,11 +30,8 @@ def test_only_one_of_two_schedulers_fires_and_the_other_takes_over(settings, con
     for name in ("first", "second"):
         c = bootstrap(settings.with_(scheduler_tick_seconds=1))
         stop = threading.Event()
-        original = runner.Leadership
-        runner.Leadership = lambda engine, _k=key: original(engine, _k)  # type: ignore[misc]
-        thread = threading.Thread(target=runner.run, args=(c, stop, jobs, name), daemon=True)
+        thread = threading.Thread(target=runner.run, args=(c, stop, jobs, name, key), daemon=True)
         thread.start()
-        runner.Leadership = original  # type: ignore[misc]
         instances.append((name, c, stop, thread))
         time.sleep(0.3)  # "first" starts first and takes the lock
     try:

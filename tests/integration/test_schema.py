@@ -23,8 +23,9 @@ def test_migrate_is_idempotent_and_safe_from_several_processes_at_once(servers):
     env = {**os.environ, "DATABASE_URL": url}
     try:
         procs = [
-            subprocess.Popen([sys.executable, "-m", "salon", "migrate"], env=env,
-                             stderr=subprocess.PIPE)
+            subprocess.Popen(
+                [sys.executable, "-m", "salon", "migrate"], env=env, stderr=subprocess.PIPE
+            )
             for _ in range(4)
         ]
         results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]  # type: ignore[union-attr]
@@ -32,19 +33,25 @@ def test_migrate_is_idempotent_and_safe_from_several_processes_at_once(servers):
         upgrade(url)  # and once more, after the fact
         engine = create_engine(url)
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM scheduler.alembic_version")).all() == [
-                ("0001",)
-            ]
+            assert conn.execute(
+                text("SELECT version_num FROM scheduler.alembic_version")
+            ).all() == [("0001",)]
             tables = set(
-                conn.scalars(
-                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'scheduler'")
-                )
+                conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'scheduler'"))
             )
         engine.dispose()
         assert {
-            "locations", "stylists", "stylist_locations", "services", "service_stylists",
-            "availability_rules", "slot_instances", "bookings", "idempotency_keys",
-            "outbox_events", "scheduler_job_runs",
+            "locations",
+            "stylists",
+            "stylist_locations",
+            "services",
+            "service_stylists",
+            "availability_rules",
+            "slot_instances",
+            "bookings",
+            "idempotency_keys",
+            "outbox_events",
+            "scheduler_job_runs",
         } <= tables
     finally:
         drop_database(servers.admin_database_url, name)
@@ -63,7 +70,9 @@ def stylist(container, tenant):  # type: ignore[no-untyped-def]
                 {"id": ids[loc], "biz": tenant},
             )
         conn.execute(
-            text("INSERT INTO scheduler.stylists (id, biz_entity_id, name) VALUES (:id, :biz, 'S')"),
+            text(
+                "INSERT INTO scheduler.stylists (id, biz_entity_id, name) VALUES (:id, :biz, 'S')"
+            ),
             {"id": ids["stylist"], "biz": tenant},
         )
         conn.execute(
@@ -85,8 +94,13 @@ def _book(conn, ids, loc: str, start: dt.datetime, minutes: int, status: str = "
             " VALUES (:id, :biz, :loc, :stylist, :service, 'C', '+100', :status, :s, :e)"
         ),
         {
-            "id": uuid.uuid4(), "biz": ids["biz"], "loc": ids[loc], "stylist": ids["stylist"],
-            "service": ids["service"], "status": status, "s": start,
+            "id": uuid.uuid4(),
+            "biz": ids["biz"],
+            "loc": ids[loc],
+            "stylist": ids["stylist"],
+            "service": ids["service"],
+            "status": status,
+            "s": start,
             "e": start + dt.timedelta(minutes=minutes),
         },
     )
@@ -95,9 +109,7 @@ def _book(conn, ids, loc: str, start: dt.datetime, minutes: int, status: str = "
 T10 = dt.datetime(2027, 3, 1, 10, 0, tzinfo=dt.UTC)
 
 
-def test_overlapping_live_bookings_of_a_stylist_are_impossible_at_any_location(
-    container, stylist
-):
+def test_overlapping_live_bookings_of_a_stylist_are_impossible_at_any_location(container, stylist):
     with container.engine.begin() as conn:
         _book(conn, stylist, "loc", T10, 60)
     # Same stylist, other location, overlapping by 15 minutes: the database says no.

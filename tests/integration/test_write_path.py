@@ -47,8 +47,9 @@ def test_replaying_a_key_returns_the_stored_response_and_writes_once(
         assert s.scalar(select(func.count()).where(Location.biz_entity_id == tenant)) == 1
 
 
-def test_same_key_with_another_body_is_422_and_changes_nothing(api, admin_token, container,
-                                                              tenant, worker):
+def test_same_key_with_another_body_is_422_and_changes_nothing(
+    api, admin_token, container, tenant, worker
+):
     key = str(uuid.uuid4())
     assert api.post("/admin/v1/locations", admin_token, LOCATION, key=key).status_code == 201
     other = api.post("/admin/v1/locations", admin_token, LOCATION | {"name": "Other"}, key=key)
@@ -181,9 +182,7 @@ def test_catalogue_create_update_and_public_reads(api, admin_token, worker):
 
 
 def test_a_stylist_at_another_brands_location_is_refused(api, admin_token, settings, worker):
-    foreign = api.post(
-        "/admin/v1/locations", token_for(settings, "admin", uuid.uuid4()), LOCATION
-    )
+    foreign = api.post("/admin/v1/locations", token_for(settings, "admin", uuid.uuid4()), LOCATION)
     # The other brand's token names a biz_entity that does not exist: FK refusal, not a 500.
     assert foreign.status_code == 422
     resp = api.post(

@@ -1,0 +1,183 @@
+"""The app without any server: built from settings pointing nowhere (nothing connects at
+construction), checked against its OpenAPI document and its error contract."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from falcon import inspect, testing
+
+from api.app import create_app
+from salon.auth import issue_token
+from salon.bootstrap import bootstrap
+from salon.settings import Settings
+
+NOWHERE = Settings(
+    database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+    redis_url="redis://127.0.0.1:1/0",
+    rate_limit_per_minute=0,
+    max_body_bytes=1024,
+)
+
+
+@pytest.fixture(scope="module")
+def app():
+    container = bootstrap(NOWHERE)
+    yield create_app(container)
+    container.close()
+
+
+@pytest.fixture
+def client(app):
+    return testing.TestClient(app)
+
+
+def test_every_route_is_in_the_openapi_document_and_nothing_else(app, client):
+    served = {
+        (route.path, method.method.lower())
+        for route in inspect.inspect_routes(app)
+        for method in route.methods
+        if method.internal is False
+    }
+    spec = client.simulate_get("/openapi.json").json
+    documented = {(path, m) for path, ops in spec["paths"].items() for m in ops}
+    assert spec["openapi"] == "3.1.0"
+    assert served == documented
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            assert op["responses"], (path, method)
+            if method in ("post", "patch"):
+                assert op["requestBody"]["content"]["application/json"]["schema"]
+                names = {p["name"] for p in op["parameters"]}
+                assert "Idempotency-Key" in names
+
+
+def test_the_yaml_document_is_the_same_spec(client):
+    import yaml
+
+    assert (
+        yaml.safe_load(client.simulate_get("/openapi.yaml").text)
+        == client.simulate_get("/openapi.json").json
+    )
+
+
+def test_docs_pages_use_only_local_assets(client):
+    for page in ("/docs", "/redoc"):
+        html = client.simulate_get(page).text
+        assert "http://" not in html and "https://" not in html
+    assert client.simulate_get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert client.simulate_get("/static/redoc/redoc.standalone.js").status_code == 200
+
+
+def _admin() -> dict[str, str]:
+    token = issue_token(NOWHERE, role="admin", biz=uuid.uuid4(), sub=uuid.uuid4())
+    return {"Authorization": f"Bearer {token}", "Idempotency-Key": "k"}
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "method, path, staff, kwargs, status, slug",
+    [
+        ("GET", "/nowhere", False, {}, 404, "not-found"),
+        ("DELETE", "/v1/locations", False, {}, 405, "method-not-allowed"),
+        ("GET", "/admin/v1/locations", False, {}, 401, "unauthorized"),
+        (
+            "GET",
+            "/admin/v1/locations",
+            False,
+            {"headers": {"Authorization": "Bearer nope"}},
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/admin/v1/locations",
+            True,
+            {"body": "x", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "POST",
+            "/admin/v1/locations",
+            True,
+            {"body": "{" + " " * 2000 + "}", "headers": JSON},
+            413,
+            "payload-too-large",
+        ),
+        (
+            "POST",
+            "/admin/v1/locations",
+            True,
+            {"body": "{nope", "headers": JSON},
+            400,
+            "bad-request",
+        ),
+        (
+            "POST",
+            "/admin/v1/locations",
+            True,
+            {"json": {"name": "A", "timezone": "Nowhere/City"}},
+            422,
+            "validation-error",
+        ),
+        (
+            "POST",
+            "/admin/v1/locations",
+            True,
+            {"json": {"name": "A", "timezone": "UTC", "extra": 1}},
+            422,
+            "validation-error",
+        ),
+        (
+            "POST",
+            "/admin/v1/stylists",
+            True,
+            {"json": {"name": "A", "location_ids": []}},
+            422,
+            "validation-error",
+        ),
+        (
+            "POST",
+            "/admin/v1/services",
+            True,
+            {"json": {"location_id": str(uuid.uuid4()), "name": "A", "duration_minutes": 0}},
+            422,
+            "validation-error",
+        ),
+        ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+    ],
+)
+def test_errors_are_problem_documents_with_stable_types(
+    client, method, path, staff, kwargs, status, slug
+):
+    headers = {**(_admin() if staff else {}), **kwargs.pop("headers", {})}
+    resp = client.simulate_request(method, path, headers=headers, **kwargs)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    assert resp.json["type"] == f"https://salon.example/problems/{slug}"
+    assert resp.json["status"] == status
+
+
+def test_a_user_token_is_forbidden_on_admin(client):
+    token = issue_token(NOWHERE, role="user", biz=None, sub=uuid.uuid4())
+    resp = client.simulate_get("/admin/v1/locations", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 403
+    assert resp.json["type"].endswith("/forbidden")
+
+
+def test_request_ids_are_echoed_or_made(client):
+    assert (
+        client.simulate_get("/healthz", headers={"X-Request-Id": "abc-1"}).headers["X-Request-Id"]
+        == "abc-1"
+    )
+    made = client.simulate_get("/healthz").headers["X-Request-Id"]
+    assert len(made) == 32
+    # A hostile id (log injection) is replaced, not echoed.
+    assert (
+        client.simulate_get("/healthz", headers={"X-Request-Id": "a\tb"}).headers["X-Request-Id"]
+        != "a\tb"
+    )
