@@ -13,7 +13,7 @@ from api import errors
 from api.errors import PROBLEM_JSON
 from api.middleware import AuthMiddleware, RateLimitMiddleware, RequestIdMiddleware
 from api.openapi import build_spec
-from api.resources import catalogue, docs, health, requests
+from api.resources import availability, catalogue, docs, health, requests, slots
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
 
@@ -35,6 +35,11 @@ def routes(container: Container) -> list[Route]:
         ("/admin/v1/stylists/{stylist_id}", catalogue.AdminStylist(c), None),
         ("/admin/v1/services", catalogue.AdminServices(c), None),
         ("/admin/v1/services/{service_id}", catalogue.AdminService(c), None),
+        ("/admin/v1/availabilities", availability.Availabilities(c), None),
+        ("/admin/v1/availabilities/{rule_id}", availability.Availability(c), None),
+        ("/admin/v1/slots/generate", slots.GenerateSlots(c), None),
+        ("/admin/v1/slots", slots.Slots(c), None),
+        ("/admin/v1/jobs/{job_id}", slots.Job(c), None),
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
+from datetime import date as dt_date
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -186,3 +187,133 @@ class Ready(Out):
 def patch_body(model: BaseModel) -> dict[str, Any]:
     """Only the fields the caller sent, JSON-ready: PATCH changes nothing else."""
     return model.model_dump(mode="json", exclude_unset=True)
+
+
+# --- availability rules ---------------------------------------------------------------------
+
+HHMM = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", examples=["09:00"])]
+Weekday = Annotated[int, Field(ge=1, le=7)]
+
+
+def check_granularity(value: int | None) -> int | None:
+    if value is not None and 60 % value != 0:
+        raise ValueError("must divide the hour (5, 6, 10, 12, 15, 20, 30 or 60)")
+    return value
+
+
+def check_days(value: list[int] | None) -> list[int] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("days must not repeat")
+    return sorted(value) if value is not None else None
+
+
+def check_kind(value: str | None) -> str | None:
+    if value is None:
+        return None
+    upper = value.upper()
+    if upper not in ("WEEKLY", "DATE_RANGE", "EXCEPTION"):
+        raise ValueError("one of WEEKLY, DATE_RANGE, EXCEPTION")
+    return upper
+
+
+class RuleIn(In):
+    location_id: uuid.UUID
+    stylist_id: uuid.UUID | None = None
+    service_id: uuid.UUID | None = None
+    rule_kind: str
+    days_of_week: list[Weekday] | None = Field(None, min_length=1, max_length=7)
+    start_time: HHMM
+    end_time: HHMM
+    slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] = 15
+    valid_from: dt_date | None = None
+    valid_to: dt_date | None = None
+    is_closed: bool = False
+
+    _kind = field_validator("rule_kind")(check_kind)
+    _days = field_validator("days_of_week")(check_days)
+    _g = field_validator("slot_granularity_minutes")(check_granularity)
+
+
+class RulePatch(In):
+    stylist_id: uuid.UUID | None = None
+    service_id: uuid.UUID | None = None
+    rule_kind: str | None = None
+    days_of_week: list[Weekday] | None = Field(None, min_length=1, max_length=7)
+    start_time: HHMM | None = None
+    end_time: HHMM | None = None
+    slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] | None = None
+    valid_from: dt_date | None = None
+    valid_to: dt_date | None = None
+    is_closed: bool | None = None
+
+    _kind = field_validator("rule_kind")(check_kind)
+    _days = field_validator("days_of_week")(check_days)
+    _g = field_validator("slot_granularity_minutes")(check_granularity)
+
+
+class RuleOut(Out):
+    id: uuid.UUID
+    location_id: uuid.UUID
+    stylist_id: uuid.UUID | None
+    service_id: uuid.UUID | None
+    rule_kind: str
+    days_of_week: list[int] | None
+    start_time: str
+    end_time: str
+    slot_granularity_minutes: int
+    valid_from: dt_date | None
+    valid_to: dt_date | None
+    is_closed: bool
+
+
+class RulePage(Page):
+    items: list[RuleOut]  # type: ignore[assignment]
+
+
+class RuleQuery(PageQuery):
+    location_id: uuid.UUID | None = None
+    stylist_id: uuid.UUID | None = None
+
+
+# --- generation and slots -------------------------------------------------------------------
+
+
+class GenerateIn(In):
+    from_: dt_date = Field(alias="from")
+    to: dt_date
+    location_id: uuid.UUID | None = None
+    stylist_ids: list[uuid.UUID] | None = Field(None, max_length=1000)
+    dry_run: bool = False
+
+
+class JobOut(Out):
+    id: uuid.UUID
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    created: int
+    removed: int
+    skipped: int
+    conflicts: int
+    conflict_details: list[dict[str, Any]]
+
+
+class SlotQuery(PageQuery):
+    location_id: uuid.UUID | None = None
+    stylist_id: uuid.UUID | None = None
+    from_: dt_date = Field(alias="from")
+    to: dt_date
+
+
+class SlotOut(Out):
+    id: uuid.UUID
+    location_id: uuid.UUID
+    stylist_id: uuid.UUID
+    start_at: str
+    end_at: str
+    local_start: str
+    local_date: dt_date
+    status: str
+
+
+class SlotPage(Page):
+    items: list[SlotOut]  # type: ignore[assignment]

@@ -66,7 +66,8 @@ def submit_write(
         write_problem(resp, outcome.body)
     else:
         resp.status = falcon.code_to_http_status(outcome.status)
-        resp.media = outcome.body
+        if outcome.status != 204:
+            resp.media = outcome.body
     if outcome.location:
         resp.set_header("Location", outcome.location)
     resp.set_header("X-Write-Id", str(submitted.write_id))

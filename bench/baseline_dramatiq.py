@@ -26,6 +26,7 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
+from bench.cpuwatch import CpuWatch
 from bench.harness import dramatiq_worker
 from bench.noop_actors import ACTOR, QUEUE, make_broker
 from bench.report import Figure, emit, median_figure
@@ -47,6 +48,12 @@ def enqueue(broker: RedisBroker, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _ours(pid: int, cmd: str) -> bool:
+    # The worker processes (forked: same command line) and Redis. Redis is shared with
+    # other users, whose commands then count as ours: the check is lenient, not strict.
+    return ("dramatiq" in cmd and "bench.noop_actors" in cmd) or "redis-server" in cmd
+
+
 def drain_once(
     *,
     redis_url: str,
@@ -64,9 +71,12 @@ def drain_once(
         enqueue_rate = enqueue(broker, messages)
         env = {"BENCH_REDIS_URL": redis_url, "BENCH_DRAMATIQ_NAMESPACE": namespace}
         samples: list[tuple[float, int]] = []
-        with dramatiq_worker(
-            "bench.noop_actors", processes=processes, threads=threads, env=env, wait_ready=False
-        ) as worker:
+        with (
+            dramatiq_worker(
+                "bench.noop_actors", processes=processes, threads=threads, env=env, wait_ready=False
+            ) as worker,
+            CpuWatch(_ours) as watch,
+        ):
             worker.mark_cpu()
             deadline = time.monotonic() + timeout
             while True:
@@ -98,6 +108,7 @@ def drain_once(
         "drain_s": t_end - t_first,
         "startup_s": t_first - samples[0][0],
         "worker_cpu_pct": 100 * worker_cpu / (t_end - samples[0][0]),
+        "other_cpu_pct": watch.other_pct,
     }
 
 
@@ -109,20 +120,28 @@ def measure(
     threads: int = 8,
     repeat: int = 2,
     timeout: float = 300.0,
+    max_other_pct: float = 25.0,
+    retries: int = 2,
 ) -> tuple[list[Figure], dict[str, Any]]:
     url = redis_url or os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS
     namespace = f"salon-bench-{os.getpid()}"
-    runs = [
-        drain_once(
-            redis_url=url,
-            namespace=namespace,
-            messages=messages,
-            processes=processes,
-            threads=threads,
-            timeout=timeout,
-        )
-        for _ in range(repeat)
-    ]
+    runs: list[dict[str, Any]] = []
+    redone = 0
+    for _ in range(repeat):
+        for attempt in range(retries + 1):
+            r = drain_once(
+                redis_url=url,
+                namespace=namespace,
+                messages=messages,
+                processes=processes,
+                threads=threads,
+                timeout=timeout,
+            )
+            if r["other_cpu_pct"] <= max_other_pct or attempt == retries:
+                break
+            redone += 1
+            print(f"# dramatiq: run redone (other cpu {r['other_cpu_pct']:.0f}%)", file=sys.stderr)
+        runs.append(r)
     label = f"{processes}p x {threads}t"
     figures = [
         median_figure(f"dramatiq drain {label}", [r["drain_rate"] for r in runs], "msg/s"),
@@ -135,6 +154,8 @@ def measure(
         "processes": processes,
         "threads": threads,
         "worker_cpu_pct": statistics.median(r["worker_cpu_pct"] for r in runs),
+        "other_cpu_pct": statistics.median(r["other_cpu_pct"] for r in runs),
+        "redone_runs": redone,
         "runs": runs,
     }
     return figures, details
@@ -170,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.json:
         print(
-            f"# {args.messages} messages, worker cpu {details['worker_cpu_pct']:.0f}% of one core"
+            f"# {args.messages} messages, cpu% of one core: worker {details['worker_cpu_pct']:.0f}"
+            f" other {details['other_cpu_pct']:.0f}; runs redone {details['redone_runs']}"
         )
     return 0
 

@@ -64,6 +64,7 @@ def measure(
         "server_cpu_pct": statistics.median(r.server_cpu_pct for r in runs),
         "other_cpu_pct": statistics.median(r.other_cpu_pct for r in runs),
         "discarded_runs": got.discarded,
+        "unbalanced_runs": got.unbalanced,
         "runs": [
             {
                 "rps": r.result.rps,
@@ -71,6 +72,7 @@ def measure(
                 "client_cpu_pct": r.result.client_cpu_pct,
                 "server_cpu_pct": r.server_cpu_pct,
                 "other_cpu_pct": r.other_cpu_pct,
+                "worker_cpu_pct": r.worker_cpu_pct,
                 "histogram": r.result.histogram,
             }
             for r in runs
@@ -111,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"# engine={details['engine']} cpu% (of one core): "
             f"client={details['client_cpu_pct']:.0f} server={details['server_cpu_pct']:.0f} "
             f"other={details['other_cpu_pct']:.0f} errors={details['errors']} "
-            f"disturbed runs redone={details['discarded_runs']}"
+            f"runs redone: disturbed={details['discarded_runs']} "
+            f"unbalanced={details['unbalanced_runs']}"
         )
     return 0
 

@@ -76,7 +76,7 @@ class Service:
     proc: subprocess.Popen[bytes]
     log_path: Path
     url: str = ""
-    _cpu_mark: float = field(default=0.0, repr=False)
+    _cpu_mark: dict[int, float] = field(default_factory=dict, repr=False)
 
     @property
     def pid(self) -> int:
@@ -85,22 +85,29 @@ class Service:
     def pids(self) -> list[int]:
         return sorted(_descendants(self.proc.pid))
 
-    def cpu_seconds(self) -> float:
-        """user+system CPU of the live process tree (master and workers)."""
-        total = 0
+    def cpu_by_pid(self) -> dict[int, float]:
+        """user+system CPU seconds of each live process of the tree (master and workers)."""
+        out = {}
         for pid in self.pids():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        return total / TICKS
+            out[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        return out
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_pid().values())
 
     def mark_cpu(self) -> None:
-        self._cpu_mark = self.cpu_seconds()
+        self._cpu_mark = self.cpu_by_pid()
 
     def cpu_since_mark(self) -> float:
-        return self.cpu_seconds() - self._cpu_mark
+        return sum(self.cpu_since_mark_by_pid().values())
+
+    def cpu_since_mark_by_pid(self) -> dict[int, float]:
+        """CPU used by each process of the tree since mark_cpu() (new processes: all of it)."""
+        return {pid: cpu - self._cpu_mark.get(pid, 0.0) for pid, cpu in self.cpu_by_pid().items()}
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -180,15 +187,25 @@ def wait_for_log(svc: Service, text: str, *, count: int = 1, timeout: float = 30
 
 
 def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """SIGTERM (graceful shutdown), then SIGKILL to the whole process group after ``grace``."""
+    """SIGTERM (graceful shutdown); after ``grace``, SIGKILL to its process group.
+
+    Only processes we started are signalled: the group is killed while its leader is still
+    unreaped (so its id cannot have been reused), and children that outlive a master that
+    exited are killed by pid only if they are still in that group.
+    """
+    family = _descendants(proc.pid) - {proc.pid} if proc.poll() is None else set()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
+        try:
             proc.wait(timeout=grace)
-    # Our own session: kill leftovers (workers of a killed master) by its group id.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for pid in family:
+        with suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == proc.pid:
+                os.kill(pid, signal.SIGKILL)
 
 
 @contextmanager

@@ -87,16 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"# falcon: engine={f['engine']}, {f['connections']} connections, cpu% of one "
             f"core client={f['client_cpu_pct']:.0f} server={f['server_cpu_pct']:.0f} "
             f"other={f['other_cpu_pct']:.0f}, errors={f['errors']}, "
-            f"disturbed runs redone={f['discarded_runs']}"
+            f"runs redone: disturbed={f['discarded_runs']} unbalanced={f['unbalanced_runs']}"
         )
     if "pgbench" in details:
-        s = details["pgbench"]["server"]
+        pg = details["pgbench"]
+        s = pg["server"]
         print(
             f"# pgbench: PostgreSQL {s['server_version']}, synchronous_commit="
-            f"{s['synchronous_commit']}, fsync={s['fsync']}"
+            f"{s['synchronous_commit']}, fsync={s['fsync']}; other cpu="
+            f"{pg['other_cpu_pct']:.0f}%, runs redone={pg['redone_runs']}"
         )
     if "dramatiq" in details:
-        print(f"# dramatiq: worker cpu {details['dramatiq']['worker_cpu_pct']:.0f}% of one core")
+        d = details["dramatiq"]
+        print(
+            f"# dramatiq: cpu% of one core worker={d['worker_cpu_pct']:.0f} "
+            f"other={d['other_cpu_pct']:.0f}, runs redone={d['redone_runs']}"
+        )
     return 0
 
 

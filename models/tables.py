@@ -216,7 +216,9 @@ class Booking(Base):
     location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.locations.id"))
     stylist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.stylists.id"))
     service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.services.id"))
-    slot_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.slot_instances.id"))
+    slot_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.slot_instances.id", ondelete="SET NULL")
+    )
     user_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     customer_name: Mapped[str] = mapped_column(Text)
     customer_phone: Mapped[str] = mapped_column(Text)
@@ -289,3 +291,47 @@ class SchedulerJobRun(Base):
     instance: Mapped[str] = mapped_column(Text)
     fired_at: Mapped[datetime] = _created()
     detail: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class GenerationJob(Base):
+    """A request to turn rules into slots over a date range, worked in chunks by the workers."""
+
+    __tablename__ = "generation_jobs"
+    __table_args__ = {"schema": SCHEMA}
+    id: Mapped[uuid.UUID] = _id()
+    biz_entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("public.biz_entity.id"))
+    requested_by: Mapped[str] = mapped_column(Text)
+    location_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.locations.id"))
+    stylist_ids: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(UUID(as_uuid=True)))
+    date_from: Mapped[date] = mapped_column(Date)
+    date_to: Mapped[date] = mapped_column(Date)
+    dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    status: Mapped[str] = mapped_column(Text, server_default="queued")
+    chunks_total: Mapped[int | None] = mapped_column(Integer)
+    chunks_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    created: Mapped[int] = mapped_column(Integer, server_default="0")
+    removed: Mapped[int] = mapped_column(Integer, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, server_default="0")
+    conflicts: Mapped[int] = mapped_column(Integer, server_default="0")
+    conflict_details: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = _created()
+
+
+class GenerationChunk(Base):
+    __tablename__ = "generation_chunks"
+    __table_args__ = {"schema": SCHEMA}
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.generation_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    stylist_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    location_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    week_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    created: Mapped[int] = mapped_column(Integer)
+    removed: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)
+    conflicts: Mapped[int] = mapped_column(Integer)
+    done_at: Mapped[datetime] = _created()

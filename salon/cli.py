@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from typing import Any
 
 import click
 
@@ -153,3 +154,57 @@ def token(role: str, biz: str | None, sub: str | None, ttl: int) -> None:
             ttl_seconds=ttl,
         )
     )
+
+
+@main.command()
+@click.option("--from", "date_from", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--location", default=None, help="Only this location id.")
+@click.option(
+    "--biz",
+    default="00000000-0000-0000-0000-000000000001",
+    show_default=True,
+    help="The brand (biz_entity id) whose stylists to generate.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would change; write nothing.")
+def generate(date_from: Any, date_to: Any, location: str | None, biz: str, dry_run: bool) -> None:
+    """Enqueue a slot generation job and show its progress until it finishes."""
+    import time
+
+    from models.ids import new_id
+    from salon import generation
+    from salon.bootstrap import bootstrap
+
+    container = bootstrap(_settings())
+    try:
+        with container.sessions.begin() as session:
+            job = generation.create_job(
+                session,
+                job_id=new_id(),
+                biz=uuid.UUID(biz),
+                requested_by="cli",
+                date_from=date_from.date(),
+                date_to=date_to.date(),
+                location_id=uuid.UUID(location) if location else None,
+                stylist_ids=None,
+                dry_run=dry_run,
+            )
+        container.actors.plan_generation.send(str(job.id))
+        click.echo(f"job {job.id}", err=True)
+        with click.progressbar(length=1000, label="generating", file=sys.stderr) as bar:
+            shown, view = 0, generation.job_view(job)
+            while view["status"] not in ("succeeded", "failed"):
+                time.sleep(0.5)
+                with container.sessions() as session:
+                    view = generation.job_view(generation.get_job_by_id(session, job.id))
+                now = int(view["progress"] * 1000)
+                bar.update(now - shown)
+                shown = now
+        click.echo(
+            f"{view['status']}: created {view['created']}, removed {view['removed']}, "
+            f"skipped {view['skipped']}, conflicts {view['conflicts']}"
+        )
+        if view["status"] != "succeeded":
+            sys.exit(1)
+    finally:
+        container.close()

@@ -1,5 +1,5 @@
 """Imports every module that registers write operations, so the actor knows them all."""
 
-from salon import catalogue
+from salon import availability, catalogue, generation
 
-__all__ = ["catalogue"]
+__all__ = ["availability", "catalogue", "generation"]

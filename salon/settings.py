@@ -28,6 +28,8 @@ class Settings:
     jwt_secret: str = field(default=DEV_JWT_SECRET, metadata={"env": "JWT_SECRET"})
     jwt_public_key: str = field(default="", metadata={"env": "JWT_PUBLIC_KEY"})
     jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
+    # The scheduler keeps every active stylist's slots generated this many days ahead.
+    horizon_days: int = field(default=60, metadata={"env": "HORIZON_DAYS"})
     hold_ttl_seconds: int = field(default=600, metadata={"env": "HOLD_TTL_SECONDS"})
     api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
     api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})

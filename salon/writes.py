@@ -49,6 +49,9 @@ class WriteOutcome:
     status: int
     body: dict[str, Any]
     location: str | None = None
+    # Messages to send once the write has committed: (actor name, args). Lost ones (Redis
+    # down) are the business of the scheduler job that resumes the work they start.
+    followups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ def describe(row: WriteRequest) -> dict[str, Any]:
 
 def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
     """Run one recorded write exactly once; a second run of the same id changes nothing."""
+    fresh: WriteOutcome | None = None
     with container.sessions.begin() as session:
         row = session.execute(
             select(WriteRequest).where(WriteRequest.id == write_id).with_for_update()
@@ -227,8 +231,20 @@ def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
             row.result = jsonable(outcome.body)
             row.location = outcome.location
             row.completed_at = dt.datetime.now(dt.UTC)
+            fresh = outcome
+    # Only after the commit: a message must never name a row that might still roll back.
+    if fresh is not None:
+        _send_followups(container, fresh)
     notify_done(container, write_id)
     return outcome
+
+
+def _send_followups(container: Container, outcome: WriteOutcome) -> None:
+    for actor_name, args in outcome.followups:
+        try:
+            container.broker.get_actor(actor_name).send(*args)
+        except redis.RedisError:
+            log.warning("could not send %s%s; the scheduler will resume it", actor_name, args)
 
 
 def _run(session: Session, row: WriteRequest) -> WriteOutcome:

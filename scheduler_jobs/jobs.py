@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert
 
 from models.tables import SchedulerJobRun
-from salon import writes
+from salon import generation, writes
 from salon.bootstrap import Container
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ class Job:
     name: str
     seconds: int
     run: Callable[[Container], dict[str, Any] | None]
+    at_start: bool = False  # also fire as soon as this scheduler becomes the leader
 
 
 def reenqueue_writes(container: Container) -> dict[str, Any]:
@@ -40,11 +41,22 @@ def purge_old_records(container: Container) -> dict[str, Any]:
     return {}
 
 
+def generate_horizon(container: Container) -> dict[str, Any]:
+    container.actors.generate_horizon.send()
+    return {}
+
+
+def resume_generation(container: Container) -> dict[str, Any]:
+    return {"resumed": generation.resume_stalled_jobs(container)}
+
+
 def default_jobs(container: Container) -> list[Job]:
     tick = container.settings.scheduler_tick_seconds
     return [
         Job("reenqueue_writes", tick, reenqueue_writes),
         Job("purge_old_records", 3600, purge_old_records),
+        Job("generate_horizon", 24 * 3600, generate_horizon, at_start=True),
+        Job("resume_generation", 60, resume_generation),
     ]
 
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import uuid
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -34,6 +35,7 @@ def _start(container: Container, jobs: list[Job], instance: str) -> BackgroundSc
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, job.seconds),
+            **({"next_run_time": datetime.now(UTC)} if job.at_start else {}),
         )
     scheduler.start()
     return scheduler

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dramatiq
-from sqlalchemy import text
 
-from salon import writes
+from salon import generation, writes
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -23,13 +22,17 @@ log = logging.getLogger(__name__)
 
 WRITES_QUEUE = "writes"
 MAINTENANCE_QUEUE = "maintenance"
+# Bulk generation has a queue of its own so it never delays customers' writes.
+SLOTS_QUEUE = "slots"
 
 
 @dataclass(frozen=True)
 class Actors:
     execute_write: dramatiq.Actor[[str], None]
     purge_idempotency_keys: dramatiq.Actor[[], None]
-    ping: dramatiq.Actor[[str], None]
+    plan_generation: dramatiq.Actor[[str], None]
+    generate_chunk: dramatiq.Actor[[str, str, str, str], None]
+    generate_horizon: dramatiq.Actor[[], None]
 
 
 def declare_actors(container: Container) -> Actors:
@@ -45,11 +48,14 @@ def declare_actors(container: Container) -> Actors:
             purged = writes.purge_expired(session)
         log.info("purged %d expired idempotency records", purged)
 
-    def ping(marker: str) -> None:
-        # Used by /readyz-style checks and tests to prove a worker consumes messages.
-        with container.sessions.begin() as session:
-            session.execute(text("SELECT 1"))
-        container.redis.set(f"{container.settings.redis_namespace}:pong:{marker}", "1", ex=60)
+    def plan_generation(job_id: str) -> None:
+        generation.plan_and_fan_out(container, uuid.UUID(job_id))
+
+    def generate_chunk(job_id: str, stylist_id: str, location_id: str, week_start: str) -> None:
+        generation.generate_chunk(container, job_id, stylist_id, location_id, week_start)
+
+    def generate_horizon() -> None:
+        generation.start_horizon_jobs(container)
 
     return Actors(
         execute_write=dramatiq.actor(
@@ -66,7 +72,24 @@ def declare_actors(container: Container) -> Actors:
             queue_name=MAINTENANCE_QUEUE,
             max_retries=3,
         )(purge_idempotency_keys),
-        ping=dramatiq.actor(
-            broker=broker, actor_name="ping", queue_name=MAINTENANCE_QUEUE, max_retries=0
-        )(ping),
+        plan_generation=dramatiq.actor(
+            broker=broker,
+            actor_name="plan_generation",
+            queue_name=SLOTS_QUEUE,
+            max_retries=8,
+            min_backoff=500,
+        )(plan_generation),
+        generate_chunk=dramatiq.actor(
+            broker=broker,
+            actor_name="generate_chunk",
+            queue_name=SLOTS_QUEUE,
+            max_retries=8,
+            min_backoff=500,
+        )(generate_chunk),
+        generate_horizon=dramatiq.actor(
+            broker=broker,
+            actor_name="generate_horizon",
+            queue_name=MAINTENANCE_QUEUE,
+            max_retries=3,
+        )(generate_horizon),
     )

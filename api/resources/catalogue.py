@@ -33,14 +33,14 @@ from salon.bootstrap import Container
 from salon.errors import NotFound
 
 
-def _uuid(value: str, what: str) -> uuid.UUID:
+def parse_uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound(f"{what} {value} not found") from None
 
 
-class _Base:
+class BaseResource:
     def __init__(self, container: Container) -> None:
         self.container = container
 
@@ -54,7 +54,7 @@ class _Base:
 # --- public ---------------------------------------------------------------------------------
 
 
-class PublicLocations(_Base):
+class PublicLocations(BaseResource):
     @doc("Active locations", tag="catalogue", query=PageQuery, responses={200: LocationPage})
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, PageQuery)
@@ -65,7 +65,7 @@ class PublicLocations(_Base):
         resp.media = self.page(items, total, q)
 
 
-class PublicLocationServices(_Base):
+class PublicLocationServices(BaseResource):
     @doc(
         "Active services of a location",
         tag="catalogue",
@@ -75,7 +75,7 @@ class PublicLocationServices(_Base):
     def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
         q = parse_query(req, PageQuery)
         with self.container.sessions() as s:
-            loc = catalogue.public_location(s, _uuid(location_id, "location"))
+            loc = catalogue.public_location(s, parse_uuid(location_id, "location"))
             items, total = catalogue.list_services(
                 s,
                 biz=None,
@@ -87,7 +87,7 @@ class PublicLocationServices(_Base):
         resp.media = self.page(items, total, q)
 
 
-class PublicLocationStylists(_Base):
+class PublicLocationStylists(BaseResource):
     @doc(
         "Active stylists working at a location",
         tag="catalogue",
@@ -97,7 +97,7 @@ class PublicLocationStylists(_Base):
     def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
         q = parse_query(req, PageQuery)
         with self.container.sessions() as s:
-            loc = catalogue.public_location(s, _uuid(location_id, "location"))
+            loc = catalogue.public_location(s, parse_uuid(location_id, "location"))
             items, total = catalogue.list_stylists(
                 s,
                 biz=None,
@@ -112,7 +112,7 @@ class PublicLocationStylists(_Base):
 # --- admin ----------------------------------------------------------------------------------
 
 
-class AdminLocations(_Base):
+class AdminLocations(BaseResource):
     @doc(
         "Locations of the caller's brand",
         tag="admin",
@@ -147,13 +147,13 @@ class AdminLocations(_Base):
         submit_write(req, resp, self.container, "location.create", body.model_dump(mode="json"))
 
 
-class AdminLocation(_Base):
+class AdminLocation(BaseResource):
     @doc("One location", tag="admin", auth="staff", responses={200: LocationOut})
     @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = catalogue.get_location(
-                s, req.context.principal, _uuid(location_id, "location")
+                s, req.context.principal, parse_uuid(location_id, "location")
             )
 
     @doc(
@@ -173,7 +173,7 @@ class AdminLocation(_Base):
             self.container,
             "location.update",
             patch_body(body),
-            {"location_id": str(_uuid(location_id, "location"))},
+            {"location_id": str(parse_uuid(location_id, "location"))},
         )
 
 
@@ -181,7 +181,7 @@ class StylistQuery(PageQuery):
     location_id: uuid.UUID | None = None
 
 
-class AdminStylists(_Base):
+class AdminStylists(BaseResource):
     @doc(
         "Stylists of the caller's brand",
         tag="admin",
@@ -217,13 +217,13 @@ class AdminStylists(_Base):
         submit_write(req, resp, self.container, "stylist.create", body.model_dump(mode="json"))
 
 
-class AdminStylist(_Base):
+class AdminStylist(BaseResource):
     @doc("One stylist", tag="admin", auth="staff", responses={200: StylistOut})
     @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, stylist_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = catalogue.get_stylist(
-                s, req.context.principal, _uuid(stylist_id, "stylist")
+                s, req.context.principal, parse_uuid(stylist_id, "stylist")
             )
 
     @doc(
@@ -243,7 +243,7 @@ class AdminStylist(_Base):
             self.container,
             "stylist.update",
             patch_body(body),
-            {"stylist_id": str(_uuid(stylist_id, "stylist"))},
+            {"stylist_id": str(parse_uuid(stylist_id, "stylist"))},
         )
 
 
@@ -251,7 +251,7 @@ class ServiceQuery(PageQuery):
     location_id: uuid.UUID | None = None
 
 
-class AdminServices(_Base):
+class AdminServices(BaseResource):
     @doc(
         "Services of the caller's brand",
         tag="admin",
@@ -287,13 +287,13 @@ class AdminServices(_Base):
         submit_write(req, resp, self.container, "service.create", body.model_dump(mode="json"))
 
 
-class AdminService(_Base):
+class AdminService(BaseResource):
     @doc("One service", tag="admin", auth="staff", responses={200: ServiceOut})
     @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, service_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = catalogue.get_service(
-                s, req.context.principal, _uuid(service_id, "service")
+                s, req.context.principal, parse_uuid(service_id, "service")
             )
 
     @doc(
@@ -313,5 +313,5 @@ class AdminService(_Base):
             self.container,
             "service.update",
             patch_body(body),
-            {"service_id": str(_uuid(service_id, "service"))},
+            {"service_id": str(parse_uuid(service_id, "service"))},
         )

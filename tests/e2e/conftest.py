@@ -8,12 +8,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from salon.embedded import EmbeddedServices
+from tests.conftest import create_database, drop_database
 
 
 def free_port() -> int:
@@ -87,8 +90,33 @@ class System:
         )
 
 
-@pytest.fixture(scope="module")
-def system(database_url, run_id, tmp_path_factory) -> Iterator[System]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="session")
+def e2e_database_url(servers, run_id) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The processes' own database: their scheduler must not touch other tests' rows."""
+    from salon.migrate import upgrade
+
+    name = f"salon_e2e_{run_id}"
+    url = create_database(servers.admin_database_url, name)
+    upgrade(url)
+    yield url
+    drop_database(servers.admin_database_url, name)
+
+
+@pytest.fixture
+def e2e_tenant(e2e_database_url) -> uuid.UUID:  # type: ignore[no-untyped-def]
+    biz = uuid.uuid4()
+    engine = create_engine(e2e_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO public.biz_entity (id, name) VALUES (:id, 'e2e')"), {"id": biz}
+        )
+    engine.dispose()
+    return biz
+
+
+@pytest.fixture(scope="session")
+def system(e2e_database_url, run_id, tmp_path_factory) -> Iterator[System]:  # type: ignore[no-untyped-def]
+    database_url = e2e_database_url
     logs = tmp_path_factory.mktemp("e2e-logs")
     redis = EmbeddedServices(tmp_path_factory.mktemp("e2e-redis"))
     redis.start_redis()

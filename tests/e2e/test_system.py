@@ -12,15 +12,15 @@ import pytest
 from tests.conftest import token_for
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(system):  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=system.base, timeout=30) as c:
         yield c
 
 
 @pytest.fixture
-def admin(settings, tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {"Authorization": f"Bearer {token_for(settings, 'admin', tenant)}"}
+def admin(settings, e2e_tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {"Authorization": f"Bearer {token_for(settings, 'admin', e2e_tenant)}"}
 
 
 def create(

@@ -1,0 +1,146 @@
+"""Availability rules through the API: validation, clashes across locations, CRUD."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+
+@pytest.fixture
+def shop(api, admin_token, worker):  # type: ignore[no-untyped-def]
+    """Two locations in different zones and a stylist who works at both."""
+    london = api.post(
+        "/admin/v1/locations", admin_token, {"name": "London", "timezone": "Europe/London"}
+    ).json
+    dubai = api.post(
+        "/admin/v1/locations", admin_token, {"name": "Dubai", "timezone": "Asia/Dubai"}
+    ).json
+    leila = api.post(
+        "/admin/v1/stylists",
+        admin_token,
+        {"name": "Leila", "location_ids": [london["id"], dubai["id"]]},
+    ).json
+    return {"london": london["id"], "dubai": dubai["id"], "leila": leila["id"]}
+
+
+def weekly(location: str, stylist: str | None, start: str, end: str, **extra) -> dict:
+    return {
+        "location_id": location,
+        "stylist_id": stylist,
+        "rule_kind": "weekly",
+        "days_of_week": [1, 2, 3, 4, 5],
+        "start_time": start,
+        "end_time": end,
+        **extra,
+    }
+
+
+def test_a_rule_is_created_read_changed_and_deleted(api, admin_token, shop):
+    created = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        weekly(shop["london"], shop["leila"], "09:00", "17:00"),
+    )
+    assert created.status_code == 201, created.text
+    rule = created.json
+    assert rule["rule_kind"] == "WEEKLY" and rule["slot_granularity_minutes"] == 15
+    assert api.get(created.headers["Location"], admin_token).json == rule
+    patched = api.patch(
+        f"/admin/v1/availabilities/{rule['id']}", admin_token, {"end_time": "24:00"}
+    )
+    assert patched.status_code == 200 and patched.json["end_time"] == "24:00"
+    listed = api.get("/admin/v1/availabilities", admin_token, location_id=shop["london"]).json
+    assert [r["id"] for r in listed["items"]] == [rule["id"]]
+    deleted = api.client.simulate_delete(
+        f"/admin/v1/availabilities/{rule['id']}",
+        headers=api.headers(admin_token, str(uuid.uuid4())),
+    )
+    assert deleted.status_code == 204
+    assert api.get(f"/admin/v1/availabilities/{rule['id']}", admin_token).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"start_time": "17:00", "end_time": "09:00"}, "end_time"),
+        ({"days_of_week": [1, 8]}, "days_of_week.1"),
+        ({"slot_granularity_minutes": 7}, "slot_granularity_minutes"),
+        ({"rule_kind": "MONTHLY"}, "rule_kind"),
+        ({"start_time": "9am"}, "start_time"),
+        ({"days_of_week": None}, "days_of_week"),
+        (
+            {"rule_kind": "DATE_RANGE", "valid_from": "2027-01-10", "valid_to": "2027-01-01"},
+            "valid_to",
+        ),
+    ],
+)
+def test_invalid_rules_are_422_naming_the_field(api, admin_token, shop, change, field):
+    body = weekly(shop["london"], shop["leila"], "09:00", "17:00") | change
+    resp = api.post("/admin/v1/availabilities", admin_token, body)
+    assert resp.status_code == 422, resp.text
+    assert field in [e["field"] for e in resp.json["errors"]]
+
+
+def test_a_stylist_of_another_location_is_refused(api, admin_token, shop):
+    other = api.post(
+        "/admin/v1/stylists", admin_token, {"name": "Omar", "location_ids": [shop["dubai"]]}
+    ).json
+    resp = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        weekly(shop["london"], other["id"], "09:00", "17:00"),
+    )
+    assert resp.status_code == 422
+    assert resp.json["errors"][0]["field"] == "stylist_id"
+
+
+def test_a_rule_putting_a_stylist_at_two_locations_at_once_is_409_naming_the_rule(
+    api, admin_token, shop
+):
+    dubai = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        weekly(shop["dubai"], shop["leila"], "09:00", "13:00"),
+    ).json
+    # London 06:00-08:00 in winter is 10:00-12:00 in Dubai: the same real hours.
+    clash = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        weekly(shop["london"], shop["leila"], "06:00", "08:00"),
+    )
+    assert clash.status_code == 409, clash.text
+    assert clash.json["clashing_rule_id"] == dubai["id"]
+    # Later London hours are fine; so is a location-wide closing exception.
+    ok = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        weekly(shop["london"], shop["leila"], "12:00", "18:00"),
+    )
+    assert ok.status_code == 201, ok.text
+    closed = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        {
+            "location_id": shop["london"],
+            "rule_kind": "EXCEPTION",
+            "start_time": "00:00",
+            "end_time": "24:00",
+            "valid_from": "2027-12-25",
+            "is_closed": True,
+        },
+    )
+    assert closed.status_code == 201, closed.text
+
+
+def test_a_location_wide_rule_clashes_for_each_stylist_working_there(api, admin_token, shop):
+    dubai = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        weekly(shop["dubai"], shop["leila"], "09:00", "13:00"),
+    ).json
+    clash = api.post(
+        "/admin/v1/availabilities", admin_token, weekly(shop["london"], None, "05:00", "07:00")
+    )
+    assert clash.status_code == 409
+    assert clash.json["clashing_rule_id"] == dubai["id"]
