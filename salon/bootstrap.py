@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
 from redis import Redis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,6 +87,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         maintenance_chance=50_000,
     )
     broker.add_middleware(RequestIdMiddleware())
+    broker.add_middleware(CurrentMessage())
     return broker
 
 

@@ -30,6 +30,8 @@ class Settings:
     jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
     # The scheduler keeps every active stylist's slots generated this many days ahead.
     horizon_days: int = field(default=60, metadata={"env": "HORIZON_DAYS"})
+    # A generation chunk is one stylist at one location for this many weeks (one transaction).
+    generation_chunk_weeks: int = field(default=13, metadata={"env": "GENERATION_CHUNK_WEEKS"})
     hold_ttl_seconds: int = field(default=600, metadata={"env": "HOLD_TTL_SECONDS"})
     api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
     api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from salon import generation, writes
 
@@ -24,6 +27,22 @@ WRITES_QUEUE = "writes"
 MAINTENANCE_QUEUE = "maintenance"
 # Bulk generation has a queue of its own so it never delays customers' writes.
 SLOTS_QUEUE = "slots"
+
+
+GENERATION_RETRIES = 5
+
+
+@contextmanager
+def _fail_job_when_out_of_retries(container: Container, job_id: str) -> Iterator[None]:
+    """A chunk that fails on its last retry fails its job, with the reason, for staff to see."""
+    try:
+        yield
+    except Exception as exc:
+        message = CurrentMessage.get_current_message()
+        retries = message.options.get("retries", 0) if message is not None else 0
+        if retries >= GENERATION_RETRIES:
+            generation.mark_failed(container, uuid.UUID(job_id), f"{type(exc).__name__}: {exc}")
+        raise
 
 
 @dataclass(frozen=True)
@@ -49,10 +68,12 @@ def declare_actors(container: Container) -> Actors:
         log.info("purged %d expired idempotency records", purged)
 
     def plan_generation(job_id: str) -> None:
-        generation.plan_and_fan_out(container, uuid.UUID(job_id))
+        with _fail_job_when_out_of_retries(container, job_id):
+            generation.plan_and_fan_out(container, uuid.UUID(job_id))
 
     def generate_chunk(job_id: str, stylist_id: str, location_id: str, week_start: str) -> None:
-        generation.generate_chunk(container, job_id, stylist_id, location_id, week_start)
+        with _fail_job_when_out_of_retries(container, job_id):
+            generation.generate_chunk(container, job_id, stylist_id, location_id, week_start)
 
     def generate_horizon() -> None:
         generation.start_horizon_jobs(container)

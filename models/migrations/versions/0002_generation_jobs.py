@@ -22,8 +22,6 @@ def upgrade() -> None:
             FOREIGN KEY (slot_id) REFERENCES scheduler.slot_instances(id) ON DELETE SET NULL;
         CREATE INDEX bookings_stylist_live_idx ON scheduler.bookings (stylist_id, start_at)
             WHERE status IN ('held', 'confirmed');
-        CREATE INDEX slot_instances_stylist_date_idx
-            ON scheduler.slot_instances (stylist_id, local_date);
 
         CREATE TABLE scheduler.generation_jobs (
             id uuid PRIMARY KEY,
@@ -76,7 +74,6 @@ def downgrade() -> None:
         """
         DROP TABLE scheduler.generation_chunks;
         DROP TABLE scheduler.generation_jobs;
-        DROP INDEX scheduler.slot_instances_stylist_date_idx;
         DROP INDEX scheduler.bookings_stylist_live_idx;
         ALTER TABLE scheduler.bookings DROP CONSTRAINT bookings_slot_id_fkey;
         ALTER TABLE scheduler.bookings ADD CONSTRAINT bookings_slot_id_fkey
