@@ -291,9 +291,14 @@ _DAY_DIGESTS = text(
     SELECT local_date, md5(string_agg(
         extract(epoch FROM start_at)::bigint || ':' || extract(epoch FROM end_at)::bigint,
         ',' ORDER BY start_at)) AS digest
-    FROM scheduler.slot_instances
-    WHERE stylist_id = :stylist AND location_id = :location
-      AND start_at >= :lo AND start_at < :hi AND local_date BETWEEN :first AND :last
+    FROM (
+        -- OFFSET 0 keeps the outer filters out: the scan must use (stylist_id, start_at),
+        -- not the location's index over every stylist's slots.
+        SELECT local_date, start_at, end_at, location_id FROM scheduler.slot_instances
+        WHERE stylist_id = :stylist AND start_at >= :lo AND start_at < :hi
+        OFFSET 0
+    ) AS mine
+    WHERE location_id = :location AND local_date BETWEEN :first AND :last
     GROUP BY local_date
     """
 )
