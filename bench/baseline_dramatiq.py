@@ -173,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--redis-url", help=f"default: $BENCH_REDIS_URL or {DEFAULT_REDIS}")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--max-other",
+        type=float,
+        default=25.0,
+        help="redo a run when other processes used more than this %% of a core (default 25)",
+    )
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
     figures, details = measure(
@@ -181,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         processes=args.processes,
         threads=args.threads,
         repeat=args.repeat,
+        max_other_pct=args.max_other,
     )
     emit(
         figures,

@@ -31,6 +31,7 @@ def measure(
     repeat: int = 3,
     engine: Engine = "auto",
     path: str = "/",
+    max_other_pct: float = 25.0,
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Figures (median of ``repeat`` runs, min..max kept) and per-run details."""
     settings = settings or GunicornSettings()
@@ -42,6 +43,7 @@ def measure(
             connections=connections,
             duration=duration,
             engine=engine,
+            max_other_pct=max_other_pct,
         )
     runs = got.runs["bare"]
     res = [r.result for r in runs]
@@ -91,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--max-other",
+        type=float,
+        default=25.0,
+        help="redo a run when other processes used more than this %% of a core (default 25)",
+    )
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
     figures, details = measure(
@@ -100,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
         repeat=args.repeat,
         engine=args.engine,
+        max_other_pct=args.max_other,
     )
     emit(
         figures,

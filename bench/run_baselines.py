@@ -21,17 +21,22 @@ from bench.report import RESULTS_DIR, Figure, figures_table, machine_info, to_js
 Measure = Callable[[], tuple[list[Figure], dict[str, Any]]]
 
 
-def plan(quick: bool, dsn: str | None, redis_url: str | None) -> dict[str, Measure]:
+def plan(
+    quick: bool, dsn: str | None, redis_url: str | None, max_other: float
+) -> dict[str, Measure]:
     d, r = (3.0, 1) if quick else (10.0, 3)
     return {
         "falcon": lambda: baseline_falcon.measure(
-            duration=d, repeat=r, warmup=1.0 if quick else 2.0
+            duration=d, repeat=r, warmup=1.0 if quick else 2.0, max_other_pct=max_other
         ),
         "pgbench": lambda: baseline_pgbench.measure(
-            dsn=dsn, duration=int(d), repeat=1 if quick else 2
+            dsn=dsn, duration=int(d), repeat=1 if quick else 2, max_other_pct=max_other
         ),
         "dramatiq": lambda: baseline_dramatiq.measure(
-            redis_url=redis_url, messages=5_000 if quick else 20_000, repeat=r
+            redis_url=redis_url,
+            messages=5_000 if quick else 20_000,
+            repeat=r,
+            max_other_pct=max_other,
         ),
     }
 
@@ -46,10 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dsn", help="PostgreSQL for pgbench (default $BENCH_DATABASE_URL)")
     ap.add_argument("--redis-url", help="Redis for dramatiq (default $BENCH_REDIS_URL)")
+    ap.add_argument(
+        "--max-other",
+        type=float,
+        default=25.0,
+        help="redo a run when other processes used more than this %% of a core (default 25)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
-    steps = plan(args.quick, args.dsn, args.redis_url)
+    steps = plan(args.quick, args.dsn, args.redis_url, args.max_other)
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     started = time.monotonic()

@@ -88,3 +88,54 @@ def test_staff_define_hours_generate_and_see_the_slots(system, settings, e2e_ten
         assert local.count("2026-11-01T01:00:00-04:00") == 1
         assert local.count("2026-11-01T01:00:00-05:00") == 1
         assert len({s["start_at"] for s in slots["items"]}) == 10
+
+
+def test_salon_generate_shows_progress_until_the_job_finishes(system, settings, e2e_tenant):
+    import subprocess
+    import sys
+
+    token = token_for(settings, "admin", e2e_tenant)
+    with httpx.Client(base_url=system.base, timeout=30) as client:
+        loc = post(
+            client, token, "/admin/v1/locations", {"name": "Queens", "timezone": "America/New_York"}
+        ).json()
+        stylist = post(
+            client, token, "/admin/v1/stylists", {"name": "Lou", "location_ids": [loc["id"]]}
+        ).json()
+        rule = post(
+            client,
+            token,
+            "/admin/v1/availabilities",
+            {
+                "location_id": loc["id"],
+                "stylist_id": stylist["id"],
+                "rule_kind": "WEEKLY",
+                "days_of_week": [1, 2, 3, 4, 5, 6, 7],
+                "start_time": "10:00",
+                "end_time": "12:00",
+            },
+        )
+        assert rule.status_code == 201
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salon",
+            "generate",
+            "--from",
+            "2027-05-03",
+            "--to",
+            "2027-05-09",
+            "--location",
+            loc["id"],
+            "--biz",
+            str(e2e_tenant),
+        ],
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "generating" in done.stderr
+    assert "succeeded: created 56" in done.stdout  # 7 days x 2 hours x 4 slots

@@ -197,3 +197,35 @@ def test_another_brands_job_is_not_found(api, admin_token, salon, settings):
     )
     other = token_for(settings, "admin", uuid.uuid4())
     assert api.get(f"/admin/v1/jobs/{resp.json['id']}", other).status_code == 404
+
+
+def test_the_rolling_horizon_generates_every_active_stylist_ahead(
+    api, admin_token, salon, container, settings, tenant
+):
+    from models.tables import GenerationJob
+    from salon.bootstrap import bootstrap
+    from salon.generation import start_horizon_jobs
+
+    short = bootstrap(settings.with_(horizon_days=7))
+    try:
+        job_ids = start_horizon_jobs(short)
+    finally:
+        short.close()
+    with container.sessions() as s:
+        ours = s.scalars(
+            select(GenerationJob.id).where(
+                GenerationJob.id.in_(job_ids), GenerationJob.biz_entity_id == tenant
+            )
+        ).all()
+    assert len(ours) == 1  # one job per brand
+    job = wait_job(api, admin_token, str(ours[0]))
+    assert job["status"] == "succeeded" and job["created"] > 0
+    today = dt.datetime.now(dt.UTC).date()
+    listed = api.get(
+        "/admin/v1/slots",
+        admin_token,
+        stylist_id=salon["stylist"],
+        **{"from": today.isoformat(), "to": (today + dt.timedelta(days=7)).isoformat()},
+    ).json
+    # Weekdays in the next 8 days, 16 slots each (some of today's may be in the past: kept).
+    assert listed["total"] >= 5 * 16
