@@ -13,7 +13,15 @@ from api import errors
 from api.errors import PROBLEM_JSON
 from api.middleware import AuthMiddleware, RateLimitMiddleware, RequestIdMiddleware
 from api.openapi import build_spec
-from api.resources import availability, catalogue, docs, health, requests, slots
+from api.resources import (
+    availability,
+    availability_public,
+    catalogue,
+    docs,
+    health,
+    requests,
+    slots,
+)
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
 
@@ -28,6 +36,8 @@ def routes(container: Container) -> list[Route]:
         ("/v1/locations", catalogue.PublicLocations(c), None),
         ("/v1/locations/{location_id}/services", catalogue.PublicLocationServices(c), None),
         ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
+        ("/v1/dates", availability_public.Dates(c), None),
+        ("/v1/slots", availability_public.Slots(c), None),
         ("/v1/requests/{request_id}", requests.WriteRequestResource(c), None),
         ("/admin/v1/locations", catalogue.AdminLocations(c), None),
         ("/admin/v1/locations/{location_id}", catalogue.AdminLocation(c), None),
@@ -40,6 +50,7 @@ def routes(container: Container) -> list[Route]:
         ("/admin/v1/slots/generate", slots.GenerateSlots(c), None),
         ("/admin/v1/slots", slots.Slots(c), None),
         ("/admin/v1/jobs/{job_id}", slots.Job(c), None),
+        ("/admin/v1/exposures", availability_public.ExposureLedger(c), None),
     ]
 
 

@@ -317,3 +317,70 @@ class SlotOut(Out):
 
 class SlotPage(Page):
     items: list[SlotOut]  # type: ignore[assignment]
+
+
+# --- public availability --------------------------------------------------------------------
+
+
+class DatesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_: dt_date | None = Field(None, alias="from")
+    days: int = Field(30, ge=1, le=90)
+    location_id: uuid.UUID
+    service_id: uuid.UUID
+    stylist_id: uuid.UUID | None = None
+    timezone: str | None = None  # accepted for the seed's clients; dates are the location's
+
+
+class DateOut(Out):
+    date: dt_date
+    has_availability: bool
+    total_slots: int
+
+
+class DatesOut(Out):
+    location_id: uuid.UUID
+    service_id: uuid.UUID
+    stylist_id: uuid.UUID | None
+    timezone: str
+    dates: list[DateOut]
+
+
+class SlotsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date: dt_date
+    location_id: uuid.UUID
+    service_id: uuid.UUID
+    stylist_id: uuid.UUID | None = None
+    timezone: str | None = None
+
+
+class ExposedSlot(Out):
+    slot_id: uuid.UUID
+    stylist_id: uuid.UUID
+    start_at: str
+    end_at: str
+    local_start: str
+    local_end: str
+
+
+class ExposureOut(Out):
+    date: dt_date
+    service_id: uuid.UUID
+    stylist_id: uuid.UUID | None
+    exposed_slots: list[ExposedSlot]
+    total_available: int
+    has_more: bool
+    exposure_expires_at: str
+    next_available_date: dt_date | None
+
+
+class LedgerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str | None = None
+    date: dt_date | None = None
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class LedgerOut(Out):
+    items: list[dict[str, str]]

@@ -486,7 +486,13 @@ def generate_chunk(
 ) -> None:
     key = ChunkKey(uuid.UUID(stylist_id), uuid.UUID(location_id), dt.date.fromisoformat(week_start))
     with container.sessions.begin() as session:
-        run_chunk(session, uuid.UUID(job_id), key, container.settings.generation_chunk_weeks)
+        result = run_chunk(
+            session, uuid.UUID(job_id), key, container.settings.generation_chunk_weeks
+        )
+    if result is not None and (result.created or result.removed):
+        from salon.exposures import bump_versions
+
+        bump_versions(container, [key.stylist_id])
 
 
 def mark_failed(container: Container, job_id: uuid.UUID, error: str) -> None:

@@ -32,6 +32,9 @@ class Settings:
     horizon_days: int = field(default=60, metadata={"env": "HORIZON_DAYS"})
     # A generation chunk is one stylist at one location for this many weeks (one transaction).
     generation_chunk_weeks: int = field(default=13, metadata={"env": "GENERATION_CHUNK_WEEKS"})
+    min_notice_minutes: int = field(default=120, metadata={"env": "MIN_NOTICE_MINUTES"})
+    booking_horizon_days: int = field(default=90, metadata={"env": "BOOKING_HORIZON_DAYS"})
+    exposure_ttl_seconds: int = field(default=420, metadata={"env": "EXPOSURE_TTL_SECONDS"})
     hold_ttl_seconds: int = field(default=600, metadata={"env": "HOLD_TTL_SECONDS"})
     api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
     api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})

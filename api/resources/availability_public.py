@@ -1,0 +1,135 @@
+"""`/v1/dates` and `/v1/slots`: what a customer's app shows (anonymous callers welcome)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import falcon
+from models.exposure import VARIANTS
+
+from api.auth import admin_only
+from api.errors import ProblemError
+from api.openapi import doc
+from api.resources.catalogue import BaseResource
+from api.schemas import DatesOut, DatesQuery, ExposureOut, LedgerOut, LedgerQuery, SlotsQuery
+from api.validation import parse_query
+from salon import free_times
+from salon.bootstrap import Container
+from salon.exposures import ExposureService, days_view
+
+SESSION_COOKIE = "salon_sid"
+_SESSION = re.compile(r"^[0-9a-f]{32}$")
+
+
+def subject_for(req: falcon.Request, resp: falcon.Response) -> str:
+    """Whose exposure: the user, or the anonymous session (issued here when missing)."""
+    principal = req.context.principal
+    if principal is not None:
+        return f"user:{principal.sub}"
+    given = req.get_header("X-Session-Id") or req.cookies.get(SESSION_COOKIE)
+    session_id = given.lower().replace("-", "") if given else ""
+    if not _SESSION.match(session_id):
+        # Two anonymous callers never share an exposure: each gets a fresh random id.
+        session_id = uuid.uuid4().hex
+        resp.set_cookie(
+            SESSION_COOKIE,
+            session_id,
+            max_age=30 * 86400,
+            path="/",
+            http_only=True,
+            same_site="Lax",
+            secure=req.scheme == "https",
+        )
+    resp.set_header("X-Session-Id", session_id)
+    return f"session:{session_id}"
+
+
+class PublicResource(BaseResource):
+    def __init__(self, container: Container) -> None:
+        super().__init__(container)
+        self.exposures = ExposureService(container)
+
+
+class Dates(PublicResource):
+    @doc(
+        "Dates with free times for a service (the location's calendar days)",
+        tag="availability",
+        query=DatesQuery,
+        responses={200: DatesOut},
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, DatesQuery)
+        now = dt.datetime.now(dt.UTC)
+        with self.container.sessions() as s:
+            o = free_times.offer(s, q.location_id, q.service_id, q.stylist_id)
+            first = q.from_ or free_times.local_today(o, now)
+            last = first + dt.timedelta(days=q.days - 1)
+            counts = free_times.free_days(s, o, first, last, self.exposures.window(now))
+        resp.media = {
+            "location_id": q.location_id,
+            "service_id": q.service_id,
+            "stylist_id": q.stylist_id,
+            "timezone": o.location.timezone,
+            "dates": days_view(o, first, counts, q.days),
+        }
+
+
+class Slots(PublicResource):
+    @doc(
+        "An exposure: 2-5 free times, sticky for the caller, with totals",
+        tag="availability",
+        query=SlotsQuery,
+        responses={200: ExposureOut},
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, SlotsQuery)
+        variant = (req.get_header("X-Exposure-Variant") or "balanced").lower()
+        if variant not in VARIANTS:
+            raise ProblemError(
+                422,
+                "Invalid input",
+                f"X-Exposure-Variant: one of {VARIANTS}",
+                errors=[
+                    {"field": "X-Exposure-Variant", "message": f"one of {', '.join(VARIANTS)}"}
+                ],
+            )
+        subject = subject_for(req, resp)
+        now = dt.datetime.now(dt.UTC)
+        with self.container.sessions() as s:
+            o = free_times.offer(s, q.location_id, q.service_id, q.stylist_id)
+            if q.date < free_times.local_today(o, now):
+                raise ProblemError(
+                    422,
+                    "Invalid input",
+                    "date is in the past",
+                    errors=[{"field": "date", "message": "in the past"}],
+                )
+            resp.media = self.exposures.exposure(
+                s,
+                o,
+                subject=subject,
+                day=q.date,
+                stylist_id=q.stylist_id,
+                variant=variant,
+                now=now,
+            )
+        resp.set_header("X-Exposure-Variant", variant)
+
+
+class ExposureLedger(PublicResource):
+    @doc(
+        "Recent exposures of the brand (support: who was shown which times, and why)",
+        tag="admin",
+        auth="staff",
+        query=LedgerQuery,
+        responses={200: LedgerOut},
+    )
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, LedgerQuery)
+        items = self.exposures.ledger(
+            biz=req.context.principal.biz, subject=q.subject, day=q.date, limit=q.limit
+        )
+        resp.media = {"items": items}

@@ -1,0 +1,244 @@
+"""Which free start times a customer is shown (the "exposure"). Pure: no I/O, no global random.
+
+The server lists every possible start (a `Candidate` per stylist and start); `choose` picks the
+2 to 5 start times one customer sees. Everything random comes from `random.Random(seed)`, the
+seed made by `seed_for` from the customer, location, service, stylist, date, rotation epoch and
+variant: the same customer gets the same answer, different customers different ones, so offers
+spread and every free time is shown to someone.
+
+How `choose` picks, when there are more than five distinct start times:
+
+- k: 2 (10%), 3 (60%), 4 (15%), 5 (15%), E[k] = 3.35. The seed design's 3 with 15% each of 4
+  and 5, with a tenth of the 3s moved to 2 because the issue says 2 to 5.
+- Day parts: one time from each part that has times; when k is smaller than the number of such
+  parts, the parts are drawn weighted by how many times they hold, so a big part is skipped
+  less often. The rest of k is drawn from all times not yet picked.
+- Gap preference: each candidate scores +1 per side touching a booking or the edge of the
+  stylist's hours (gap 0) and -1 per side leaving a hole shorter than the shortest service;
+  weight = base ** score, score in -2..2. "balanced" base sqrt(2): weights 0.5..2; "compact"
+  base 2: 0.25..4; "uniform" base 1: no preference. A start time weighs as its best stylist.
+  The band is narrow on purpose: a weight only tilts the draw, so a time leaving a hole is still
+  shown, about half as often as an ordinary one (fairness, see the tests' simulations).
+- Sampling is weighted without replacement (Efraimidis-Spirakis keys u ** (1 / w)) over the
+  candidates in canonical order, so the order they arrive in never matters.
+
+Fairness bound: the day-part rule wins over the spread. A part holding one time of many puts that
+time in nearly every exposure (it is then shown about n / E[k] times the mean); the "3x the mean"
+bound holds while each part present holds at least about a tenth of the day's times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+__all__ = [
+    "DAY_PARTS",
+    "K_WEIGHTS",
+    "VARIANTS",
+    "Candidate",
+    "choose",
+    "day_part",
+    "replace_taken",
+    "seed_for",
+]
+
+VARIANTS = ("balanced", "uniform", "compact")
+DAY_PARTS = ("morning", "afternoon", "evening")
+# Relative chances of k = 2, 3, 4, 5 when there are more than five distinct times.
+K_WEIGHTS: dict[int, int] = {2: 10, 3: 60, 4: 15, 5: 15}
+SHOW_ALL_UP_TO = 5
+
+# Weight per point of gap score (see the module docstring): the square gives the band's ends.
+_BASES: dict[str, float] = {"balanced": math.sqrt(2.0), "uniform": 1.0, "compact": 2.0}
+_ZERO = timedelta(0)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One stylist able to start the service at one instant."""
+
+    # Unique per (stylist, start), e.g. f"{stylist_id}@{start_at:%Y%m%dT%H%M%SZ}".
+    key: str
+    stylist_id: uuid.UUID
+    slot_id: uuid.UUID
+    # UTC aware.
+    start_at: datetime
+    # UTC aware: start + duration + buffer, what a booking would occupy.
+    end_at: datetime
+    # Aware, in the location's zone: day parts go by the wall clock there.
+    local_start: datetime
+    # Free time from the start of the stylist's free stretch (a booking's end or the edge of
+    # working hours) to start_at; 0 = adjacent.
+    gap_before: timedelta
+    # Free time from end_at to the end of that free stretch; 0 = adjacent.
+    gap_after: timedelta
+
+    def __post_init__(self) -> None:
+        # Naive datetimes would compare wrongly against the aware ones from the database.
+        for name in ("start_at", "end_at", "local_start"):
+            if getattr(self, name).utcoffset() is None:
+                raise ValueError(f"Candidate.{name} must be timezone-aware")
+        if self.gap_before < _ZERO or self.gap_after < _ZERO:
+            raise ValueError("Candidate gaps must not be negative")
+
+
+def day_part(local_start: datetime) -> str:
+    """The day part by the wall clock: morning before 12:00, afternoon to 16:59, then evening."""
+    if local_start.hour < 12:
+        return "morning"
+    if local_start.hour < 17:
+        return "afternoon"
+    return "evening"
+
+
+def seed_for(*parts: str) -> int:
+    """A stable 64-bit seed from sha256 of the parts (Python's `hash` is salted per process).
+
+    Each part is length-prefixed, so ("ab", "c") and ("a", "bc") give different seeds.
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return int.from_bytes(digest.digest()[:8], "big")
+
+
+def choose(
+    candidates: Sequence[Candidate],
+    *,
+    seed: int,
+    shortest_service: timedelta,
+    variant: str = "balanced",
+) -> list[Candidate]:
+    """The start times one customer is shown, one candidate per time, sorted by start."""
+    weigh = _weigher(shortest_service, variant)
+    times = _group(candidates)
+    rng = random.Random(seed)
+    if len(times) <= SHOW_ALL_UP_TO:
+        picked = times
+    else:
+        k = rng.choices(list(K_WEIGHTS), weights=list(K_WEIGHTS.values()))[0]
+        picked = _pick_times(times, k, rng, weigh)
+    # Stylists are drawn in start order so the draws do not depend on the order of the picks.
+    picked = sorted(picked, key=lambda options: options[0].start_at)
+    return sorted((_pick_one(options, rng, weigh) for options in picked), key=_order)
+
+
+def replace_taken(
+    shown: Sequence[Candidate],
+    live: Sequence[Candidate],
+    *,
+    seed: int,
+    shortest_service: timedelta,
+    variant: str = "balanced",
+) -> list[Candidate]:
+    """Keep what is still live, replace each taken candidate by one new live time (or none).
+
+    A replacement is a live candidate whose start time was not shown at all (the taken times
+    included: the customer asked for fresh times, not the same time with another stylist),
+    from the taken one's day part when that part has any left, drawn with the gap preference.
+    """
+    weigh = _weigher(shortest_service, variant)
+    live_keys = {c.key for c in live}
+    taken = sorted((c for c in shown if c.key not in live_keys), key=_order)
+    if not taken:
+        return list(shown)
+    result = [c for c in shown if c.key in live_keys]
+    used = {c.start_at for c in shown}
+    shown_keys = {c.key for c in shown}
+    pool = [c for c in _canonical(live) if c.key not in shown_keys]
+    rng = random.Random(seed)
+    for gone in taken:
+        times = _group([c for c in pool if c.start_at not in used])
+        if not times:
+            break
+        part = day_part(gone.local_start)
+        same_part = [t for t in times if day_part(t[0].local_start) == part]
+        options = _sample(same_part or times, 1, rng, lambda t: max(map(weigh, t)))[0]
+        choice = _pick_one(options, rng, weigh)
+        used.add(choice.start_at)
+        result.append(choice)
+    return sorted(result, key=_order)
+
+
+# A start time's options: every stylist able to start then, in canonical order.
+_Time = tuple[Candidate, ...]
+
+
+def _order(c: Candidate) -> tuple[datetime, uuid.UUID, str]:
+    return (c.start_at, c.stylist_id, c.key)
+
+
+def _canonical(candidates: Sequence[Candidate]) -> list[Candidate]:
+    # One per key (the first in canonical order), so duplicates or shuffles change nothing.
+    unique: dict[str, Candidate] = {}
+    for c in sorted(candidates, key=_order):
+        unique.setdefault(c.key, c)
+    return list(unique.values())
+
+
+def _group(candidates: Sequence[Candidate]) -> list[_Time]:
+    by_start: dict[datetime, list[Candidate]] = {}
+    for c in _canonical(candidates):
+        by_start.setdefault(c.start_at, []).append(c)
+    return [tuple(options) for options in by_start.values()]
+
+
+def _weigher(shortest_service: timedelta, variant: str) -> Callable[[Candidate], float]:
+    if variant not in _BASES:
+        raise ValueError(f"unknown exposure variant {variant!r}; expected one of {VARIANTS}")
+    if shortest_service < _ZERO:
+        raise ValueError("shortest_service must not be negative")
+    base = _BASES[variant]
+
+    def weigh(c: Candidate) -> float:
+        score = 0
+        for gap in (c.gap_before, c.gap_after):
+            if gap == _ZERO:
+                score += 1
+            elif gap < shortest_service:
+                score -= 1
+        return float(base**score)
+
+    return weigh
+
+
+def _sample(
+    items: Sequence[_T], count: int, rng: random.Random, weight: Callable[[_T], float]
+) -> list[_T]:
+    """`count` items drawn weighted, without replacement; one draw per item, in item order."""
+    keyed = [(rng.random() ** (1.0 / weight(item)), -index) for index, item in enumerate(items)]
+    best = sorted(range(len(items)), key=lambda index: keyed[index], reverse=True)
+    return [items[index] for index in best[:count]]
+
+
+def _pick_times(
+    times: list[_Time], k: int, rng: random.Random, weigh: Callable[[Candidate], float]
+) -> list[_Time]:
+    def time_weight(options: _Time) -> float:
+        return max(map(weigh, options))
+
+    by_part: dict[str, list[_Time]] = {part: [] for part in DAY_PARTS}
+    for options in times:
+        by_part[day_part(options[0].local_start)].append(options)
+    parts = [part for part in DAY_PARTS if by_part[part]]
+    if k < len(parts):
+        parts = _sample(parts, k, rng, lambda part: float(len(by_part[part])))
+    picked = [_sample(by_part[part], 1, rng, time_weight)[0] for part in parts]
+    rest = [options for options in times if options not in picked]
+    return picked + _sample(rest, k - len(picked), rng, time_weight)
+
+
+def _pick_one(options: _Time, rng: random.Random, weigh: Callable[[Candidate], float]) -> Candidate:
+    if len(options) == 1:
+        return options[0]
+    return _sample(options, 1, rng, weigh)[0]

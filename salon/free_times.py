@@ -1,0 +1,173 @@
+"""Free times: the starts where a service really fits (design.md "Public API", issue 4).
+
+A start fits when the stylist's generated, open slots run without a break from there for the
+service's duration plus buffer (the stylist's own override, if any), no live booking or
+unexpired hold overlaps any of them (a booking at another location counts: one stylist), and
+it lies between the minimum notice and the booking horizon. One SQL statement finds them for
+any date range: runs of consecutive free slots per stylist (window functions), then every
+start whose need fits inside its run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Row, select, text
+from sqlalchemy.orm import Session
+
+from models.tables import Location, Service, ServiceStylist, Stylist, StylistLocation
+from salon.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What is being asked for: a service at a location, by whom (needs per stylist)."""
+
+    location: Location
+    zone: ZoneInfo
+    service: Service
+    needs: dict[uuid.UUID, int]  # stylist -> minutes a booking occupies (duration + buffer)
+    durations: dict[uuid.UUID, int]  # stylist -> minutes of the service itself
+
+    @property
+    def shortest(self) -> dt.timedelta:
+        return dt.timedelta(minutes=min(self.durations.values(), default=0))
+
+
+def offer(
+    session: Session,
+    location_id: uuid.UUID,
+    service_id: uuid.UUID,
+    stylist_id: uuid.UUID | None,
+) -> Offer:
+    location = session.get(Location, location_id)
+    if location is None or not location.active:
+        raise NotFound(f"location {location_id} not found")
+    service = session.get(Service, service_id)
+    if service is None or not service.active or service.location_id != location_id:
+        raise NotFound(f"service {service_id} not found at this location")
+    restricted = {
+        o.stylist_id: o.duration_minutes
+        for o in session.scalars(
+            select(ServiceStylist).where(ServiceStylist.service_id == service_id)
+        )
+    }
+    query = (
+        select(Stylist.id)
+        .join(StylistLocation, StylistLocation.stylist_id == Stylist.id)
+        .where(StylistLocation.location_id == location_id, Stylist.active.is_(True))
+    )
+    if stylist_id is not None:
+        query = query.where(Stylist.id == stylist_id)
+    stylists = [s for s in session.scalars(query) if not restricted or s in restricted]
+    if stylist_id is not None and not stylists:
+        raise NotFound(f"stylist {stylist_id} does not offer this service here")
+    durations = {s: restricted.get(s) or service.duration_minutes for s in stylists}
+    needs = {s: d + service.buffer_minutes for s, d in durations.items()}
+    return Offer(location, ZoneInfo(location.timezone), service, needs, durations)
+
+
+_FREE_STARTS = """
+WITH cand(stylist_id, need) AS (
+    SELECT * FROM unnest(CAST(:stylists AS uuid[]), CAST(:needs AS int[]))
+),
+free AS (
+    SELECT sl.id, sl.stylist_id, sl.local_date, sl.start_at, sl.end_at, c.need
+    FROM scheduler.slot_instances sl
+    JOIN cand c ON c.stylist_id = sl.stylist_id
+    WHERE sl.location_id = :location
+      AND sl.local_date BETWEEN :first AND :last
+      AND sl.status = 'open'
+      AND NOT EXISTS (
+          SELECT 1 FROM scheduler.bookings b
+          WHERE b.stylist_id = sl.stylist_id
+            AND b.status IN ('held', 'confirmed')
+            -- An expired hold blocks nothing, even before the sweep marks it.
+            AND (b.status = 'confirmed' OR b.hold_expires_at > now())
+            AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
+),
+marked AS (
+    SELECT *, CASE WHEN lag(end_at) OVER w = start_at THEN 0 ELSE 1 END AS brk
+    FROM free WINDOW w AS (PARTITION BY stylist_id ORDER BY start_at)
+),
+runs AS (
+    SELECT *, sum(brk) OVER (PARTITION BY stylist_id ORDER BY start_at) AS run FROM marked
+),
+bounded AS (
+    SELECT *, min(start_at) OVER r AS run_start, max(end_at) OVER r AS run_end
+    FROM runs WINDOW r AS (PARTITION BY stylist_id, run)
+)
+"""
+
+FREE_STARTS = text(
+    _FREE_STARTS
+    + """
+SELECT id AS slot_id, stylist_id, local_date, start_at,
+       start_at + make_interval(mins => need) AS end_at, run_start, run_end
+FROM bounded
+WHERE start_at + make_interval(mins => need) <= run_end
+  AND start_at >= :earliest AND start_at <= :latest
+ORDER BY start_at, stylist_id
+"""
+)
+
+FREE_DAYS = text(
+    _FREE_STARTS
+    + """
+SELECT local_date, count(DISTINCT start_at) AS starts
+FROM bounded
+WHERE start_at + make_interval(mins => need) <= run_end
+  AND start_at >= :earliest AND start_at <= :latest
+GROUP BY local_date
+ORDER BY local_date
+"""
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Bookable instants: from now plus the minimum notice to now plus the horizon."""
+
+    earliest: dt.datetime
+    latest: dt.datetime
+
+    @classmethod
+    def from_now(cls, now: dt.datetime, notice_minutes: int, horizon_days: int) -> Window:
+        return cls(
+            now + dt.timedelta(minutes=notice_minutes), now + dt.timedelta(days=horizon_days)
+        )
+
+
+def _params(o: Offer, first: dt.date, last: dt.date, window: Window) -> dict[str, object]:
+    stylists = list(o.needs)
+    return {
+        "stylists": stylists,
+        "needs": [o.needs[s] for s in stylists],
+        "location": o.location.id,
+        "first": first,
+        "last": last,
+        "earliest": window.earliest,
+        "latest": window.latest,
+    }
+
+
+def free_starts(session: Session, o: Offer, day: dt.date, window: Window) -> list[Row[tuple]]:  # type: ignore[type-arg]
+    if not o.needs:
+        return []
+    return list(session.execute(FREE_STARTS, _params(o, day, day, window)))
+
+
+def free_days(
+    session: Session, o: Offer, first: dt.date, last: dt.date, window: Window
+) -> dict[dt.date, int]:
+    if not o.needs:
+        return {}
+    rows = session.execute(FREE_DAYS, _params(o, first, last, window))
+    return {row.local_date: int(row.starts) for row in rows}
+
+
+def local_today(o: Offer, now: dt.datetime) -> dt.date:
+    return now.astimezone(o.zone).date()

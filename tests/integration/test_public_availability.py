@@ -1,0 +1,325 @@
+"""/v1/dates and /v1/slots against real PostgreSQL and Redis: fit, stickiness, inventory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pytest
+from falcon import testing
+from sqlalchemy import text
+
+from api.app import create_app
+from salon.bootstrap import bootstrap
+from salon.exposures import bump_versions
+
+DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)
+STARTS_PER_STYLIST = 33  # 09:00-18:00, 15-minute slots, 60-minute service: 09:00..17:00
+
+
+def wait_job(api, token, job_id):
+    for _ in range(300):
+        job = api.get(f"/admin/v1/jobs/{job_id}", token).json
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(job)
+
+
+@pytest.fixture
+def shop(api, admin_token, worker):  # type: ignore[no-untyped-def]
+    loc = api.post(
+        "/admin/v1/locations", admin_token, {"name": "Bath", "timezone": "Europe/London"}
+    ).json
+    a = api.post("/admin/v1/stylists", admin_token, {"name": "A", "location_ids": [loc["id"]]}).json
+    b = api.post("/admin/v1/stylists", admin_token, {"name": "B", "location_ids": [loc["id"]]}).json
+    service = api.post(
+        "/admin/v1/services",
+        admin_token,
+        {"location_id": loc["id"], "name": "Cut", "duration_minutes": 60},
+    ).json
+    rule = api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        {
+            "location_id": loc["id"],
+            "rule_kind": "WEEKLY",
+            "days_of_week": [1, 2, 3, 4, 5, 6, 7],
+            "start_time": "09:00",
+            "end_time": "18:00",
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    job = api.post(
+        "/admin/v1/slots/generate",
+        admin_token,
+        {
+            "from": DAY.isoformat(),
+            "to": (DAY + dt.timedelta(days=6)).isoformat(),
+            "location_id": loc["id"],
+        },
+    ).json
+    assert wait_job(api, admin_token, job["id"])["status"] == "succeeded"
+    return {"location": loc["id"], "a": a["id"], "b": b["id"], "service": service["id"]}
+
+
+def slots(
+    api, shop, session: str | None = "0" * 32, stylist: str | None = None, day=DAY, **headers
+):
+    params = {
+        "date": day.isoformat(),
+        "location_id": shop["location"],
+        "service_id": shop["service"],
+    }
+    if stylist:
+        params["stylist_id"] = stylist
+    if session:
+        headers["X-Session-Id"] = session
+    return api.client.simulate_get("/v1/slots", params=params, headers=headers)
+
+
+def book(
+    container,
+    shop,
+    tenant,
+    stylist: str,
+    start: dt.datetime,
+    minutes: int = 60,
+    status: str = "confirmed",
+    expires: dt.datetime | None = None,
+) -> None:
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id,"
+                " service_id, customer_name, customer_phone, status, start_at, end_at,"
+                " hold_expires_at) VALUES (:id, :biz, :loc, :st, :svc, 'C', '+1', :status, :s, :e,"
+                " :x)"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "biz": tenant,
+                "loc": shop["location"],
+                "st": stylist,
+                "svc": shop["service"],
+                "status": status,
+                "s": start,
+                "e": start + dt.timedelta(minutes=minutes),
+                "x": expires,
+            },
+        )
+    bump_versions(container, [stylist])
+
+
+def at(hour: int, minute: int = 0) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.combine(DAY, dt.time(hour, minute), ZoneInfo("Europe/London"))
+
+
+def test_dates_count_the_free_starts_per_day_in_one_call(api, shop):
+    resp = api.get(
+        "/v1/dates",
+        None,
+        **{
+            "from": DAY.isoformat(),
+            "days": 9,
+            "location_id": shop["location"],
+            "service_id": shop["service"],
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    days = resp.json["dates"]
+    assert [d["date"] for d in days][:2] == [DAY.isoformat(), (DAY + dt.timedelta(1)).isoformat()]
+    assert all(d["has_availability"] and d["total_slots"] == STARTS_PER_STYLIST for d in days[:7])
+    assert days[7] == {
+        "date": (DAY + dt.timedelta(7)).isoformat(),
+        "has_availability": False,
+        "total_slots": 0,
+    }
+    assert (
+        api.get(
+            "/v1/dates", None, days=91, location_id=shop["location"], service_id=shop["service"]
+        ).status_code
+        == 422
+    )
+
+
+def test_an_exposure_shows_two_to_five_real_times_and_is_sticky(api, shop):
+    first = slots(api, shop)
+    assert first.status_code == 200, first.text
+    body = first.json
+    shown = body["exposed_slots"]
+    assert 2 <= len(shown) <= 5
+    assert body["total_available"] == STARTS_PER_STYLIST and body["has_more"] is True
+    assert len({s["start_at"] for s in shown}) == len(shown)
+    for s in shown:
+        start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+        assert at(9) <= start <= at(17)
+        assert s["local_start"].startswith(DAY.isoformat())
+    assert slots(api, shop).json == body
+
+
+def test_stickiness_holds_across_two_app_instances_sharing_redis(api, shop, settings):
+    other = bootstrap(settings)
+    try:
+        second_app = testing.TestClient(create_app(other))
+        a = slots(api, shop, session="1" * 32).json
+        b = second_app.simulate_get(
+            "/v1/slots",
+            params={
+                "date": DAY.isoformat(),
+                "location_id": shop["location"],
+                "service_id": shop["service"],
+            },
+            headers={"X-Session-Id": "1" * 32},
+        ).json
+        assert a == b
+    finally:
+        other.close()
+
+
+def test_anonymous_callers_get_their_own_session(api, shop):
+    one = slots(api, shop, session=None)
+    two = slots(api, shop, session=None)
+    assert one.headers["X-Session-Id"] != two.headers["X-Session-Id"]
+    assert "salon_sid=" in one.headers["Set-Cookie"]
+    again = slots(api, shop, session=one.headers["X-Session-Id"])
+    assert again.json == one.json
+
+
+def test_booked_and_held_times_are_never_offered(api, shop, container, tenant):
+    book(container, shop, tenant, shop["a"], at(10))
+    book(
+        container,
+        shop,
+        tenant,
+        shop["a"],
+        at(14),
+        status="held",
+        expires=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10),
+    )
+    for i in range(40):
+        body = slots(api, shop, session=f"{i:032x}", stylist=shop["a"]).json
+        for s in body["exposed_slots"]:
+            start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+            # A 60-minute booking at 10:00 blocks starts from 09:15 to 10:45.
+            assert not (at(9, 15) <= start <= at(10, 45)), s
+            assert not (at(13, 15) <= start <= at(14, 45)), s
+    # 7 starts around each booking are gone.
+    assert body["total_available"] == STARTS_PER_STYLIST - 14
+
+
+def test_expired_holds_do_not_hide_times(api, shop, container, tenant):
+    book(
+        container,
+        shop,
+        tenant,
+        shop["a"],
+        at(10),
+        status="held",
+        expires=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1),
+    )
+    body = slots(api, shop, session="2" * 32, stylist=shop["a"]).json
+    assert body["total_available"] == STARTS_PER_STYLIST
+
+
+def test_a_taken_time_is_replaced_by_one_other_and_the_rest_stay(api, shop, container, tenant):
+    before = slots(api, shop, session="3" * 32, stylist=shop["a"]).json["exposed_slots"]
+    taken = before[0]
+    start = dt.datetime.fromisoformat(taken["start_at"].replace("Z", "+00:00"))
+    book(container, shop, tenant, shop["a"], start, minutes=15)
+    after = slots(api, shop, session="3" * 32, stylist=shop["a"]).json["exposed_slots"]
+    assert taken not in after
+    kept = [s for s in before[1:] if s in after]
+    # Times overlapping the new booking are taken too; every other one stays.
+    still_free = [
+        s
+        for s in before[1:]
+        if not (
+            start - dt.timedelta(minutes=45)
+            <= dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+            < start + dt.timedelta(minutes=15)
+        )
+    ]
+    assert kept == still_free
+    assert len(after) == len(before)
+
+
+def test_no_times_gives_an_empty_list_and_the_next_date(api, shop, container, tenant):
+    day_before = DAY - dt.timedelta(days=1)
+    body = slots(api, shop, day=day_before).json
+    assert body["exposed_slots"] == [] and body["total_available"] == 0
+    assert body["next_available_date"] == DAY.isoformat()
+
+
+def test_one_booking_blocks_a_stylist_at_both_locations(api, admin_token, shop, container, tenant):
+    other = api.post(
+        "/admin/v1/locations", admin_token, {"name": "Wells", "timezone": "Europe/London"}
+    ).json
+    api.patch(
+        f"/admin/v1/stylists/{shop['a']}",
+        admin_token,
+        {"location_ids": [shop["location"], other["id"]]},
+    )
+    service = api.post(
+        "/admin/v1/services",
+        admin_token,
+        {"location_id": other["id"], "name": "Cut", "duration_minutes": 60},
+    ).json
+    # Slots for the same hours at the second location (as left by older rules).
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scheduler.slot_instances (id, location_id, stylist_id, local_date,"
+                " start_at, end_at) SELECT gen_random_uuid(), :other, stylist_id, local_date,"
+                " start_at + interval '1 second', end_at + interval '1 second'"
+                " FROM scheduler.slot_instances WHERE stylist_id = :a AND local_date = :d"
+            ),
+            {"other": other["id"], "a": shop["a"], "d": DAY},
+        )
+    book(container, shop, tenant, shop["a"], at(12))
+    body = api.client.simulate_get(
+        "/v1/slots",
+        params={
+            "date": DAY.isoformat(),
+            "location_id": other["id"],
+            "service_id": service["id"],
+            "stylist_id": shop["a"],
+        },
+        headers={"X-Session-Id": "4" * 32},
+    ).json
+    starts = [
+        dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+        for s in body["exposed_slots"]
+    ]
+    assert starts and not any(at(11) <= s < at(13) for s in starts)
+    assert body["total_available"] == STARTS_PER_STYLIST - 8
+
+
+def test_bad_requests_are_problems(api, shop):
+    assert slots(api, shop, day=dt.date(2020, 1, 1)).status_code == 422
+    resp = api.client.simulate_get("/v1/slots", params={"date": "tomorrow"})
+    assert resp.status_code == 422
+    missing = api.client.simulate_get(
+        "/v1/slots",
+        params={
+            "date": DAY.isoformat(),
+            "location_id": shop["location"],
+            "service_id": str(uuid.uuid4()),
+        },
+    )
+    assert missing.status_code == 404
+    assert slots(api, shop, **{"X-Exposure-Variant": "nope"}).status_code == 422
+    assert (
+        slots(api, shop, **{"X-Exposure-Variant": "uniform"}).headers["X-Exposure-Variant"]
+        == "uniform"
+    )
+
+
+def test_the_ledger_records_each_exposure_for_support(api, admin_token, shop):
+    slots(api, shop, session="5" * 32)
+    items = api.get("/admin/v1/exposures", admin_token, subject="session:" + "5" * 32).json["items"]
+    assert items and items[0]["date"] == DAY.isoformat()
+    assert items[0]["shown"] and int(items[0]["total_available"]) == STARTS_PER_STYLIST
