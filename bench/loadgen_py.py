@@ -215,13 +215,16 @@ def run_python(
     procs: list[subprocess.Popen[str]] = []
     first = 0
     try:
-        for i in range(nproc):
-            nconn = connections // nproc + (1 if i < connections % nproc else 0)
-            quota = (
-                None
-                if count is None
-                else count * nconn // connections + (count * nconn % connections if i == 0 else 0)
-            )
+        nconns = [
+            connections // nproc + (1 if i < connections % nproc else 0) for i in range(nproc)
+        ]
+        # --count split in proportion to connections; the rounding remainder goes to the first.
+        quotas: list[int | None] = [None] * nproc
+        if count is not None:
+            shares = [count * n // connections for n in nconns]
+            shares[0] += count - sum(shares)
+            quotas = list(shares)
+        for nconn, quota in zip(nconns, quotas, strict=True):
             cfg = {
                 "host": host,
                 "port": port,

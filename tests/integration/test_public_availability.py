@@ -323,3 +323,66 @@ def test_the_ledger_records_each_exposure_for_support(api, admin_token, shop):
     items = api.get("/admin/v1/exposures", admin_token, subject="session:" + "5" * 32).json["items"]
     assert items and items[0]["date"] == DAY.isoformat()
     assert items[0]["shown"] and int(items[0]["total_available"]) == STARTS_PER_STYLIST
+
+
+def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker):
+    """New York, 2027-03-14: 02:00-03:00 does not exist; a 00:00-05:00 day has 4 real hours."""
+    long_horizon = bootstrap(settings.with_(booking_horizon_days=400))
+    try:
+        client = testing.TestClient(create_app(long_horizon))
+        loc = api.post(
+            "/admin/v1/locations",
+            admin_token,
+            {"name": "Night owls", "timezone": "America/New_York"},
+        ).json
+        stylist = api.post(
+            "/admin/v1/stylists", admin_token, {"name": "Nox", "location_ids": [loc["id"]]}
+        ).json
+        service = api.post(
+            "/admin/v1/services",
+            admin_token,
+            {"location_id": loc["id"], "name": "Trim", "duration_minutes": 30},
+        ).json
+        api.post(
+            "/admin/v1/availabilities",
+            admin_token,
+            {
+                "location_id": loc["id"],
+                "stylist_id": stylist["id"],
+                "rule_kind": "DATE_RANGE",
+                "valid_from": "2027-03-14",
+                "valid_to": "2027-03-14",
+                "start_time": "00:00",
+                "end_time": "05:00",
+                "slot_granularity_minutes": 30,
+            },
+        )
+        job = api.post(
+            "/admin/v1/slots/generate",
+            admin_token,
+            {"from": "2027-03-14", "to": "2027-03-14", "location_id": loc["id"]},
+        ).json
+        assert wait_job(api, admin_token, job["id"])["created"] == 8
+        body = client.simulate_get(
+            "/v1/slots",
+            params={"date": "2027-03-14", "location_id": loc["id"], "service_id": service["id"]},
+            headers={"X-Session-Id": "6" * 32},
+        ).json
+        assert body["total_available"] == 8
+        for s in body["exposed_slots"]:
+            assert not s["local_start"].startswith("2027-03-14T02:")
+            start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+            end = dt.datetime.fromisoformat(s["end_at"].replace("Z", "+00:00"))
+            assert end - start == dt.timedelta(minutes=30)
+        dates = client.simulate_get(
+            "/v1/dates",
+            params={
+                "from": "2027-03-13",
+                "days": 3,
+                "location_id": loc["id"],
+                "service_id": service["id"],
+            },
+        ).json["dates"]
+        assert [d["total_slots"] for d in dates] == [0, 8, 0]
+    finally:
+        long_horizon.close()
