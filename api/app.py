@@ -16,6 +16,7 @@ from api.openapi import build_spec
 from api.resources import (
     availability,
     availability_public,
+    bookings,
     catalogue,
     docs,
     health,
@@ -38,6 +39,11 @@ def routes(container: Container) -> list[Route]:
         ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
         ("/v1/dates", availability_public.Dates(c), None),
         ("/v1/slots", availability_public.Slots(c), None),
+        ("/v1/bookings", bookings.Bookings(c), None),
+        ("/v1/bookings/{booking_id}", bookings.Booking(c), None),
+        ("/v1/bookings/{booking_id}/confirm", bookings.ConfirmBooking(c), None),
+        ("/v1/bookings/{booking_id}/cancel", bookings.CancelBooking(c), None),
+        ("/v1/bookings/{booking_id}/reschedule", bookings.RescheduleBooking(c), None),
         ("/v1/requests/{request_id}", requests.WriteRequestResource(c), None),
         ("/admin/v1/locations", catalogue.AdminLocations(c), None),
         ("/admin/v1/locations/{location_id}", catalogue.AdminLocation(c), None),
@@ -51,6 +57,8 @@ def routes(container: Container) -> list[Route]:
         ("/admin/v1/slots", slots.Slots(c), None),
         ("/admin/v1/jobs/{job_id}", slots.Job(c), None),
         ("/admin/v1/exposures", availability_public.ExposureLedger(c), None),
+        ("/admin/v1/bookings", bookings.AdminBookings(c), None),
+        ("/admin/v1/bookings/{booking_id}", bookings.AdminBooking(c), None),
     ]
 
 

@@ -384,3 +384,73 @@ class LedgerQuery(BaseModel):
 
 class LedgerOut(Out):
     items: list[dict[str, str]]
+
+
+# --- bookings -------------------------------------------------------------------------------
+
+
+class CustomerIn(In):
+    name: Name
+    phone: Annotated[str, Field(min_length=5, max_length=32, pattern=r"^\+?[0-9 ()./-]{5,32}$")]
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+        None
+    )
+
+
+class HoldIn(In):
+    slot_id: uuid.UUID
+    service_id: uuid.UUID
+    customer: CustomerIn
+    notes: str | None = Field(None, max_length=1000)
+    consent: dict[str, Any] | None = None
+    source: str | None = Field(None, max_length=50)
+
+
+class CancelIn(In):
+    reason: str | None = Field(None, max_length=500)
+
+
+class RescheduleIn(In):
+    slot_id: uuid.UUID
+
+
+class AdminBookingPatch(In):
+    action: Literal["cancel", "reschedule", "no_show"]
+    reason: str | None = Field(None, max_length=500)
+    new_slot_id: uuid.UUID | None = None
+
+
+class CustomerOut(Out):
+    name: str
+    phone: str
+    email: str | None
+
+
+class BookingOut(Out):
+    booking_id: uuid.UUID
+    status: Literal["held", "confirmed", "completed", "cancelled", "expired", "no_show"]
+    slot_id: uuid.UUID | None
+    service_id: uuid.UUID
+    stylist_id: uuid.UUID
+    location_id: uuid.UUID
+    start_at: str
+    end_at: str
+    hold_expires_at: str | None
+    customer: CustomerOut
+
+
+class BookingPage(Page):
+    items: list[BookingOut]  # type: ignore[assignment]
+
+
+class BookingQuery(PageQuery):
+    status: Literal["held", "confirmed", "completed", "cancelled", "expired", "no_show"] | None = (
+        None
+    )
+    date_from: dt_date | None = None
+    date_to: dt_date | None = None
+
+
+class AdminBookingQuery(BookingQuery):
+    location_id: uuid.UUID | None = None
+    stylist_id: uuid.UUID | None = None

@@ -234,6 +234,10 @@ class Booking(Base):
     updated_at: Mapped[datetime] = _created()
     confirmed_at: Mapped[datetime | None] = mapped_column()
     cancelled_at: Mapped[datetime | None] = mapped_column()
+    service_minutes: Mapped[int | None] = mapped_column(Integer)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_by: Mapped[str | None] = mapped_column(Text)
+    rescheduled_from: Mapped[datetime | None] = mapped_column()
 
 
 class WriteRequest(Base):

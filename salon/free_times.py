@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, select, text
@@ -87,7 +88,9 @@ free AS (
             AND b.status IN ('held', 'confirmed')
             -- An expired hold blocks nothing, even before the sweep marks it.
             AND (b.status = 'confirmed' OR b.hold_expires_at > now())
-            AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
+            AND b.start_at < sl.end_at AND b.end_at > sl.start_at
+            -- A booking being moved does not block its own new time.
+            AND b.id IS DISTINCT FROM CAST(:exclude AS uuid))
 ),
 marked AS (
     SELECT *, CASE WHEN lag(end_at) OVER w = start_at THEN 0 ELSE 1 END AS brk
@@ -141,9 +144,12 @@ class Window:
         )
 
 
-def _params(o: Offer, first: dt.date, last: dt.date, window: Window) -> dict[str, object]:
+def _params(
+    o: Offer, first: dt.date, last: dt.date, window: Window, exclude: uuid.UUID | None = None
+) -> dict[str, object]:
     stylists = list(o.needs)
     return {
+        "exclude": exclude,
         "stylists": stylists,
         "needs": [o.needs[s] for s in stylists],
         "location": o.location.id,
@@ -154,10 +160,12 @@ def _params(o: Offer, first: dt.date, last: dt.date, window: Window) -> dict[str
     }
 
 
-def free_starts(session: Session, o: Offer, day: dt.date, window: Window) -> list[Row[tuple]]:  # type: ignore[type-arg]
+def free_starts(
+    session: Session, o: Offer, day: dt.date, window: Window, exclude: uuid.UUID | None = None
+) -> list[Row[Any]]:
     if not o.needs:
         return []
-    return list(session.execute(FREE_STARTS, _params(o, day, day, window)))
+    return list(session.execute(FREE_STARTS, _params(o, day, day, window, exclude)))
 
 
 def free_days(

@@ -36,6 +36,7 @@ from models.tables import (
 from salon.auth import Principal
 from salon.availability import rules_for
 from salon.errors import InvalidInput, NotFound
+from salon.locks import lock_stylists
 from salon.writes import WriteContext, WriteOutcome, operation
 
 if TYPE_CHECKING:
@@ -194,14 +195,6 @@ def plan(session: Session, job: GenerationJob, chunk_weeks: int) -> list[ChunkKe
     return [k for k in keys if k not in done]
 
 
-def _stylist_lock(session: Session, stylist_id: uuid.UUID) -> None:
-    # One stylist's slots are changed by one chunk at a time, whichever job it belongs to.
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"stylist:{stylist_id}"},
-    )
-
-
 @dataclass
 class ChunkResult:
     created: int = 0
@@ -217,7 +210,7 @@ def run_chunk(
     job = session.get(GenerationJob, job_id)
     if job is None or job.status in ("succeeded", "failed"):
         return None
-    _stylist_lock(session, key.stylist_id)
+    lock_stylists(session, [key.stylist_id])
     if session.get(GenerationChunk, (job_id, key.stylist_id, key.location_id, key.week_start)):
         return None
     location = session.get(Location, key.location_id)

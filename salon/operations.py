@@ -1,5 +1,5 @@
 """Imports every module that registers write operations, so the actor knows them all."""
 
-from salon import availability, catalogue, generation
+from salon import availability, bookings, catalogue, generation
 
-__all__ = ["availability", "catalogue", "generation"]
+__all__ = ["availability", "bookings", "catalogue", "generation"]

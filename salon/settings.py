@@ -35,6 +35,8 @@ class Settings:
     min_notice_minutes: int = field(default=120, metadata={"env": "MIN_NOTICE_MINUTES"})
     booking_horizon_days: int = field(default=90, metadata={"env": "BOOKING_HORIZON_DAYS"})
     exposure_ttl_seconds: int = field(default=420, metadata={"env": "EXPOSURE_TTL_SECONDS"})
+    max_holds_per_customer: int = field(default=3, metadata={"env": "MAX_HOLDS_PER_CUSTOMER"})
+    cancel_cutoff_hours: int = field(default=24, metadata={"env": "CANCEL_CUTOFF_HOURS"})
     hold_ttl_seconds: int = field(default=600, metadata={"env": "HOLD_TTL_SECONDS"})
     api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
     api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})

@@ -37,6 +37,7 @@ from salon.errors import (
     RequestInProgress,
     SlotUnavailable,
 )
+from salon.settings import Settings
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -52,6 +53,8 @@ class WriteOutcome:
     # Messages to send once the write has committed: (actor name, args). Lost ones (Redis
     # down) are the business of the scheduler job that resumes the work they start.
     followups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Stylists whose time this write took or freed: sticky exposures of theirs recheck.
+    touched_stylists: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class WriteContext:
     body: dict[str, Any]
     params: dict[str, str]
     request_id: str | None
+    settings: Settings
 
 
 Operation = Callable[[Session, WriteContext], WriteOutcome]
@@ -225,7 +229,7 @@ def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
             log.info("write %s already %s; redelivery ignored", write_id, row.status)
             outcome = _outcome(row)
         else:
-            outcome = _run(session, row)
+            outcome = _run(session, row, container.settings)
             row.status = "succeeded" if outcome.status < 400 else "failed"
             row.http_status = outcome.status
             row.result = jsonable(outcome.body)
@@ -240,6 +244,10 @@ def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
 
 
 def _send_followups(container: Container, outcome: WriteOutcome) -> None:
+    if outcome.touched_stylists:
+        from salon.exposures import bump_versions
+
+        bump_versions(container, outcome.touched_stylists)
     for actor_name, args in outcome.followups:
         try:
             container.broker.get_actor(actor_name).send(*args)
@@ -247,13 +255,14 @@ def _send_followups(container: Container, outcome: WriteOutcome) -> None:
             log.warning("could not send %s%s; the scheduler will resume it", actor_name, args)
 
 
-def _run(session: Session, row: WriteRequest) -> WriteOutcome:
+def _run(session: Session, row: WriteRequest, settings: Settings) -> WriteOutcome:
     ctx = WriteContext(
         write_id=row.id,
         principal=Principal.from_dict(row.payload["principal"]),
         body=row.payload["body"],
         params=row.payload.get("params") or {},
         request_id=row.request_id,
+        settings=settings,
     )
     try:
         # A savepoint: a refused write leaves nothing behind but its recorded refusal.

@@ -50,10 +50,16 @@ def resume_generation(container: Container) -> dict[str, Any]:
     return {"resumed": generation.resume_stalled_jobs(container)}
 
 
+def expire_holds(container: Container) -> dict[str, Any]:
+    container.actors.expire_holds.send()
+    return {}
+
+
 def default_jobs(container: Container) -> list[Job]:
     tick = container.settings.scheduler_tick_seconds
     return [
         Job("reenqueue_writes", tick, reenqueue_writes),
+        Job("expire_holds", tick, expire_holds),
         Job("purge_old_records", 3600, purge_old_records),
         Job("generate_horizon", 24 * 3600, generate_horizon, at_start=True),
         Job("resume_generation", 60, resume_generation),

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from salon import generation, writes
+from salon import bookings, generation, writes
+from salon.exposures import bump_versions
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -52,6 +53,7 @@ class Actors:
     plan_generation: dramatiq.Actor[[str], None]
     generate_chunk: dramatiq.Actor[[str, str, str, str], None]
     generate_horizon: dramatiq.Actor[[], None]
+    expire_holds: dramatiq.Actor[[], None]
 
 
 def declare_actors(container: Container) -> Actors:
@@ -77,6 +79,16 @@ def declare_actors(container: Container) -> Actors:
 
     def generate_horizon() -> None:
         generation.start_horizon_jobs(container)
+
+    def expire_holds() -> None:
+        # Batches of their own transactions: a long backlog never holds locks for long.
+        while True:
+            with container.sessions.begin() as session:
+                expired = bookings.expire_due_holds(session, batch=500)
+                stylists = {b.stylist_id for b in expired}
+            bump_versions(container, stylists)
+            if len(expired) < 500:
+                return
 
     return Actors(
         execute_write=dramatiq.actor(
@@ -107,6 +119,9 @@ def declare_actors(container: Container) -> Actors:
             max_retries=8,
             min_backoff=500,
         )(generate_chunk),
+        expire_holds=dramatiq.actor(
+            broker=broker, actor_name="expire_holds", queue_name=MAINTENANCE_QUEUE, max_retries=3
+        )(expire_holds),
         generate_horizon=dramatiq.actor(
             broker=broker,
             actor_name="generate_horizon",

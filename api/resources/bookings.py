@@ -1,0 +1,208 @@
+"""Bookings: customers' hold/confirm/cancel/reschedule under /v1, staff's under /admin/v1.
+
+Every write goes through the queue (`api.writes.submit_write`); reads come from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from api.auth import admin_only, require_roles
+from api.openapi import doc
+from api.resources.catalogue import BaseResource, parse_uuid
+from api.schemas import (
+    AdminBookingPatch,
+    AdminBookingQuery,
+    BookingOut,
+    BookingPage,
+    BookingQuery,
+    CancelIn,
+    HoldIn,
+    RescheduleIn,
+)
+from api.validation import parse_body, parse_query
+from api.writes import submit_write
+from salon import bookings
+from salon.errors import InvalidInput
+
+customer_only = require_roles("user")
+
+
+class Bookings(BaseResource):
+    @doc(
+        "Your bookings",
+        tag="bookings",
+        auth="user",
+        query=BookingQuery,
+        responses={200: BookingPage},
+    )
+    @falcon.before(customer_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, BookingQuery)
+        with self.container.sessions() as s:
+            items, total = bookings.list_bookings(
+                s,
+                req.context.principal,
+                status=q.status,
+                date_from=q.date_from,
+                date_to=q.date_to,
+                location_id=None,
+                stylist_id=None,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+    @doc(
+        "Hold a time (201 with hold_expires_at; 409 slot-unavailable when taken)",
+        tag="bookings",
+        auth="user",
+        body=HoldIn,
+        responses={201: BookingOut},
+        write=True,
+    )
+    @falcon.before(customer_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req, HoldIn)
+        submit_write(req, resp, self.container, "booking.hold", body.model_dump(mode="json"))
+
+
+class Booking(BaseResource):
+    @doc("One of your bookings", tag="bookings", auth="user", responses={200: BookingOut})
+    @falcon.before(customer_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
+        with self.container.sessions() as s:
+            b = bookings.own_booking(s, req.context.principal, parse_uuid(booking_id, "booking"))
+            resp.media = bookings.booking_view(b)
+
+
+def _optional_body(resource: BaseResource, req: falcon.Request, model: type[CancelIn]) -> dict:  # type: ignore[type-arg]
+    if not req.content_length:
+        return {}
+    return parse_body(req, model, resource.container.settings.max_body_bytes).model_dump(
+        mode="json", exclude_none=True
+    )
+
+
+class ConfirmBooking(BaseResource):
+    @doc(
+        "Confirm a held booking (again: the same 200)",
+        tag="bookings",
+        auth="user",
+        responses={200: BookingOut},
+        write=True,
+    )
+    @falcon.before(customer_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "booking.confirm",
+            {},
+            {"booking_id": str(parse_uuid(booking_id, "booking"))},
+        )
+
+
+class CancelBooking(BaseResource):
+    @doc(
+        "Cancel a booking (customers: up to the cut-off before the start)",
+        tag="bookings",
+        auth="user",
+        body=CancelIn,
+        responses={200: BookingOut},
+        write=True,
+    )
+    @falcon.before(customer_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
+        body = _optional_body(self, req, CancelIn)
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "booking.cancel",
+            body,
+            {"booking_id": str(parse_uuid(booking_id, "booking"))},
+        )
+
+
+class RescheduleBooking(BaseResource):
+    @doc(
+        "Move a booking to another time, atomically (409 if it is taken)",
+        tag="bookings",
+        auth="user",
+        body=RescheduleIn,
+        responses={200: BookingOut},
+        write=True,
+    )
+    @falcon.before(customer_only)
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
+        body = self.body(req, RescheduleIn)
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "booking.reschedule",
+            body.model_dump(mode="json"),
+            {"booking_id": str(parse_uuid(booking_id, "booking"))},
+        )
+
+
+class AdminBookings(BaseResource):
+    @doc(
+        "Bookings of the brand (filters, pagination)",
+        tag="admin",
+        auth="staff",
+        query=AdminBookingQuery,
+        responses={200: BookingPage},
+    )
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = parse_query(req, AdminBookingQuery)
+        with self.container.sessions() as s:
+            items, total = bookings.list_bookings(
+                s,
+                req.context.principal,
+                status=q.status,
+                date_from=q.date_from,
+                date_to=q.date_to,
+                location_id=q.location_id,
+                stylist_id=q.stylist_id,
+                page=q.page,
+                page_size=q.page_size,
+            )
+        resp.media = self.page(items, total, q)
+
+
+class AdminBooking(BaseResource):
+    @doc("One booking of the brand", tag="admin", auth="staff", responses={200: BookingOut})
+    @falcon.before(admin_only)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
+        with self.container.sessions() as s:
+            b = bookings.own_booking(s, req.context.principal, parse_uuid(booking_id, "booking"))
+            resp.media = bookings.booking_view(b)
+
+    @doc(
+        "Cancel, reschedule or mark a no-show (staff: no cut-off)",
+        tag="admin",
+        auth="staff",
+        body=AdminBookingPatch,
+        responses={200: BookingOut},
+        write=True,
+    )
+    @falcon.before(admin_only)
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
+        body = self.body(req, AdminBookingPatch)
+        if body.action == "reschedule" and body.new_slot_id is None:
+            raise InvalidInput(
+                "reschedule needs new_slot_id",
+                errors=[{"field": "new_slot_id", "message": "required"}],
+            )
+        submit_write(
+            req,
+            resp,
+            self.container,
+            "booking.admin_update",
+            body.model_dump(mode="json", exclude_none=True),
+            {"booking_id": str(parse_uuid(booking_id, "booking"))},
+        )

@@ -1,0 +1,336 @@
+"""Bookings through the queue with a real worker: hold, confirm, cancel, reschedule, expiry,
+and PostgreSQL refusing every double booking under concurrency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select, text
+
+from models.tables import Booking, OutboxEvent
+from tests.conftest import token_for
+
+DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=12)
+ZONE = ZoneInfo("Europe/Paris")
+CUSTOMER = {"name": "Ana Lopez", "phone": "+33 6 12 34 56 78", "email": "ana@example.com"}
+
+
+def wait_job(api, token, job_id):
+    for _ in range(300):
+        job = api.get(f"/admin/v1/jobs/{job_id}", token).json
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(job)
+
+
+@pytest.fixture
+def salon(api, admin_token, worker, settings, tenant):  # type: ignore[no-untyped-def]
+    loc = api.post(
+        "/admin/v1/locations", admin_token, {"name": "Paris", "timezone": "Europe/Paris"}
+    ).json
+    stylists = [
+        api.post("/admin/v1/stylists", admin_token, {"name": n, "location_ids": [loc["id"]]}).json
+        for n in ("Zoe", "Yan")
+    ]
+    service = api.post(
+        "/admin/v1/services",
+        admin_token,
+        {"location_id": loc["id"], "name": "Cut", "duration_minutes": 60},
+    ).json
+    api.post(
+        "/admin/v1/availabilities",
+        admin_token,
+        {
+            "location_id": loc["id"],
+            "rule_kind": "WEEKLY",
+            "days_of_week": [1, 2, 3, 4, 5, 6, 7],
+            "start_time": "09:00",
+            "end_time": "18:00",
+        },
+    )
+    job = api.post(
+        "/admin/v1/slots/generate",
+        admin_token,
+        {"from": DAY.isoformat(), "to": DAY.isoformat(), "location_id": loc["id"]},
+    ).json
+    assert wait_job(api, admin_token, job["id"])["created"] == 2 * 36
+    return {
+        "location": loc["id"],
+        "stylists": [s["id"] for s in stylists],
+        "service": service["id"],
+        "admin": admin_token,
+        "tenant": tenant,
+    }
+
+
+def slot_id(container, stylist: str, hour: int, minute: int = 0) -> str:
+    start = dt.datetime.combine(DAY, dt.time(hour, minute), ZONE)
+    with container.engine.connect() as conn:
+        return str(
+            conn.execute(
+                text(
+                    "SELECT id FROM scheduler.slot_instances"
+                    " WHERE stylist_id = :s AND start_at = :t"
+                ),
+                {"s": stylist, "t": start},
+            ).scalar_one()
+        )
+
+
+def customer(settings) -> str:
+    return token_for(settings, "user", None)
+
+
+def hold(api, token, salon, slot, **extra):
+    return api.post(
+        "/v1/bookings",
+        token,
+        {"slot_id": slot, "service_id": salon["service"], "customer": CUSTOMER, **extra},
+    )
+
+
+def test_a_hold_is_201_with_its_expiry_and_readable_only_by_its_owner(
+    api, salon, container, settings
+):
+    me = customer(settings)
+    resp = hold(api, me, salon, slot_id(container, salon["stylists"][0], 10), source="app")
+    assert resp.status_code == 201, resp.text
+    b = resp.json
+    assert b["status"] == "held" and b["stylist_id"] == salon["stylists"][0]
+    assert b["start_at"] == dt.datetime.combine(DAY, dt.time(10), ZONE).astimezone(
+        dt.UTC
+    ).isoformat().replace("+00:00", "Z")
+    expires = dt.datetime.fromisoformat(b["hold_expires_at"].replace("Z", "+00:00"))
+    assert dt.timedelta(minutes=9) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=10)
+    assert resp.headers["Location"] == f"/v1/bookings/{b['booking_id']}"
+    assert api.get(resp.headers["Location"], me).json == b
+    assert api.get(resp.headers["Location"], customer(settings)).status_code == 404
+    mine = api.get("/v1/bookings", me).json
+    assert [x["booking_id"] for x in mine["items"]] == [b["booking_id"]]
+    with container.sessions() as s:
+        topics = s.scalars(
+            select(OutboxEvent.topic).where(OutboxEvent.aggregate_id == uuid.UUID(b["booking_id"]))
+        ).all()
+    assert topics == ["booking.held"]
+
+
+def test_fifty_concurrent_holds_on_one_time_give_exactly_one_booking(
+    api, salon, container, settings
+):
+    slot = slot_id(container, salon["stylists"][0], 11)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        status = hold(api, customer(settings), salon, slot).status_code
+        with lock:
+            results.append(status)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201] + [409] * 49
+    with container.sessions() as s:
+        live = s.scalar(
+            select(func.count()).where(
+                Booking.stylist_id == uuid.UUID(salon["stylists"][0]),
+                Booking.status.in_(("held", "confirmed")),
+            )
+        )
+    assert live == 1
+
+
+def test_a_60_minute_hold_at_10_blocks_starts_from_0915_to_1045(api, salon, container, settings):
+    stylist = salon["stylists"][1]
+    assert hold(api, customer(settings), salon, slot_id(container, stylist, 10)).status_code == 201
+    for hour, minute in [(9, 15), (9, 45), (10, 0), (10, 45)]:
+        resp = hold(api, customer(settings), salon, slot_id(container, stylist, hour, minute))
+        assert resp.status_code == 409, (hour, minute, resp.text)
+        assert resp.json["type"].endswith("/slot-unavailable")
+    for hour in (9, 11):
+        assert (
+            hold(api, customer(settings), salon, slot_id(container, stylist, hour)).status_code
+            == 201
+        )
+
+
+def test_confirm_is_idempotent_and_refused_when_expired_or_foreign(api, salon, container, settings):
+    me = customer(settings)
+    b = hold(api, me, salon, slot_id(container, salon["stylists"][0], 13)).json
+    url = f"/v1/bookings/{b['booking_id']}/confirm"
+    assert api.post(url, customer(settings), {}).status_code == 404
+    first = api.post(url, me, {})
+    assert first.status_code == 200 and first.json["status"] == "confirmed"
+    again = api.post(url, me, {})
+    assert again.status_code == 200 and again.json == first.json
+    late = hold(api, me, salon, slot_id(container, salon["stylists"][0], 15)).json
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
+                " WHERE id = :id"
+            ),
+            {"id": late["booking_id"]},
+        )
+    expired = api.post(f"/v1/bookings/{late['booking_id']}/confirm", me, {})
+    assert expired.status_code == 409 and expired.json["type"].endswith("/hold-expired")
+    assert api.get(f"/v1/bookings/{late['booking_id']}", me).json["status"] == "expired"
+
+
+def test_an_expired_hold_blocks_nobody_even_before_the_sweep(api, salon, container, settings):
+    slot = slot_id(container, salon["stylists"][1], 16)
+    first = hold(api, customer(settings), salon, slot).json
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
+                " WHERE id = :id"
+            ),
+            {"id": first["booking_id"]},
+        )
+    second = hold(api, customer(settings), salon, slot)
+    assert second.status_code == 201, second.text
+    with container.sessions() as s:
+        assert s.get(Booking, uuid.UUID(first["booking_id"])).status == "expired"
+
+
+def test_a_customer_may_hold_at_most_three_times_at_once(api, salon, container, settings):
+    me = customer(settings)
+    stylist = salon["stylists"][0]
+    for hour in (9, 12, 14):
+        assert hold(api, me, salon, slot_id(container, stylist, hour)).status_code == 201
+    fourth = hold(api, me, salon, slot_id(container, stylist, 16))
+    assert fourth.status_code == 409 and fourth.json["type"].endswith("/hold-limit-reached")
+
+
+def test_cancel_respects_the_cut_off_for_customers_but_not_for_staff(
+    api, salon, container, settings
+):
+    me = customer(settings)
+    b = hold(api, me, salon, slot_id(container, salon["stylists"][1], 12)).json
+    api.post(f"/v1/bookings/{b['booking_id']}/confirm", me, {})
+    with container.engine.begin() as conn:  # the appointment is now in 3 hours
+        conn.execute(
+            text(
+                "UPDATE scheduler.bookings SET start_at = now() + interval '3 hours',"
+                " end_at = now() + interval '4 hours', slot_id = NULL WHERE id = :id"
+            ),
+            {"id": b["booking_id"]},
+        )
+    late = api.post(f"/v1/bookings/{b['booking_id']}/cancel", me, {"reason": "sick"})
+    assert late.status_code == 409 and late.json["type"].endswith("/cancellation-window-closed")
+    staff = api.patch(
+        f"/admin/v1/bookings/{b['booking_id']}",
+        salon["admin"],
+        {"action": "cancel", "reason": "called the salon"},
+    )
+    assert staff.status_code == 200 and staff.json["status"] == "cancelled"
+    assert staff.json["cancel_reason"] == "called the salon"
+
+
+def test_reschedule_is_atomic(api, salon, container, settings):
+    me, other = customer(settings), customer(settings)
+    stylist = salon["stylists"][0]
+    b = hold(api, me, salon, slot_id(container, stylist, 9)).json
+    api.post(f"/v1/bookings/{b['booking_id']}/confirm", me, {})
+    taken = hold(api, other, salon, slot_id(container, stylist, 14)).json
+    assert taken["status"] == "held"
+    refused = api.post(
+        f"/v1/bookings/{b['booking_id']}/reschedule",
+        me,
+        {"slot_id": slot_id(container, stylist, 14, 30)},
+    )
+    assert refused.status_code == 409
+    assert api.get(f"/v1/bookings/{b['booking_id']}", me).json["start_at"] == b["start_at"]
+    # Moving by 30 minutes overlaps its own old time: allowed, and the old time is freed.
+    moved = api.post(
+        f"/v1/bookings/{b['booking_id']}/reschedule",
+        me,
+        {"slot_id": slot_id(container, stylist, 9, 30)},
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json["status"] == "confirmed" and moved.json["start_at"] != b["start_at"]
+    with container.sessions() as s:
+        topics = s.scalars(
+            select(OutboxEvent.topic)
+            .where(OutboxEvent.aggregate_id == uuid.UUID(b["booking_id"]))
+            .order_by(OutboxEvent.id)
+        ).all()
+    assert topics == ["booking.held", "booking.confirmed", "booking.rescheduled"]
+
+
+def test_the_sweep_expires_due_holds_in_batches(api, salon, container, settings):
+    from salon.bookings import expire_due_holds
+
+    b = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 17)).json
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
+                " WHERE id = :id"
+            ),
+            {"id": b["booking_id"]},
+        )
+    with container.sessions.begin() as s:
+        expired = expire_due_holds(s, batch=1000)
+    assert uuid.UUID(b["booking_id"]) in {x.id for x in expired}
+    with container.sessions() as s:
+        assert s.get(Booking, uuid.UUID(b["booking_id"])).status == "expired"
+        topics = s.scalars(
+            select(OutboxEvent.topic)
+            .where(OutboxEvent.aggregate_id == uuid.UUID(b["booking_id"]))
+            .order_by(OutboxEvent.id)
+        ).all()
+    assert topics == ["booking.held", "booking.expired"]
+
+
+def test_unknown_slot_is_404_and_wrong_service_is_422(api, salon, container, settings):
+    me = customer(settings)
+    assert hold(api, me, salon, str(uuid.uuid4())).status_code == 404
+    resp = api.post(
+        "/v1/bookings",
+        me,
+        {
+            "slot_id": slot_id(container, salon["stylists"][0], 10, 15),
+            "service_id": str(uuid.uuid4()),
+            "customer": CUSTOMER,
+        },
+    )
+    assert resp.status_code == 422
+    bad = api.post("/v1/bookings", me, {"slot_id": "x", "customer": {"name": ""}})
+    assert bad.status_code == 422
+    assert api.post("/v1/bookings", salon["admin"], {}).status_code == 403
+
+
+def test_idempotency_keys_are_scoped_per_principal(api, salon, container, settings):
+    key = str(uuid.uuid4())
+    one = api.post(
+        "/v1/bookings",
+        customer(settings),
+        {
+            "slot_id": slot_id(container, salon["stylists"][0], 17),
+            "service_id": salon["service"],
+            "customer": CUSTOMER,
+        },
+        key=key,
+    )
+    two = api.post(
+        "/v1/bookings",
+        customer(settings),
+        {
+            "slot_id": slot_id(container, salon["stylists"][1], 13),
+            "service_id": salon["service"],
+            "customer": CUSTOMER,
+        },
+        key=key,
+    )
+    assert one.status_code == two.status_code == 201
+    assert one.json["booking_id"] != two.json["booking_id"]
