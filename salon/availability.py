@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from models.rules import Rule, intervals_overlap, open_intervals_between
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from models.rules import Rule, intervals_overlap, open_intervals_between
 from models.tables import AvailabilityRule, Location, Service, StylistLocation
 from salon.auth import Principal
 from salon.catalogue import own_location, own_stylist

@@ -6,7 +6,7 @@ import falcon
 
 from api.auth import admin_only
 from api.openapi import doc
-from api.resources.catalogue import BaseResource, parse_uuid
+from api.resources.base import BaseResource, parse_uuid
 from api.schemas import RuleIn, RuleOut, RulePage, RulePatch, RuleQuery, patch_body
 from api.validation import parse_query
 from api.writes import submit_write

@@ -7,14 +7,14 @@ import re
 import uuid
 
 import falcon
-from models.exposure import VARIANTS
 
 from api.auth import admin_only
 from api.errors import ProblemError
 from api.openapi import doc
-from api.resources.catalogue import BaseResource
+from api.resources.base import BaseResource
 from api.schemas import DatesOut, DatesQuery, ExposureOut, LedgerOut, LedgerQuery, SlotsQuery
 from api.validation import parse_query
+from models.exposure import VARIANTS
 from salon import free_times
 from salon.bootstrap import Container
 from salon.exposures import ExposureService, days_view

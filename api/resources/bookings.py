@@ -9,7 +9,7 @@ import falcon
 
 from api.auth import admin_only, require_roles
 from api.openapi import doc
-from api.resources.catalogue import BaseResource, parse_uuid
+from api.resources.base import BaseResource, parse_uuid
 from api.schemas import (
     AdminBookingPatch,
     AdminBookingQuery,
@@ -20,7 +20,7 @@ from api.schemas import (
     HoldIn,
     RescheduleIn,
 )
-from api.validation import parse_body, parse_query
+from api.validation import parse_query
 from api.writes import submit_write
 from salon import bookings
 from salon.errors import InvalidInput
@@ -76,14 +76,6 @@ class Booking(BaseResource):
             resp.media = bookings.booking_view(b)
 
 
-def _optional_body(resource: BaseResource, req: falcon.Request, model: type[CancelIn]) -> dict:  # type: ignore[type-arg]
-    if not req.content_length:
-        return {}
-    return parse_body(req, model, resource.container.settings.max_body_bytes).model_dump(
-        mode="json", exclude_none=True
-    )
-
-
 class ConfirmBooking(BaseResource):
     @doc(
         "Confirm a held booking (again: the same 200)",
@@ -115,7 +107,7 @@ class CancelBooking(BaseResource):
     )
     @falcon.before(customer_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
-        body = _optional_body(self, req, CancelIn)
+        body = self.optional_body(req, CancelIn)
         submit_write(
             req,
             resp,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import falcon
-from pydantic import BaseModel
 
 from api.auth import admin_only
 from api.openapi import doc
+from api.resources.base import BaseResource, parse_uuid
 from api.schemas import (
     LocationIn,
     LocationOut,
@@ -26,30 +25,9 @@ from api.schemas import (
     StylistPatch,
     patch_body,
 )
-from api.validation import parse_body, parse_query
+from api.validation import parse_query
 from api.writes import submit_write
 from salon import catalogue
-from salon.bootstrap import Container
-from salon.errors import NotFound
-
-
-def parse_uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound(f"{what} {value} not found") from None
-
-
-class BaseResource:
-    def __init__(self, container: Container) -> None:
-        self.container = container
-
-    def body(self, req: falcon.Request, model: type[BaseModel]) -> Any:
-        return parse_body(req, model, self.container.settings.max_body_bytes)
-
-    def page(self, items: list[dict[str, Any]], total: int, q: PageQuery) -> dict[str, Any]:
-        return {"items": items, "page": q.page, "page_size": q.page_size, "total": total}
-
 
 # --- public ---------------------------------------------------------------------------------
 

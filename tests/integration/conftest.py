@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -41,6 +42,17 @@ class Api:
 
     def get(self, path: str, token: str | None = None, **params: Any) -> testing.Result:
         return self.client.simulate_get(path, params=params or None, headers=self.headers(token))
+
+    def wait_job(self, token: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
+        """Poll a generation job until it has finished."""
+        deadline = time.monotonic() + timeout
+        job: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            job = self.get(f"/admin/v1/jobs/{job_id}", token).json
+            if job["status"] in ("succeeded", "failed"):
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} not finished: {job}")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from zoneinfo import ZoneInfo
 
@@ -18,15 +17,6 @@ from tests.conftest import token_for
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=12)
 ZONE = ZoneInfo("Europe/Paris")
 CUSTOMER = {"name": "Ana Lopez", "phone": "+33 6 12 34 56 78", "email": "ana@example.com"}
-
-
-def wait_job(api, token, job_id):
-    for _ in range(300):
-        job = api.get(f"/admin/v1/jobs/{job_id}", token).json
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(job)
 
 
 @pytest.fixture
@@ -59,7 +49,7 @@ def salon(api, admin_token, worker, settings, tenant):  # type: ignore[no-untype
         admin_token,
         {"from": DAY.isoformat(), "to": DAY.isoformat(), "location_id": loc["id"]},
     ).json
-    assert wait_job(api, admin_token, job["id"])["created"] == 2 * 36
+    assert api.wait_job(admin_token, job["id"])["created"] == 2 * 36
     return {
         "location": loc["id"],
         "stylists": [s["id"] for s in stylists],

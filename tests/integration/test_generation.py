@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 
 import pytest
@@ -15,22 +14,12 @@ from models.tables import SlotInstance
 MONDAY = dt.date(2027, 3, 1)  # a Monday, far enough ahead of "today"
 
 
-def wait_job(api, token: str, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/admin/v1/jobs/{job_id}", token).json
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not finished: {job}")
-
-
 def generate(api, token: str, **body) -> dict:
     payload = {"from": MONDAY.isoformat(), "to": (MONDAY + dt.timedelta(days=13)).isoformat()}
     resp = api.post("/admin/v1/slots/generate", token, payload | body)
     assert resp.status_code == 202, resp.text
     assert resp.headers["Location"] == f"/admin/v1/jobs/{resp.json['id']}"
-    return wait_job(api, token, resp.json["id"])
+    return api.wait_job(token, resp.json["id"])
 
 
 @pytest.fixture
@@ -218,7 +207,7 @@ def test_the_rolling_horizon_generates_every_active_stylist_ahead(
             )
         ).all()
     assert len(ours) == 1  # one job per brand
-    job = wait_job(api, admin_token, str(ours[0]))
+    job = api.wait_job(admin_token, str(ours[0]))
     assert job["status"] == "succeeded" and job["created"] > 0
     today = dt.datetime.now(dt.UTC).date()
     listed = api.get(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 import pytest
@@ -16,15 +15,6 @@ from salon.exposures import bump_versions
 
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)
 STARTS_PER_STYLIST = 33  # 09:00-18:00, 15-minute slots, 60-minute service: 09:00..17:00
-
-
-def wait_job(api, token, job_id):
-    for _ in range(300):
-        job = api.get(f"/admin/v1/jobs/{job_id}", token).json
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(job)
 
 
 @pytest.fixture
@@ -60,7 +50,7 @@ def shop(api, admin_token, worker):  # type: ignore[no-untyped-def]
             "location_id": loc["id"],
         },
     ).json
-    assert wait_job(api, admin_token, job["id"])["status"] == "succeeded"
+    assert api.wait_job(admin_token, job["id"])["status"] == "succeeded"
     return {"location": loc["id"], "a": a["id"], "b": b["id"], "service": service["id"]}
 
 
@@ -362,7 +352,7 @@ def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker)
             admin_token,
             {"from": "2027-03-14", "to": "2027-03-14", "location_id": loc["id"]},
         ).json
-        assert wait_job(api, admin_token, job["id"])["created"] == 8
+        assert api.wait_job(admin_token, job["id"])["created"] == 8
         body = client.simulate_get(
             "/v1/slots",
             params={"date": "2027-03-14", "location_id": loc["id"], "service_id": service["id"]},
