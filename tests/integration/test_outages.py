@@ -115,3 +115,24 @@ def test_readyz_is_200_when_everything_answers(api):
         "status": "ready",
         "checks": {"postgres": "ok", "redis": "ok", "broker": "ok"},
     }
+
+
+def test_callers_over_the_rate_limit_get_429_with_retry_after(settings):
+    limited = bootstrap(
+        settings.with_(rate_limit_per_minute=5, redis_namespace="rl-" + uuid.uuid4().hex[:6])
+    )
+    try:
+        client = testing.TestClient(create_app(limited))
+        headers = {"X-Session-Id": "7" * 32}
+        codes = [
+            client.simulate_get("/v1/locations", headers=headers).status_code for _ in range(7)
+        ]
+        assert codes[:5] == [200] * 5
+        last = client.simulate_get("/v1/locations")
+        assert last.status_code == 429
+        assert last.json["type"].endswith("/rate-limited")
+        assert 0 < int(last.headers["Retry-After"]) <= 60
+        # Probes are never limited.
+        assert client.simulate_get("/healthz").status_code == 200
+    finally:
+        limited.close()
