@@ -19,7 +19,7 @@ from models.tables import Booking, Location, OutboxEvent, SlotInstance
 from salon.auth import STAFF_ROLES, Principal
 from salon.encoding import jsonable
 from salon.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
-from salon.free_times import Window, free_starts, offer
+from salon.free_times import Window, fits, offer
 from salon.locks import lock, lock_stylists
 from salon.settings import Settings
 from salon.writes import WriteContext, WriteOutcome, operation
@@ -128,12 +128,7 @@ def _check_fit(
         ) from exc
     now = _now(session)
     window = Window.from_now(now, settings.min_notice_minutes, settings.booking_horizon_days)
-    day = slot.start_at.astimezone(o.zone).date()
-    fits = any(
-        r.stylist_id == slot.stylist_id and r.start_at == slot.start_at
-        for r in free_starts(session, o, day, window, exclude)
-    )
-    if not fits:
+    if not fits(session, o, slot.stylist_id, slot.start_at, window, exclude):
         raise SlotUnavailable("that time is no longer available for this service")
     return o.durations[slot.stylist_id], o.needs[slot.stylist_id]
 

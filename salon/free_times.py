@@ -177,5 +177,48 @@ def free_days(
     return {row.local_date: int(row.starts) for row in rows}
 
 
+_COVERED = text(
+    """
+    SELECT coalesce(sum(extract(epoch FROM least(end_at, :end) - start_at)), 0)
+    FROM scheduler.slot_instances
+    WHERE stylist_id = :stylist AND location_id = :location AND status = 'open'
+      AND start_at >= :start AND start_at < :end
+    """
+)
+
+_BLOCKED = text(
+    """
+    SELECT EXISTS (
+        SELECT 1 FROM scheduler.bookings b
+        WHERE b.stylist_id = :stylist AND b.status IN ('held', 'confirmed')
+          AND (b.status = 'confirmed' OR b.hold_expires_at > now())
+          AND b.start_at < :end AND b.end_at > :start
+          AND b.id IS DISTINCT FROM CAST(:exclude AS uuid))
+    """
+)
+
+
+def fits(
+    session: Session,
+    o: Offer,
+    stylist_id: uuid.UUID,
+    start: dt.datetime,
+    window: Window,
+    exclude: uuid.UUID | None = None,
+) -> bool:
+    """The rule of `FREE_STARTS` for one start (what a hold checks): the stylist's open slots
+    cover [start, start + need) without a gap (slots never overlap, so the covered seconds
+    add up), nothing live overlaps it, and it is inside the bookable window."""
+    need = o.needs.get(stylist_id)
+    if need is None or not window.earliest <= start <= window.latest:
+        return False
+    end = start + dt.timedelta(minutes=need)
+    params = {"stylist": stylist_id, "location": o.location.id, "start": start, "end": end}
+    covered = session.execute(_COVERED, params).scalar_one()
+    if float(covered) != (end - start).total_seconds():
+        return False
+    return not session.execute(_BLOCKED, {**params, "exclude": exclude}).scalar_one()
+
+
 def local_today(o: Offer, now: dt.datetime) -> dt.date:
     return now.astimezone(o.zone).date()

@@ -376,3 +376,32 @@ def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker)
         assert [d["total_slots"] for d in dates] == [0, 8, 0]
     finally:
         long_horizon.close()
+
+
+def test_a_holds_fit_check_agrees_with_the_listed_free_times(api, shop, container, tenant):
+    """Two readings of one rule: `fits` (what a hold checks) and `free_starts` (what is shown)."""
+    from salon.exposures import ExposureService
+    from salon.free_times import fits, free_starts, offer
+
+    book(container, shop, tenant, shop["a"], at(10, 15), minutes=45)
+    book(container, shop, tenant, shop["a"], at(15), minutes=90)
+    now = dt.datetime.now(dt.UTC)
+    window = ExposureService(container).window(now)
+    with container.sessions() as s:
+        o = offer(s, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), uuid.UUID(shop["a"]))
+        listed = {r.start_at for r in free_starts(s, o, DAY, window)}
+        every_slot = (
+            s.execute(
+                text(
+                    "SELECT start_at FROM scheduler.slot_instances WHERE stylist_id = :a"
+                    " AND local_date = :d"
+                ),
+                {"a": shop["a"], "d": DAY},
+            )
+            .scalars()
+            .all()
+        )
+        checked = {t for t in every_slot if fits(s, o, uuid.UUID(shop["a"]), t, window)}
+    assert listed == checked
+    # 10:15-11:00 blocks 09:30..10:45 (6 starts); 15:00-16:30 blocks 14:15..16:15 (9).
+    assert len(listed) == STARTS_PER_STYLIST - 6 - 9
