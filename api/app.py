@@ -11,6 +11,7 @@ import falcon
 
 from api import errors
 from api.errors import PROBLEM_JSON
+from api.metrics import Metrics, MetricsMiddleware
 from api.middleware import AuthMiddleware, RateLimitMiddleware, RequestIdMiddleware
 from api.openapi import build_spec
 from api.resources import (
@@ -34,6 +35,7 @@ def routes(container: Container) -> list[Route]:
     return [
         ("/healthz", health.Healthz(), None),
         ("/readyz", health.Readyz(c), None),
+        ("/metrics", Metrics(), None),
         ("/v1/locations", catalogue.PublicLocations(c), None),
         ("/v1/locations/{location_id}/services", catalogue.PublicLocationServices(c), None),
         ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
@@ -71,6 +73,7 @@ def _version() -> str:
 
 def create_app(container: Container) -> falcon.App[falcon.Request, falcon.Response]:
     middleware: list[Any] = [
+        MetricsMiddleware(),
         RequestIdMiddleware(),
         AuthMiddleware(container),
         RateLimitMiddleware(container),

@@ -63,6 +63,11 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
         "5",
         "--no-control-socket",
     ]
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each gunicorn worker writes its metrics here; /metrics on any of them sums them all.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="salon-metrics-")
     os.execvp(args[0], args)
 
 

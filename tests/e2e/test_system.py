@@ -57,6 +57,9 @@ def test_a_location_created_through_the_queue_reads_back(client, admin, system):
     assert back.status_code == 200 and back.json()["name"] == "Queens"
     assert client.get("/openapi.yaml").status_code == 200
     assert "swagger-ui-bundle.js" in client.get("/docs").text
+    # Metrics of both gunicorn workers, summed: the POST above is counted.
+    metrics = client.get("/metrics").text
+    assert 'route="/admin/v1/locations",status="201"' in metrics
 
 
 def test_with_the_worker_killed_writes_answer_202_and_complete_when_it_is_back(

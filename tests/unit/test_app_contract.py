@@ -182,3 +182,12 @@ def test_request_ids_are_echoed_or_made(client):
         client.simulate_get("/healthz", headers={"X-Request-Id": "a\tb"}).headers["X-Request-Id"]
         != "a\tb"
     )
+
+
+def test_metrics_count_requests_by_route_template(client):
+    client.simulate_get("/healthz")
+    client.simulate_get("/v1/locations/not-a-uuid/services")
+    text = client.simulate_get("/metrics").text
+    assert 'salon_http_request_seconds_count{method="GET",route="/healthz",status="200"}' in text
+    assert 'route="/v1/locations/{location_id}/services"' in text
+    assert "not-a-uuid" not in text
