@@ -11,11 +11,10 @@ import logging
 from typing import Any
 
 import falcon
-import redis
 import sqlalchemy.exc
 
 from salon.encoding import json_default
-from salon.errors import DomainError, ServiceUnavailable, problem_type
+from salon.errors import OUTAGES, DomainError, ServiceUnavailable, problem_type
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +109,6 @@ class ProblemError(falcon.HTTPError):
             code=slug or SLUGS.get(status, "error"),  # type: ignore[arg-type]
         )
         self.extra = extra
-
-
-OUTAGES: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-)
 
 
 def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:

@@ -264,7 +264,8 @@ class WriteRequest(Base):
     http_status: Mapped[int | None] = mapped_column(SmallInteger)
     result: Mapped[dict[str, Any] | None] = mapped_column()
     location: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")  # sends
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")  # crashed executions
     created_at: Mapped[datetime] = _created()
     enqueued_at: Mapped[datetime | None] = mapped_column()
     completed_at: Mapped[datetime | None] = mapped_column()

@@ -223,6 +223,9 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
     b = own_booking(session, ctx.principal, uuid.UUID(ctx.params["booking_id"]), for_update=True)
     if b.status == "confirmed":
         return _outcome(b)
+    if b.status == "expired":
+        # Whoever noticed first (the sweep, or another confirm), the answer is the same.
+        raise HoldExpired("the hold expired before it was confirmed; choose a time again")
     if b.status != "held":
         raise BookingClosed(f"booking is {b.status}")
     now = _now(session)

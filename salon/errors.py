@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+import sqlalchemy.exc
+
 PROBLEM_BASE = "https://salon.example/problems/"
 
 
@@ -68,5 +71,19 @@ class RequestInProgress(DomainError):
     status, slug, title = 409, "request-in-progress", "Request still in progress"
 
 
+class WriteFailed(DomainError):
+    status, slug, title = 500, "write-failed", "Write failed"
+
+
 class ServiceUnavailable(DomainError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+# What an outage of PostgreSQL or Redis raises: a 503 at the API, a retry in a worker.
+OUTAGES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)

@@ -30,12 +30,14 @@ from models.tables import WriteRequest
 from salon.auth import Principal
 from salon.encoding import jsonable
 from salon.errors import (
+    OUTAGES,
     Conflict,
     DomainError,
     IdempotencyKeyReused,
     InvalidInput,
     RequestInProgress,
     SlotUnavailable,
+    WriteFailed,
 )
 from salon.settings import Settings
 
@@ -172,10 +174,13 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
     except (redis.RedisError, OSError):
         # Recorded but not enqueued: the scheduler's re-enqueue job sends it once Redis is back.
         log.warning("enqueue failed; write %s left for the re-enqueue job", row.id)
-        with container.sessions.begin() as session:
-            session.execute(
-                update(WriteRequest).where(WriteRequest.id == row.id).values(enqueued_at=None)
-            )
+        try:
+            with container.sessions.begin() as session:
+                session.execute(
+                    update(WriteRequest).where(WriteRequest.id == row.id).values(enqueued_at=None)
+                )
+        except OUTAGES:
+            pass  # it is re-sent anyway once its enqueued_at is old enough
         return Submitted(row.id, None)
     if wait_seconds > 0:
         try:
@@ -184,7 +189,13 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
             )
         except redis.RedisError:
             log.warning("could not wait on Redis for write %s", row.id)
-    return Submitted(row.id, find_outcome(container, row.id))
+    try:
+        return Submitted(row.id, find_outcome(container, row.id))
+    except OUTAGES:
+        # The write is recorded and enqueued, maybe already done: never a 503 for it now (a
+        # client would retry with a new key and do it twice). 202: ask /v1/requests/{id}.
+        log.warning("could not read the outcome of write %s", row.id)
+        return Submitted(row.id, None)
 
 
 def find_outcome(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
@@ -216,7 +227,50 @@ def describe(row: WriteRequest) -> dict[str, Any]:
 
 
 def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
-    """Run one recorded write exactly once; a second run of the same id changes nothing."""
+    """Run one recorded write exactly once; a second run of the same id changes nothing.
+
+    An outage (PostgreSQL unreachable) raises and is retried, then re-sent: it never counts
+    against the write. Any other crash is counted; at WRITE_MAX_ATTEMPTS the write fails (500)
+    for good, so a poisonous write cannot loop forever.
+    """
+    try:
+        return _execute(container, write_id)
+    except OUTAGES:
+        raise
+    except Exception as exc:
+        if _count_failure(container, write_id, exc):
+            notify_done(container, write_id)
+            return None
+        raise
+
+
+def _count_failure(container: Container, write_id: uuid.UUID, exc: Exception) -> bool:
+    """Record a crashed execution; True when it was the last one allowed (the write failed)."""
+    error = WriteFailed("the write could not be completed; retry it with a new key")
+    with container.sessions.begin() as session:
+        failures = session.execute(
+            update(WriteRequest)
+            .where(WriteRequest.id == write_id, WriteRequest.status == "pending")
+            .values(failures=WriteRequest.failures + 1)
+            .returning(WriteRequest.failures)
+        ).scalar_one_or_none()
+        log.error("write %s crashed (%s: %s)", write_id, type(exc).__name__, exc)
+        if failures is None or failures < container.settings.write_max_attempts:
+            return False
+        session.execute(
+            update(WriteRequest)
+            .where(WriteRequest.id == write_id)
+            .values(
+                status="failed",
+                http_status=error.status,
+                result=error.problem(),
+                completed_at=func.now(),
+            )
+        )
+    return True
+
+
+def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
     fresh: WriteOutcome | None = None
     with container.sessions.begin() as session:
         row = session.execute(
@@ -306,9 +360,11 @@ def notify_done(container: Container, write_id: uuid.UUID) -> None:
 
 
 def reenqueue_due(container: Container) -> int:
-    """Send again every pending write whose message may be lost; give up after max attempts."""
-    settings = container.settings
-    due_before = func.now() - dt.timedelta(seconds=settings.redeliver_after_seconds)
+    """Send again every pending write whose message may be lost (Redis was down, or restarted
+    and lost its queues). Duplicates are harmless (`execute` is idempotent); the wait before
+    each further send doubles, up to 32x, so a long outage does not pile messages up."""
+    redeliver = container.settings.redeliver_after_seconds
+    backoff = func.power(2, func.least(WriteRequest.attempts - 1, 5)) * redeliver
     never_sent_before = func.now() - dt.timedelta(seconds=2)
     with container.sessions.begin() as session:
         rows = session.execute(
@@ -319,31 +375,17 @@ def reenqueue_due(container: Container) -> int:
                     (WriteRequest.enqueued_at.is_(None))
                     & (WriteRequest.created_at < never_sent_before)
                 )
-                | (WriteRequest.enqueued_at < due_before),
+                | (
+                    WriteRequest.enqueued_at
+                    < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, backoff)
+                ),
             )
             .values(enqueued_at=func.now(), attempts=WriteRequest.attempts + 1)
-            .returning(WriteRequest.id, WriteRequest.attempts, WriteRequest.request_id)
+            .returning(WriteRequest.id, WriteRequest.request_id)
         ).all()
-        abandoned = [r.id for r in rows if r.attempts > settings.write_max_attempts]
-        if abandoned:
-            problem = DomainError("the write could not be completed; retry with a new key")
-            session.execute(
-                update(WriteRequest)
-                .where(WriteRequest.id.in_(abandoned))
-                .values(
-                    status="failed",
-                    http_status=500,
-                    result=problem.problem() | {"status": 500, "title": "Write abandoned"},
-                    completed_at=func.now(),
-                )
-            )
-    sent = 0
     for r in rows:
-        if r.id in abandoned:
-            continue
         container.actors.execute_write.send_with_options(args=(str(r.id),), request_id=r.request_id)
-        sent += 1
-    return sent
+    return len(rows)
 
 
 def purge_expired(session: Session) -> int:

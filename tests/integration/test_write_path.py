@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 
@@ -196,3 +197,94 @@ def test_a_stylist_at_another_brands_location_is_refused(api, admin_token, setti
 def test_every_staff_role_can_manage_the_catalogue(api, settings, tenant, role, worker):
     token = token_for(settings, role, tenant)
     assert api.post("/admin/v1/locations", token, LOCATION).status_code == 201
+
+
+def _pending_write(container, operation: str) -> uuid.UUID:
+    from salon.auth import Principal
+    from salon.writes import WriteCommand, record
+
+    cmd = WriteCommand(
+        operation,
+        Principal(uuid.uuid4(), "admin", None),
+        str(uuid.uuid4()),
+        "POST",
+        "/test",
+        {"n": 1},
+    )
+    with container.sessions.begin() as s:
+        row, _ = record(s, cmd, 1)
+    return row.id
+
+
+def test_a_crashing_write_fails_for_good_after_max_attempts(idle_container):
+    from salon.writes import OPERATIONS
+
+    def crash(session, ctx):
+        raise RuntimeError("a bug")
+
+    OPERATIONS["test.crash"] = crash
+    try:
+        write_id = _pending_write(idle_container, "test.crash")
+        limit = idle_container.settings.write_max_attempts
+        for _ in range(limit - 1):
+            with pytest.raises(RuntimeError):
+                writes.execute(idle_container, write_id)  # Dramatiq retries it
+        assert writes.execute(idle_container, write_id) is None  # the last one settles it
+        with idle_container.sessions() as s:
+            row = s.get(WriteRequest, write_id)
+            assert (row.status, row.http_status, row.failures) == ("failed", 500, limit)
+            assert row.result["type"].endswith("/write-failed")
+    finally:
+        del OPERATIONS["test.crash"]
+
+
+def test_an_outage_never_counts_against_a_write(idle_container, settings):
+    from sqlalchemy.exc import OperationalError
+
+    from salon.writes import OPERATIONS
+
+    def unreachable(session, ctx):
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    OPERATIONS["test.outage"] = unreachable
+    try:
+        write_id = _pending_write(idle_container, "test.outage")
+        for _ in range(settings.write_max_attempts + 2):
+            with pytest.raises(OperationalError):
+                writes.execute(idle_container, write_id)
+        with idle_container.sessions() as s:
+            row = s.get(WriteRequest, write_id)
+            assert (row.status, row.failures) == ("pending", 0)
+    finally:
+        del OPERATIONS["test.outage"]
+
+
+def test_re_sending_a_pending_write_backs_off(idle_container):
+    from sqlalchemy import text
+
+    write_id = _pending_write(idle_container, "location.create")
+    redeliver = idle_container.settings.redeliver_after_seconds
+
+    def age(seconds: float, sends: int) -> None:
+        with idle_container.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE scheduler.idempotency_keys SET attempts = :n,"
+                    " enqueued_at = now() - make_interval(secs => :s) WHERE id = :id"
+                ),
+                {"n": sends, "s": seconds, "id": write_id},
+            )
+
+    def sent() -> bool:
+        writes.reenqueue_due(idle_container)
+        with idle_container.sessions() as s:
+            return s.get(WriteRequest, write_id).enqueued_at > dt.datetime.now(
+                dt.UTC
+            ) - dt.timedelta(seconds=1)
+
+    age(redeliver + 1, sends=1)
+    assert sent()  # first re-send after REDELIVER_AFTER_SECONDS
+    age(redeliver + 1, sends=2)
+    assert not sent()  # the second waits twice as long
+    age(2 * redeliver + 1, sends=2)
+    assert sent()
