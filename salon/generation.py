@@ -11,32 +11,30 @@ again creates nothing; `dry_run` counts the same numbers and writes no slot.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import json
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from models.ids import new_id, new_id_hexes
-from models.rules import Slot, expand
+from models.ids import new_id
+from models.rules import expand
 from models.tables import (
-    Booking,
     GenerationChunk,
     GenerationJob,
     Location,
-    SlotInstance,
     Stylist,
     StylistLocation,
 )
 from salon.auth import Principal
 from salon.availability import rules_for
+from salon.encoding import json_default
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_stylists
+from salon.slot_sync import ChunkKey, ChunkResult, reconcile
 from salon.writes import WriteContext, WriteOutcome, operation
 
 if TYPE_CHECKING:
@@ -46,16 +44,6 @@ log = logging.getLogger(__name__)
 
 MAX_RANGE_DAYS = 366
 MAX_CONFLICT_DETAILS = 200
-
-
-@dataclass(frozen=True)
-class ChunkKey:
-    stylist_id: uuid.UUID
-    location_id: uuid.UUID
-    week_start: dt.date
-
-    def as_args(self) -> tuple[str, str, str]:
-        return str(self.stylist_id), str(self.location_id), self.week_start.isoformat()
 
 
 def job_view(job: GenerationJob) -> dict[str, Any]:
@@ -195,14 +183,6 @@ def plan(session: Session, job: GenerationJob, chunk_weeks: int) -> list[ChunkKe
     return [k for k in keys if k not in done]
 
 
-@dataclass
-class ChunkResult:
-    created: int = 0
-    removed: int = 0
-    skipped: int = 0
-    conflicts: list[dict[str, Any]] | None = None
-
-
 def run_chunk(
     session: Session, job_id: uuid.UUID, key: ChunkKey, chunk_weeks: int
 ) -> ChunkResult | None:
@@ -253,7 +233,11 @@ def run_chunk(
                 "(conflict_details || CAST(:more AS jsonb)) WHERE id = :id "
                 "AND jsonb_array_length(conflict_details) < :cap"
             ),
-            {"id": job_id, "more": _json(conflicts), "cap": MAX_CONFLICT_DETAILS},
+            {
+                "id": job_id,
+                "more": json.dumps(conflicts, default=json_default),
+                "cap": MAX_CONFLICT_DETAILS,
+            },
         )
     if done.chunks_total is not None and done.chunks_done >= done.chunks_total:
         session.execute(
@@ -262,174 +246,6 @@ def run_chunk(
             .values(status="succeeded", finished_at=func.now())
         )
     return result
-
-
-def _json(value: Any) -> str:
-    import json
-
-    from salon.encoding import json_default
-
-    return json.dumps(value, default=json_default)
-
-
-def _digest(slots: Iterable[tuple[int, int]]) -> str:
-    """The same text PostgreSQL builds in `_DAY_DIGESTS`, hashed: one value per local day."""
-    return hashlib.md5(",".join(f"{a}:{b}" for a, b in slots).encode()).hexdigest()
-
-
-# Per local day, a fingerprint of the stylist's slots here: a re-run that finds every day
-# unchanged reads a few hundred short rows instead of every slot.
-_DAY_DIGESTS = text(
-    """
-    SELECT local_date, md5(string_agg(
-        extract(epoch FROM start_at)::bigint || ':' || extract(epoch FROM end_at)::bigint,
-        ',' ORDER BY start_at)) AS digest
-    FROM (
-        -- OFFSET 0 keeps the outer filters out: the scan must use (stylist_id, start_at),
-        -- not the location's index over every stylist's slots.
-        SELECT local_date, start_at, end_at, location_id FROM scheduler.slot_instances
-        WHERE stylist_id = :stylist AND start_at >= :lo AND start_at < :hi
-        OFFSET 0
-    ) AS mine
-    WHERE location_id = :location AND local_date BETWEEN :first AND :last
-    GROUP BY local_date
-    """
-)
-
-
-def reconcile(
-    session: Session,
-    key: ChunkKey,
-    first: dt.date,
-    last: dt.date,
-    wanted: list[Slot],
-    *,
-    dry_run: bool,
-) -> ChunkResult:
-    """Make the stylist's slots at this location for [first, last] what the rules want."""
-    by_day: dict[dt.date, list[Slot]] = {}
-    for slot in wanted:
-        by_day.setdefault(slot.local_date, []).append(slot)
-    # Local dates of any zone lie within a day of the UTC date: a margin bounds the index scan.
-    lo = dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), dt.UTC)
-    hi = dt.datetime.combine(last + dt.timedelta(days=2), dt.time(), dt.UTC)
-    stored = {
-        row.local_date: row.digest
-        for row in session.execute(
-            _DAY_DIGESTS,
-            {
-                "stylist": key.stylist_id,
-                "location": key.location_id,
-                "lo": lo,
-                "hi": hi,
-                "first": first,
-                "last": last,
-            },
-        )
-    }
-    result = ChunkResult(conflicts=[])
-    changed: set[dt.date] = set()
-    for day in set(by_day) | set(stored):
-        slots = by_day.get(day, [])
-        digest = _digest((int(x.start_at.timestamp()), int(x.end_at.timestamp())) for x in slots)
-        if stored.get(day) == digest:
-            result.skipped += len(slots)
-        else:
-            changed.add(day)
-    if not changed:
-        return result
-    existing = session.execute(
-        select(
-            SlotInstance.id,
-            SlotInstance.location_id,
-            SlotInstance.local_date,
-            SlotInstance.start_at,
-            SlotInstance.end_at,
-        ).where(
-            SlotInstance.stylist_id == key.stylist_id,
-            SlotInstance.start_at >= lo,
-            SlotInstance.start_at < hi,
-        )
-    ).all()
-    # Any location: one stylist cannot have two slots starting at the same instant.
-    taken_starts = {row.start_at for row in existing}
-    here = {
-        (row.start_at, row.end_at): row
-        for row in existing
-        if row.location_id == key.location_id and row.local_date in changed
-    }
-    wanted_keys = set()
-    to_create: list[Slot] = []
-    for day in changed:
-        for slot in by_day.get(day, []):
-            wanted_keys.add((slot.start_at, slot.end_at))
-            if (slot.start_at, slot.end_at) in here or slot.start_at in taken_starts:
-                result.skipped += 1
-            else:
-                to_create.append(slot)
-    stale = [(row.id, row.start_at, row.end_at) for k, row in here.items() if k not in wanted_keys]
-    removable, conflicts = _split_booked(session, key.stylist_id, stale)
-    result.conflicts = conflicts
-    result.removed = len(removable)
-    result.created = len(to_create)
-    if dry_run:
-        return result
-    if removable:
-        session.execute(delete(SlotInstance).where(SlotInstance.id.in_(removable)))
-    if to_create:
-        _copy_slots(session, key, to_create)
-    return result
-
-
-def _split_booked(
-    session: Session, stylist_id: uuid.UUID, stale: list[tuple[uuid.UUID, dt.datetime, dt.datetime]]
-) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
-    """Stale slots overlapped by a live booking are conflicts for staff; the rest may go."""
-    if not stale:
-        return [], []
-    lo = min(s for _, s, _ in stale)
-    hi = max(e for _, _, e in stale)
-    bookings = session.execute(
-        select(Booking.id, Booking.start_at, Booking.end_at).where(
-            Booking.stylist_id == stylist_id,
-            Booking.start_at < hi,
-            Booking.end_at > lo,
-            Booking.status.in_(("held", "confirmed")),
-            # An expired hold blocks nothing, even before the sweep marks it.
-            ~and_(Booking.status == "held", Booking.hold_expires_at < func.now()),
-        )
-    ).all()
-    removable: list[uuid.UUID] = []
-    conflicts: list[dict[str, Any]] = []
-    for slot_id, start, end in stale:
-        booked = next((b for b in bookings if b.start_at < end and b.end_at > start), None)
-        if booked is None:
-            removable.append(slot_id)
-        else:
-            conflicts.append(
-                {
-                    "slot_id": slot_id,
-                    "stylist_id": stylist_id,
-                    "start_at": start,
-                    "booking_id": booked.id,
-                }
-            )
-    return removable, conflicts
-
-
-def _copy_slots(session: Session, key: ChunkKey, slots: list[Slot]) -> None:
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    columns = "id, location_id, stylist_id, local_date, start_at, end_at, status"
-    with (
-        raw.cursor() as cur,
-        cur.copy(f"COPY scheduler.slot_instances ({columns}) FROM STDIN") as copy,
-    ):
-        location, stylist = str(key.location_id), str(key.stylist_id)
-        for slot_id, slot in zip(new_id_hexes(len(slots)), slots, strict=True):
-            copy.write_row(
-                (slot_id, location, stylist, slot.local_date, slot.start_at, slot.end_at, "open")
-            )
 
 
 # --- the write operation and the actors' bodies ---------------------------------------------
