@@ -118,36 +118,49 @@ class ExposureService:
             now, self.settings.min_notice_minutes, self.settings.booking_horizon_days
         )
 
+    def key(
+        self,
+        subject: str,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+        day: dt.date,
+        variant: str,
+    ) -> str:
+        stylist_part = str(stylist_id) if stylist_id else "any"
+        parts = (subject, str(location_id), str(service_id), stylist_part, day.isoformat(), variant)
+        return ":".join((self.ns, "exposure", *parts))
+
+    def sticky(self, key: str) -> dict[str, Any] | None:
+        """The stored exposure when none of its stylists' time changed since: no SQL at all
+        (the path of most requests: a customer's app repeats itself)."""
+        stored = self._load(key)
+        if stored is None:
+            return None
+        versions = self._versions(stored["stylists"])
+        if versions is None or versions != stored["versions"]:
+            return None
+        response: dict[str, Any] = stored["response"]
+        return response
+
     def exposure(
         self,
         session: Session,
         o: Offer,
         *,
+        key: str,
         subject: str,
         day: dt.date,
         stylist_id: uuid.UUID | None,
         variant: str,
         now: dt.datetime,
     ) -> dict[str, Any]:
+        """Compute (or repair) the exposure: the first request, or a stylist's time changed."""
         stylist_part = str(stylist_id) if stylist_id else "any"
-        key = ":".join(
-            (
-                self.ns,
-                "exposure",
-                subject,
-                str(o.location.id),
-                str(o.service.id),
-                stylist_part,
-                day.isoformat(),
-                variant,
-            )
-        )
         stylists = sorted(str(s) for s in o.needs)
+        # Versions first: a booking committed while we compute makes the next repeat recheck.
         versions = self._versions(stylists)
         stored = self._load(key)
-        if stored is not None and versions is not None and stored["versions"] == versions:
-            response: dict[str, Any] = stored["response"]
-            return response
         window = self.window(now)
         live = candidates(o, free_starts(session, o, day, window))
         epoch = int(now.timestamp()) // SEED_ROTATION_SECONDS
@@ -187,19 +200,48 @@ class ExposureService:
             nxt = self.next_available_date(session, o, day, window)
             response["next_available_date"] = nxt.isoformat() if nxt else None
         ttl = max(1, int((expires_at - now).total_seconds()))
-        self._save(
-            key,
-            ttl,
-            {
-                "versions": versions,
-                "seed": seed,
-                "expires_at": expires_at.isoformat(),
-                "shown": [_candidate_doc(c) for c in shown],
-                "response": response,
-            },
-        )
+        if versions is not None:
+            self._save(
+                key,
+                ttl,
+                {
+                    "stylists": stylists,
+                    "versions": versions,
+                    "seed": seed,
+                    "expires_at": expires_at.isoformat(),
+                    "shown": [_candidate_doc(c) for c in shown],
+                    "response": response,
+                },
+            )
         self._ledger(subject, o, day, stylist_part, variant, seed, shown, total, now)
         return response
+
+    def free_days(
+        self, session: Session, o: Offer, first: dt.date, last: dt.date, now: dt.datetime
+    ) -> dict[dt.date, int]:
+        """Free starts per day, cached for a minute while no stylist's time changes (a
+        90-day calendar is the heaviest read; the minute bounds drift of the notice window)."""
+        stylists = sorted(str(s) for s in o.needs)
+        key = ":".join(
+            (
+                self.ns,
+                "days",
+                str(o.location.id),
+                str(o.service.id),
+                ",".join(stylists),
+                first.isoformat(),
+                last.isoformat(),
+            )
+        )
+        versions = self._versions(stylists)
+        stored = self._load(key)
+        if stored is not None and versions is not None and stored["versions"] == versions:
+            return {dt.date.fromisoformat(d): n for d, n in stored["counts"].items()}
+        counts = free_days(session, o, first, last, self.window(now))
+        if versions is not None:
+            doc = {"versions": versions, "counts": {d.isoformat(): n for d, n in counts.items()}}
+            self._save(key, 60, doc)
+        return counts
 
     def next_available_date(
         self, session: Session, o: Offer, after: dt.date, window: Window

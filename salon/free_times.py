@@ -79,7 +79,10 @@ free AS (
     SELECT sl.id, sl.stylist_id, sl.local_date, sl.start_at, sl.end_at, c.need
     FROM scheduler.slot_instances sl
     JOIN cand c ON c.stylist_id = sl.stylist_id
-    WHERE sl.location_id = :location
+    -- (stylist_id, start_at) is the narrow index: a day's margin covers any zone's dates.
+    WHERE sl.stylist_id = ANY(CAST(:stylists AS uuid[]))
+      AND sl.start_at >= :lo AND sl.start_at < :hi
+      AND sl.location_id = :location
       AND sl.local_date BETWEEN :first AND :last
       AND sl.status = 'open'
       AND NOT EXISTS (
@@ -155,6 +158,8 @@ def _params(
         "location": o.location.id,
         "first": first,
         "last": last,
+        "lo": dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), dt.UTC),
+        "hi": dt.datetime.combine(last + dt.timedelta(days=2), dt.time(), dt.UTC),
         "earliest": window.earliest,
         "latest": window.latest,
     }

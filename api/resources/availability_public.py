@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from zoneinfo import ZoneInfo
 
 import falcon
 
@@ -66,7 +67,7 @@ class Dates(PublicResource):
             o = free_times.offer(s, q.location_id, q.service_id, q.stylist_id)
             first = q.from_ or free_times.local_today(o, now)
             last = first + dt.timedelta(days=q.days - 1)
-            counts = free_times.free_days(s, o, first, last, self.exposures.window(now))
+            counts = self.exposures.free_days(s, o, first, last, now)
         resp.media = {
             "location_id": q.location_id,
             "service_id": q.service_id,
@@ -97,6 +98,14 @@ class Slots(PublicResource):
             )
         subject = subject_for(req, resp)
         now = dt.datetime.now(dt.UTC)
+        resp.set_header("X-Exposure-Variant", variant)
+        key = self.exposures.key(
+            subject, q.location_id, q.service_id, q.stylist_id, q.date, variant
+        )
+        sticky = self.exposures.sticky(key)
+        if sticky is not None and q.date >= now.astimezone(ZoneInfo(sticky["timezone"])).date():
+            resp.media = sticky
+            return
         with self.container.sessions() as s:
             o = free_times.offer(s, q.location_id, q.service_id, q.stylist_id)
             if q.date < free_times.local_today(o, now):
@@ -109,13 +118,13 @@ class Slots(PublicResource):
             resp.media = self.exposures.exposure(
                 s,
                 o,
+                key=key,
                 subject=subject,
                 day=q.date,
                 stylist_id=q.stylist_id,
                 variant=variant,
                 now=now,
             )
-        resp.set_header("X-Exposure-Variant", variant)
 
 
 class ExposureLedger(PublicResource):
