@@ -379,7 +379,28 @@ def run_pairs(
 # --- database state around runs -----------------------------------------------------------
 
 
+def drain(url: str, timeout: float = 20.0) -> float:
+    """Wait until no recorded write is pending (the load has stopped, but writes sent just
+    before are still in the queue; their API threads are blocked until they complete).
+    Returns the seconds waited."""
+    t0 = time.monotonic()
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        while time.monotonic() - t0 < timeout:
+            row = conn.execute(
+                "SELECT count(*) FROM scheduler.idempotency_keys WHERE status = 'pending'"
+            ).fetchone()
+            if not row or not row[0]:
+                break
+            time.sleep(0.05)
+    time.sleep(0.2)  # the API threads that waited for them answer and return to the pool
+    return time.monotonic() - t0
+
+
 def reset(url: str) -> None:
+    """Empty bookings, idempotency records and outbox, once nothing is in flight: a write
+    truncated under its worker would never signal its API thread, which would then sit out
+    its whole 5 s wait inside the next run."""
+    drain(url)
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(RESET)
         conn.execute("VACUUM ANALYZE scheduler.bookings")
@@ -387,8 +408,10 @@ def reset(url: str) -> None:
 
 
 def outcome_counts(url: str) -> dict[str, Any]:
-    """What the database says happened: writes by status/http status, live bookings,
-    overlapping live bookings (must be 0), writes slower than the API's 5 s wait."""
+    """What the database says happened, once the writes still in flight are done: writes by
+    status/http status, live bookings, overlapping live bookings (must be 0), writes slower
+    than the API's 5 s wait."""
+    drained = drain(url)
     with psycopg.connect(libpq(url)) as conn:
         writes = {
             f"{op} {status} {http or '-'}": n
@@ -416,6 +439,7 @@ def outcome_counts(url: str) -> dict[str, Any]:
         "writes": writes,
         "live_bookings": int(live[0]) if live else 0,
         "overlapping_live_bookings": int(overlaps[0]) if overlaps else -1,
+        "drain_s": round(drained, 2),
         "writes_over_5s_or_pending": int(slow[0]) if slow else 0,
         "recorded_to_completed_ms": [round(v, 1) for v in server[0]]
         if server and server[0]
@@ -733,6 +757,11 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                     "worker": [p for p in worker.pids() if p != worker.pid],
                 }
                 reset(url)
+                # Idle cost (no load): Dramatiq's consumers poll Redis even with nothing to do.
+                idle0 = cpu_snapshot()
+                time.sleep(5.0)
+                idle = cpu_by_group(ours, idle0, cpu_snapshot())
+                profile["idle_cpu_pct"] = {k: round(100 * v / 5.0, 1) for k, v in idle.items()}
                 with (
                     py_spy(spy, procs["api"], opts.duration, opts.profile_dir, "holds-api") as a,
                     py_spy(
@@ -901,7 +930,9 @@ def print_summary(details: Mapping[str, Any]) -> None:
         f"unbalanced={details['redone']['unbalanced']}"
     )
     for name, summary in details["profile"].items():
-        if name == "pg_waits":
+        if name == "idle_cpu_pct":
+            print(f"# idle CPU (% of one core, no load, 5 s): {summary}")
+        elif name == "pg_waits":
             print("# pg_stat_activity samples of our backends during (a):")
             for k, pct in summary:
                 print(f"#     {pct:5.1f}%  {k}")
