@@ -168,7 +168,9 @@ def plan(session: Session, job: GenerationJob, chunk_weeks: int) -> list[ChunkKe
     while week <= job.date_to:
         weeks.append(week)
         week += dt.timedelta(days=7 * chunk_weeks)
-    keys = [ChunkKey(s, loc, w) for s, loc in pairs for w in weeks]
+    # Week-major: consecutive messages belong to different stylists, so worker threads do not
+    # queue on one stylist's lock (each chunk takes it).
+    keys = [ChunkKey(s, loc, w) for w in weeks for s, loc in pairs]
     done = {
         ChunkKey(c.stylist_id, c.location_id, c.week_start)
         for c in session.scalars(select(GenerationChunk).where(GenerationChunk.job_id == job.id))
