@@ -151,9 +151,13 @@ def product_env(url: str, redis_url: str, namespace: str, **extra: str) -> dict[
 
 
 def wipe_namespace(redis_url: str, namespace: str) -> None:
+    """Delete the product's keys (``NS:...``) and its Dramatiq broker's (``NS-dramatiq...``)."""
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        keys = [
+            *client.scan_iter(match=f"{namespace}:*", count=1000),
+            *client.scan_iter(match=f"{namespace}-dramatiq*", count=1000),
+        ]
         for i in range(0, len(keys), 500):
             client.delete(*keys[i : i + 500])
     finally:

@@ -92,6 +92,9 @@ free AS (
             -- An expired hold blocks nothing, even before the sweep marks it.
             AND (b.status = 'confirmed' OR b.hold_expires_at > now())
             AND b.start_at < sl.end_at AND b.end_at > sl.start_at
+            -- Bounded by the asked range too, so the probe never walks the stylist's other
+            -- days' bookings (any booking overlapping a slot in range satisfies both).
+            AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
             -- A booking being moved does not block its own new time.
             AND b.id IS DISTINCT FROM CAST(:exclude AS uuid))
 ),
