@@ -19,6 +19,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Integer,
     MetaData,
     Numeric,
@@ -340,3 +341,10 @@ class GenerationChunk(Base):
     skipped: Mapped[int] = mapped_column(Integer)
     conflicts: Mapped[int] = mapped_column(Integer)
     done_at: Mapped[datetime] = _created()
+    # Assigned at insert, under the stylist's lock: the order chunks changed the slots in.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    first_day: Mapped[date | None] = mapped_column(Date)
+    last_day: Mapped[date | None] = mapped_column(Date)
+    dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    fingerprint: Mapped[str | None] = mapped_column(Text)
+    wanted: Mapped[int | None] = mapped_column(Integer)

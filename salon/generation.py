@@ -11,18 +11,20 @@ again creates nothing; `dry_run` counts the same numbers and writes no slot.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from models.ids import new_id
 from models.rules import expand
 from models.tables import (
+    AvailabilityRule,
     GenerationChunk,
     GenerationJob,
     Location,
@@ -197,11 +199,25 @@ def run_chunk(
         return None
     location = session.get(Location, key.location_id)
     assert location is not None
-    zone = ZoneInfo(location.timezone)
     first = max(key.week_start, job.date_from)
     last = min(key.week_start + dt.timedelta(days=7 * chunk_weeks - 1), job.date_to)
-    wanted = expand(rules_for(session, key.location_id, key.stylist_id), first, last, zone)
-    result = reconcile(session, key, first, last, wanted, dry_run=job.dry_run)
+    fingerprint = _inputs_fingerprint(session, key, location.timezone)
+    previous = _latest_chunk(session, key, first, last)
+    if (
+        previous is not None
+        and previous.fingerprint == fingerprint
+        and (previous.first_day, previous.last_day) == (first, last)
+        and previous.conflicts == 0
+        and previous.wanted is not None
+    ):
+        # The same rules made these days' slots last time and nothing has changed them
+        # since (the latest chunk over these days is that one): nothing to read or write.
+        result, wanted_count = ChunkResult(skipped=previous.wanted, conflicts=[]), previous.wanted
+    else:
+        rules = rules_for(session, key.location_id, key.stylist_id)
+        wanted = expand(rules, first, last, ZoneInfo(location.timezone))
+        result = reconcile(session, key, first, last, wanted, dry_run=job.dry_run)
+        wanted_count = len(wanted)
     conflicts = result.conflicts or []
     session.add(
         GenerationChunk(
@@ -213,6 +229,11 @@ def run_chunk(
             removed=result.removed,
             skipped=result.skipped,
             conflicts=len(conflicts),
+            first_day=first,
+            last_day=last,
+            dry_run=job.dry_run,
+            fingerprint=fingerprint,
+            wanted=wanted_count,
         )
     )
     done = session.execute(
@@ -248,6 +269,44 @@ def run_chunk(
             .values(status="succeeded", finished_at=func.now())
         )
     return result
+
+
+def _inputs_fingerprint(session: Session, key: ChunkKey, timezone: str) -> str:
+    """What a chunk's slots are computed from: the rules that apply (each one's id and last
+    change) and the location's zone. The same fingerprint means the same wanted slots."""
+    rows = session.execute(
+        select(AvailabilityRule.id, AvailabilityRule.updated_at)
+        .where(
+            AvailabilityRule.location_id == key.location_id,
+            or_(
+                AvailabilityRule.stylist_id == key.stylist_id,
+                AvailabilityRule.stylist_id.is_(None),
+            ),
+        )
+        .order_by(AvailabilityRule.id)
+    ).all()
+    text_ = timezone + "|" + ";".join(f"{r.id}@{r.updated_at.isoformat()}" for r in rows)
+    return hashlib.sha256(text_.encode()).hexdigest()
+
+
+def _latest_chunk(
+    session: Session, key: ChunkKey, first: dt.date, last: dt.date
+) -> GenerationChunk | None:
+    """The last chunk that wrote (or confirmed) any of these days' slots for this stylist here.
+    Only generation writes slots, and every generation chunk leaves a row: if that row covers
+    exactly these days with the same inputs, the slots are what the rules want."""
+    return session.scalars(
+        select(GenerationChunk)
+        .where(
+            GenerationChunk.stylist_id == key.stylist_id,
+            GenerationChunk.location_id == key.location_id,
+            GenerationChunk.dry_run.is_(False),
+            GenerationChunk.first_day <= last,
+            GenerationChunk.last_day >= first,
+        )
+        .order_by(GenerationChunk.seq.desc())
+        .limit(1)
+    ).first()
 
 
 # --- the write operation and the actors' bodies ---------------------------------------------
