@@ -356,6 +356,9 @@ def generate_chunk(
 ) -> None:
     key = ChunkKey(uuid.UUID(stylist_id), uuid.UUID(location_id), dt.date.fromisoformat(week_start))
     with container.sessions.begin() as session:
+        # A chunk is recomputed from the rules if lost: no need to wait for its WAL flush
+        # (every chunk commits after updating the job's row, so that wait serializes them).
+        session.execute(text("SET LOCAL synchronous_commit = off"))
         result = run_chunk(
             session, uuid.UUID(job_id), key, container.settings.generation_chunk_weeks
         )
