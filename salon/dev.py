@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,23 @@ PROCESSES = {
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "salon", *args], env=env)
+    # Each process in a group of its own: stopping it stops its gunicorn or dramatiq
+    # children too, and the terminal's Ctrl-C reaches only `salon dev`, which stops them.
+    return subprocess.Popen([sys.executable, "-m", "salon", *args], env=env, start_new_session=True)
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+    for child in children.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=20)
+        # Whatever outlived its leader (a gunicorn worker, a dramatiq child) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
 
 
 def wait_ready(url: str, timeout: float) -> bool:
@@ -105,14 +122,7 @@ def run_dev(*, port: int, data_dir: str | None) -> int:
         return 0
     finally:
         print("stopping ...", flush=True)
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop(children)
         if embedded is not None:
             embedded.stop()
         print("stopped", flush=True)

@@ -3,6 +3,7 @@ demo data, all processes, a ready-made token; Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -68,6 +69,13 @@ def test_salon_dev_starts_everything_on_embedded_servers_and_stops_on_ctrl_c(tmp
         if any(data_dir in part for part in (p.info["cmdline"] or []))
     ]
     assert leftovers == []
+    # Nor any process started with this data dir in its environment (gunicorn workers...).
+    started_here = []
+    for proc_ in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if proc_.environ().get("SALON_DATA_DIR") == data_dir:
+                started_here.append(proc_.pid)
+    assert started_here == []
     try:
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
         raise AssertionError("the API still answers after Ctrl-C")
