@@ -63,11 +63,10 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from bench.cpuwatch import CpuWatch
+from bench.cpuwatch import CpuWatch, process_cpu
 from bench.generation import fresh_database
 from bench.harness import (
     REPO_ROOT,
-    TICKS,
     GunicornSettings,
     Service,
     free_port,
@@ -407,21 +406,6 @@ class Ours:
         return self.group(pid, cmd) is not None
 
 
-def cpu_snapshot() -> dict[int, tuple[str, float]]:
-    """pid -> (command line, user+system CPU seconds) of every live process."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        out[int(entry.name)] = (cmd, (int(stat[11]) + int(stat[12])) / TICKS)
-    return out
-
-
 def cpu_by_group(
     ours: Ours, before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]]
 ) -> dict[str, float]:
@@ -515,7 +499,7 @@ def checked_run(
         reqs = requests()
         token = before() if before else None
         svc.mark_cpu()
-        snap = cpu_snapshot()
+        snap = process_cpu()
         t0 = time.monotonic()
         with CpuWatch(ours) as watch:
             result = run_load(
@@ -529,7 +513,7 @@ def checked_run(
             )
         wall = time.monotonic() - t0
         by_pid = svc.cpu_since_mark_by_pid()
-        per_group = cpu_by_group(ours, snap, cpu_snapshot())
+        per_group = cpu_by_group(ours, snap, process_cpu())
         run = Run(
             name,
             result,

@@ -66,7 +66,6 @@ from bench.availability import (
     checked_run,
     collapsed_summary,
     cpu_by_group,
-    cpu_snapshot,
     drop_database,
     find_py_spy,
     libpq,
@@ -78,7 +77,7 @@ from bench.availability import (
     seed_salon,
     wipe_namespace,
 )
-from bench.cpuwatch import CpuWatch
+from bench.cpuwatch import CpuWatch, process_cpu
 from bench.generation import fresh_database
 from bench.harness import Service, started
 from bench.loadgen import LoadResult, Request, run_load, summarize_ns
@@ -638,7 +637,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                         for i in rng.sample(range(len(pool)), n)
                     ]
                     api.mark_cpu()
-                    snap = cpu_snapshot()
+                    snap = process_cpu()
                     t0 = time.monotonic()
                     with CpuWatch(ours) as watch:
                         got = run_pairs(
@@ -646,7 +645,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                         )
                     wall = time.monotonic() - t0
                     by_pid = api.cpu_since_mark_by_pid()
-                    per_group = cpu_by_group(ours, snap, cpu_snapshot())
+                    per_group = cpu_by_group(ours, snap, process_cpu())
                     est["pairs"] = max(est["pairs"], got.rps)
                     fake = LoadResult(
                         "pair-client",
@@ -758,9 +757,9 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                 }
                 reset(url)
                 # Idle cost (no load): Dramatiq's consumers poll Redis even with nothing to do.
-                idle0 = cpu_snapshot()
+                idle0 = process_cpu()
                 time.sleep(5.0)
-                idle = cpu_by_group(ours, idle0, cpu_snapshot())
+                idle = cpu_by_group(ours, idle0, process_cpu())
                 profile["idle_cpu_pct"] = {k: round(100 * v / 5.0, 1) for k, v in idle.items()}
                 with (
                     py_spy(spy, procs["api"], opts.duration, opts.profile_dir, "holds-api") as a,

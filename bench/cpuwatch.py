@@ -33,7 +33,7 @@ def machine_cpu_seconds() -> float:
     return (vals[0] + vals[1] + vals[2] + vals[7]) / TICKS
 
 
-def _processes() -> dict[int, tuple[str, float]]:
+def process_cpu() -> dict[int, tuple[str, float]]:
     """pid -> (command line, CPU seconds so far) for every live process."""
     out = {}
     for entry in Path("/proc").iterdir():
@@ -67,7 +67,7 @@ class CpuWatch:
 
     def _sample(self) -> None:
         me = os.getpid()
-        for pid, (cmd, cpu) in _processes().items():
+        for pid, (cmd, cpu) in process_cpu().items():
             if pid == me or self._ours(pid, cmd):
                 self._first.setdefault(pid, cpu)
                 self._last[pid] = cpu

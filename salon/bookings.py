@@ -285,33 +285,22 @@ def _reschedule(
         raise NotFound(f"slot {new_slot_id} not found")
     # The old time stays taken until this same transaction moves it: both, or nothing.
     minutes, need = _check_fit_after_expiry(session, ctx, slot, b.service_id, b.id)
-    old_start = b.start_at
-    b.rescheduled_from = old_start
+    old_stylist = b.stylist_id
+    b.rescheduled_from = b.start_at
     b.slot_id, b.stylist_id, b.location_id = slot.id, slot.stylist_id, slot.location_id
     b.start_at, b.end_at = slot.start_at, slot.start_at + dt.timedelta(minutes=need)
     b.service_minutes, b.updated_at = minutes, func.now()
     session.flush()
     session.refresh(b)
     _event(session, "booking.rescheduled", b, ctx.request_id)
-    outcome = _outcome(b)
-    return WriteOutcome(
-        outcome.status,
-        outcome.body,
-        touched_stylists=tuple({*outcome.touched_stylists, slot.stylist_id}),
-    )
+    # Both stylists' time changed: the old one's was freed, the new one's taken.
+    return WriteOutcome(200, booking_view(b), touched_stylists=(old_stylist, b.stylist_id))
 
 
 @operation("booking.reschedule")
 def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
     b = own_booking(session, ctx.principal, uuid.UUID(ctx.params["booking_id"]), for_update=True)
-    old_stylist = b.stylist_id
-    outcome = _reschedule(session, ctx, b, uuid.UUID(ctx.body["slot_id"]))
-    return WriteOutcome(
-        outcome.status,
-        outcome.body,
-        outcome.location,
-        touched_stylists=tuple({old_stylist, *outcome.touched_stylists}),
-    )
+    return _reschedule(session, ctx, b, uuid.UUID(ctx.body["slot_id"]))
 
 
 @operation("booking.admin_update")
@@ -321,13 +310,7 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     if action == "cancel":
         return _cancel(session, ctx, b, staff=True)
     if action == "reschedule":
-        old_stylist = b.stylist_id
-        outcome = _reschedule(session, ctx, b, uuid.UUID(ctx.body["new_slot_id"]))
-        return WriteOutcome(
-            outcome.status,
-            outcome.body,
-            touched_stylists=tuple({old_stylist, *outcome.touched_stylists}),
-        )
+        return _reschedule(session, ctx, b, uuid.UUID(ctx.body["new_slot_id"]))
     if action == "no_show":
         if b.status != "confirmed":
             raise BookingClosed(f"only a confirmed booking can be a no-show (it is {b.status})")
