@@ -533,6 +533,8 @@ class Options:
     profile_dir: Path | None = None
     py_spy: str | None = None
     skip_pgbench: bool = False
+    # Scenarios to run (pgbench, holds, pairs, contended); empty: all of them.
+    only: tuple[str, ...] = ()
     # Experiments only (the documented figures use none): extra env of the worker process.
     worker_env: dict[str, str] = field(default_factory=dict)
 
@@ -730,6 +732,8 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
             }
             if opts.skip_pgbench:
                 del scenarios["pgbench"]
+            if opts.only:
+                scenarios = {k: v for k, v in scenarios.items() if k in opts.only}
             names = list(scenarios)
             for rnd in range(opts.repeat):
                 for name in names if rnd % 2 == 0 else names[::-1]:
@@ -802,6 +806,8 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
         )
     labels = {"holds": "holds/s", "pairs": "pairs/s", "contended": "answers/s"}
     for name, rs in kept.items():
+        if not rs:
+            continue
         figures.append(median_figure(f"{name} {labels[name]}", [r.result.rps for r in rs], "/s"))
         for key in ("p50", "p99"):
             figures.append(
@@ -813,7 +819,8 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                 )
             )
     pair_hold_p99 = [r.extra["hold_ms"]["p99"] for r in kept["pairs"]]
-    figures.append(median_figure("pairs hold p99", pair_hold_p99, "ms", higher_is_better=False))
+    if pair_hold_p99:
+        figures.append(median_figure("pairs hold p99", pair_hold_p99, "ms", higher_is_better=False))
 
     def add(label: str, cand: list[float], base: list[float], target: str, ok: bool) -> None:
         med, lo, hi = paired_ratio(cand, base)
@@ -823,16 +830,22 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
         )
 
     hold_rps = [r.result.rps for r in kept["holds"]]
-    if pg_tps:
+    pair_rps = [r.result.rps for r in kept["pairs"]]
+    if pg_tps and hold_rps:
         med = paired_ratio(hold_rps, pg_tps)[0]
         add("holds/s / pgbench TPS", hold_rps, pg_tps, ">= 0.2", med >= 0.2)
-        pair_rps = [r.result.rps for r in kept["pairs"]]
+    if pg_tps and pair_rps:
         med = paired_ratio(pair_rps, pg_tps)[0]
         add("pairs/s / pgbench TPS", pair_rps, pg_tps, ">= 0.1", med >= 0.1)
     cont_rps = [r.result.rps for r in kept["contended"]]
-    med = paired_ratio(cont_rps, hold_rps)[0]
-    add("contended / uncontended rate", cont_rps, hold_rps, ">= 0.8", med >= 0.8)
-    hold_p99 = statistics.median(r.result.latency_ms["p99"] for r in kept["holds"])
+    if cont_rps and hold_rps:
+        med = paired_ratio(cont_rps, hold_rps)[0]
+        add("contended / uncontended rate", cont_rps, hold_rps, ">= 0.8", med >= 0.8)
+    hold_p99 = (
+        statistics.median(r.result.latency_ms["p99"] for r in kept["holds"])
+        if kept["holds"]
+        else float("nan")
+    )
     overlaps = sum(o["overlapping_live_bookings"] for rs in outcomes.values() for o in rs)
     absolute = [
         {
@@ -863,7 +876,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
         "absolute": absolute,
         "outcomes": outcomes,
         "redone": {"disturbed": redos.disturbed, "unbalanced": redos.unbalanced},
-        "runs": {name: [r.summary() for r in rs] for name, rs in kept.items()},
+        "runs": {name: [r.summary() for r in rs] for name, rs in kept.items() if rs},
         "profile": profile,
     }
     return figures, details
@@ -959,6 +972,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-c", "--connections", type=int, default=16)
     ap.add_argument("--max-other", type=float, default=25.0)
     ap.add_argument("--skip-pgbench", action="store_true", help="no pgbench (no ratios to it)")
+    ap.add_argument(
+        "--only",
+        default="",
+        metavar="NAMES",
+        help="comma-separated scenarios to run (pgbench,holds,pairs,contended; default all)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--profile", type=Path, help="py-spy API and workers under (a); stacks here")
     ap.add_argument("--py-spy", help="path of py-spy (default: on PATH)")
@@ -988,6 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_dir=args.profile,
         py_spy=args.py_spy,
         skip_pgbench=args.skip_pgbench,
+        only=tuple(n for n in args.only.split(",") if n),
         worker_env=dict(kv.split("=", 1) for kv in args.worker_env),
     )
     figures, details = measure(opts)
