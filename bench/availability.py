@@ -854,64 +854,82 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                 targets[f"dates uncached {c}c"] = Load(
                     api, ours_api, lambda: dates_req, c, bumper.start, bumps_after
                 )
-            # Warm-up: every target once (connections, pools, PostgreSQL caches), not kept.
-            for name, t in targets.items():
-                warm = run_load(
-                    t.svc.url,
-                    t.requests(),
-                    connections=t.connections,
-                    duration=opts.warmup,
-                    engine=opts.engine,
-                    workers=client_workers,
-                )
-                if name.startswith("slots"):
-                    est_rps[0] = warm.rps
-            names = list(targets)
-            for rnd in range(opts.repeat):
-                for name in names if rnd % 2 == 0 else names[::-1]:
+
+            def warm_up(names: list[str]) -> None:
+                # Every target once (connections, pools, PostgreSQL caches), not kept.
+                for name in names:
                     t = targets[name]
-                    run = checked_run(
-                        name,
-                        t.svc,
-                        t.ours,
-                        requests=t.requests,
+                    warm = run_load(
+                        t.svc.url,
+                        t.requests(),
                         connections=t.connections,
-                        duration=opts.duration,
+                        duration=opts.warmup,
                         engine=opts.engine,
-                        client_workers=client_workers,
-                        max_other=opts.max_other,
-                        retries=opts.retries,
-                        redos=redos,
-                        before=t.before,
-                        after=t.after,
+                        workers=client_workers,
                     )
-                    runs.setdefault(name, []).append(run)
-                    print(
-                        f"# round {rnd + 1} {name}: {run.result.rps:,.0f} req/s "
-                        f"p99 {run.result.latency_ms.get('p99', 0):.1f} ms "
-                        f"other {run.other_cpu_pct:.0f}%",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            spy = find_py_spy(opts.py_spy) if opts.profile_dir else None
-            if opts.profile_dir and spy:
-                workers = [p for p in api.pids() if p != api.pid]
-                for name in ("slots 16c", f"dates uncached {opts.dates_connections[0]}c"):
-                    t = targets[name]
-                    label = name.replace(" ", "-")
-                    token = t.before() if t.before else None
-                    with py_spy(spy, workers, opts.duration, opts.profile_dir, label) as paths:
-                        res = run_load(
-                            api.url,
-                            t.requests(),
+                    if name.startswith("slots"):
+                        est_rps[0] = warm.rps
+
+            def measure_rounds(names: list[str]) -> None:
+                for rnd in range(opts.repeat):
+                    for name in names if rnd % 2 == 0 else names[::-1]:
+                        t = targets[name]
+                        run = checked_run(
+                            name,
+                            t.svc,
+                            t.ours,
+                            requests=t.requests,
                             connections=t.connections,
                             duration=opts.duration,
                             engine=opts.engine,
-                            workers=client_workers,
+                            client_workers=client_workers,
+                            max_other=opts.max_other,
+                            retries=opts.retries,
+                            redos=redos,
+                            before=t.before,
+                            after=t.after,
                         )
-                    if t.after:
-                        t.after(token, res)
-                    profile[name] = collapsed_summary(paths)
+                        runs.setdefault(name, []).append(run)
+                        print(
+                            f"# round {rnd + 1} {name}: {run.result.rps:,.0f} req/s "
+                            f"p99 {run.result.latency_ms.get('p99', 0):.1f} ms "
+                            f"other {run.other_cpu_pct:.0f}%",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+
+            spy = find_py_spy(opts.py_spy) if opts.profile_dir else None
+
+            def profile_load(name: str) -> None:
+                if not (opts.profile_dir and spy):
+                    return
+                workers = [p for p in api.pids() if p != api.pid]
+                t = targets[name]
+                label = name.replace(" ", "-")
+                token = t.before() if t.before else None
+                with py_spy(spy, workers, opts.duration, opts.profile_dir, label) as paths:
+                    res = run_load(
+                        api.url,
+                        t.requests(),
+                        connections=t.connections,
+                        duration=opts.duration,
+                        engine=opts.engine,
+                        workers=client_workers,
+                    )
+                if t.after:
+                    t.after(token, res)
+                profile[name] = collapsed_summary(paths)
+
+            # Two phases: the "uncached" loads invalidate every cached answer and free-time
+            # list (they bump every stylist's version), so they run after all the others.
+            cached = [n for n in targets if "uncached" not in n]
+            uncached = [n for n in targets if "uncached" in n]
+            warm_up(cached)
+            measure_rounds(cached)
+            profile_load("slots 16c")
+            warm_up(uncached)
+            measure_rounds(uncached)
+            profile_load(f"dates uncached {opts.dates_connections[0]}c")
             bumper.close()
     finally:
         rds.close()

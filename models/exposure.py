@@ -29,6 +29,7 @@ bound holds while each part present holds at least about a tenth of the day's ti
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import random
@@ -43,8 +44,11 @@ __all__ = [
     "K_WEIGHTS",
     "VARIANTS",
     "Candidate",
+    "FreeDay",
+    "StartTime",
     "choose",
     "day_part",
+    "group",
     "replace_taken",
     "seed_for",
 ]
@@ -90,6 +94,10 @@ class Candidate:
             raise ValueError("Candidate gaps must not be negative")
 
 
+# A start time's options: every stylist able to start then, in canonical order.
+StartTime = tuple[Candidate, ...]
+
+
 def day_part(local_start: datetime) -> str:
     """The day part by the wall clock: morning before 12:00, afternoon to 16:59, then evening."""
     if local_start.hour < 12:
@@ -120,17 +128,69 @@ def choose(
     variant: str = "balanced",
 ) -> list[Candidate]:
     """The start times one customer is shown, one candidate per time, sorted by start."""
-    weigh = _weigher(shortest_service, variant)
-    times = _group(candidates)
-    rng = random.Random(seed)
-    if len(times) <= SHOW_ALL_UP_TO:
-        picked = times
-    else:
-        k = rng.choices(list(K_WEIGHTS), weights=list(K_WEIGHTS.values()))[0]
-        picked = _pick_times(times, k, rng, weigh)
-    # Stylists are drawn in start order so the draws do not depend on the order of the picks.
-    picked = sorted(picked, key=lambda options: options[0].start_at)
-    return sorted((_pick_one(options, rng, weigh) for options in picked), key=_order)
+    return FreeDay.of(candidates, shortest_service).choose(seed=seed, variant=variant)
+
+
+@dataclass(frozen=True)
+class FreeDay:
+    """A day's candidates grouped by start time once, each time with its day part and best
+    gap score, so that many customers can choose among them: the server keeps one per
+    location, service and day. `FreeDay.of(cs, s).choose(...)` is `choose(cs, s, ...)`."""
+
+    times: tuple[StartTime, ...]
+    shortest_service: timedelta
+    parts: tuple[str, ...]
+    scores: tuple[int, ...]  # per time: the best of its candidates' gap scores
+
+    @classmethod
+    def of(cls, candidates: Sequence[Candidate], shortest_service: timedelta) -> FreeDay:
+        if shortest_service < _ZERO:
+            raise ValueError("shortest_service must not be negative")
+        times = tuple(group(candidates))
+        return cls(
+            times,
+            shortest_service,
+            tuple(day_part(t[0].local_start) for t in times),
+            tuple(max(_gap_score(c, shortest_service) for c in t) for t in times),
+        )
+
+    def between(self, earliest: datetime, latest: datetime) -> FreeDay:
+        """The start times from `earliest` to `latest`, inclusive."""
+        starts = [t[0].start_at for t in self.times]
+        lo, hi = bisect.bisect_left(starts, earliest), bisect.bisect_right(starts, latest)
+        return FreeDay(
+            self.times[lo:hi], self.shortest_service, self.parts[lo:hi], self.scores[lo:hi]
+        )
+
+    def candidates(self) -> list[Candidate]:
+        return [c for t in self.times for c in t]
+
+    def choose(self, *, seed: int, variant: str = "balanced") -> list[Candidate]:
+        weigh = _weigher(self.shortest_service, variant)
+        base = _BASES[variant]
+        # A time weighs as its best stylist: base ** max(score) (every base is >= 1).
+        weights = [float(base**score) for score in self.scores]
+        rng = random.Random(seed)
+        if len(self.times) <= SHOW_ALL_UP_TO:
+            picked = list(range(len(self.times)))
+        else:
+            k = rng.choices(list(K_WEIGHTS), weights=list(K_WEIGHTS.values()))[0]
+            picked = self._pick_times(k, rng, weights)
+        # Stylists are drawn in start order so the draws do not depend on the order of the picks.
+        chosen = (_pick_one(self.times[i], rng, weigh) for i in sorted(picked))
+        return sorted(chosen, key=_order)
+
+    def _pick_times(self, k: int, rng: random.Random, weights: list[float]) -> list[int]:
+        by_part: dict[str, list[int]] = {part: [] for part in DAY_PARTS}
+        for i, part in enumerate(self.parts):
+            by_part[part].append(i)
+        parts = [part for part in DAY_PARTS if by_part[part]]
+        if k < len(parts):
+            parts = _sample(parts, k, rng, lambda part: float(len(by_part[part])))
+        picked = [_sample(by_part[part], 1, rng, weights.__getitem__)[0] for part in parts]
+        taken = set(picked)
+        rest = [i for i in range(len(self.times)) if i not in taken]
+        return picked + _sample(rest, k - len(picked), rng, weights.__getitem__)
 
 
 def replace_taken(
@@ -158,7 +218,7 @@ def replace_taken(
     pool = [c for c in _canonical(live) if c.key not in shown_keys]
     rng = random.Random(seed)
     for gone in taken:
-        times = _group([c for c in pool if c.start_at not in used])
+        times = group([c for c in pool if c.start_at not in used])
         if not times:
             break
         part = day_part(gone.local_start)
@@ -168,10 +228,6 @@ def replace_taken(
         used.add(choice.start_at)
         result.append(choice)
     return sorted(result, key=_order)
-
-
-# A start time's options: every stylist able to start then, in canonical order.
-_Time = tuple[Candidate, ...]
 
 
 def _order(c: Candidate) -> tuple[datetime, uuid.UUID, str]:
@@ -186,11 +242,22 @@ def _canonical(candidates: Sequence[Candidate]) -> list[Candidate]:
     return list(unique.values())
 
 
-def _group(candidates: Sequence[Candidate]) -> list[_Time]:
+def group(candidates: Sequence[Candidate]) -> list[StartTime]:
+    """The distinct start times in order, each with its candidates in canonical order."""
     by_start: dict[datetime, list[Candidate]] = {}
     for c in _canonical(candidates):
         by_start.setdefault(c.start_at, []).append(c)
     return [tuple(options) for options in by_start.values()]
+
+
+def _gap_score(c: Candidate, shortest_service: timedelta) -> int:
+    score = 0
+    for gap in (c.gap_before, c.gap_after):
+        if gap == _ZERO:
+            score += 1
+        elif gap < shortest_service:
+            score -= 1
+    return score
 
 
 def _weigher(shortest_service: timedelta, variant: str) -> Callable[[Candidate], float]:
@@ -201,13 +268,7 @@ def _weigher(shortest_service: timedelta, variant: str) -> Callable[[Candidate],
     base = _BASES[variant]
 
     def weigh(c: Candidate) -> float:
-        score = 0
-        for gap in (c.gap_before, c.gap_after):
-            if gap == _ZERO:
-                score += 1
-            elif gap < shortest_service:
-                score -= 1
-        return float(base**score)
+        return float(base ** _gap_score(c, shortest_service))
 
     return weigh
 
@@ -217,28 +278,16 @@ def _sample(
 ) -> list[_T]:
     """`count` items drawn weighted, without replacement; one draw per item, in item order."""
     keyed = [(rng.random() ** (1.0 / weight(item)), -index) for index, item in enumerate(items)]
+    if count == 1 and items:
+        # The same item the sort below would put first, without sorting.
+        return [items[max(range(len(items)), key=keyed.__getitem__)]]
     best = sorted(range(len(items)), key=lambda index: keyed[index], reverse=True)
     return [items[index] for index in best[:count]]
 
 
-def _pick_times(
-    times: list[_Time], k: int, rng: random.Random, weigh: Callable[[Candidate], float]
-) -> list[_Time]:
-    def time_weight(options: _Time) -> float:
-        return max(map(weigh, options))
-
-    by_part: dict[str, list[_Time]] = {part: [] for part in DAY_PARTS}
-    for options in times:
-        by_part[day_part(options[0].local_start)].append(options)
-    parts = [part for part in DAY_PARTS if by_part[part]]
-    if k < len(parts):
-        parts = _sample(parts, k, rng, lambda part: float(len(by_part[part])))
-    picked = [_sample(by_part[part], 1, rng, time_weight)[0] for part in parts]
-    rest = [options for options in times if options not in picked]
-    return picked + _sample(rest, k - len(picked), rng, time_weight)
-
-
-def _pick_one(options: _Time, rng: random.Random, weigh: Callable[[Candidate], float]) -> Candidate:
+def _pick_one(
+    options: StartTime, rng: random.Random, weigh: Callable[[Candidate], float]
+) -> Candidate:
     if len(options) == 1:
         return options[0]
     return _sample(options, 1, rng, weigh)[0]

@@ -1,10 +1,12 @@
-"""Exposures: the few free times a customer is shown, sticky for their TTL in every process.
+"""Exposures: the few free times a customer is shown, sticky for their TTL in every process;
+and the 90-day calendars.
 
-The choice itself is pure (`models.exposure`). Here: the candidates from PostgreSQL, the
-sticky copy in Redis, and the ledger. A repeat within the TTL is answered from Redis alone
-while no booking changed any of the stylists concerned (their version counters, bumped by
-every write that takes or frees time); otherwise the live candidates are read again, the
-shown times still free stay, and each taken one is replaced by one other.
+The choice itself is pure (`models.exposure`); the day's live times come from
+`salon.live_times`, the offer from `salon.offers`. Here: the stored answers in Redis and the
+ledger. A repeat within the TTL is answered by one Redis script, with the stored bytes, while
+no write changed any of the stylists concerned or the catalogue (version counters bumped after
+every write that takes or frees time); otherwise the exposure is chosen again over the live
+times: the shown times still free stay, and each taken one is replaced by one other.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy.orm import Session
 
-from models.exposure import Candidate, choose, replace_taken, seed_for
+from models.exposure import Candidate, replace_taken, seed_for
 from salon.encoding import rfc3339
-from salon.free_times import Offer, Window, free_days, free_starts
+from salon.errors import InvalidInput
+from salon.free_times import Offer, Window, free_days, local_today, next_hold_expiry
+from salon.live_times import LiveTimes
+from salon.offers import OfferCache, catalogue_key
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -32,6 +38,8 @@ log = logging.getLogger(__name__)
 # The seed changes every hour, so a time nobody was shown gets its chance (seed doc, "rotate").
 SEED_ROTATION_SECONDS = 3600
 LEDGER_DAYS = 7
+# A calendar is recomputed at least this often: the notice window moves with the clock.
+CALENDAR_SECONDS = 60
 
 
 def version_key(namespace: str, stylist_id: uuid.UUID | str) -> str:
@@ -51,22 +59,6 @@ def bump_versions(container: Container, stylist_ids: Iterable[uuid.UUID | str]) 
     except redis.RedisError:
         # The exposure then shows a taken time until its TTL: a hold on it answers 409.
         log.warning("could not bump stylist versions %s", ids)
-
-
-def candidates(o: Offer, rows: Iterable[Any]) -> list[Candidate]:
-    return [
-        Candidate(
-            key=f"{r.stylist_id}@{r.start_at:%Y%m%dT%H%M%SZ}",
-            stylist_id=r.stylist_id,
-            slot_id=r.slot_id,
-            start_at=r.start_at,
-            end_at=r.end_at,
-            local_start=r.start_at.astimezone(o.zone),
-            gap_before=r.start_at - r.run_start,
-            gap_after=r.run_end - r.end_at,
-        )
-        for r in rows
-    ]
 
 
 def _shown_view(o: Offer, c: Candidate) -> dict[str, Any]:
@@ -107,11 +99,43 @@ def _candidate_from(o: Offer, d: dict[str, Any]) -> Candidate:
     )
 
 
+# A stored answer is a hash: the response as sent, the version keys and values it was
+# computed under, and an epoch after which it must not be served. One round trip answers a
+# repeat: on a hit the stored bytes; on a miss what the recomputation needs (the catalogue
+# version, the previous choice).
+_CACHED_ANSWER = """
+local h = redis.call('HMGET', KEYS[1], 'response', 'vkeys', 'versions', 'until',
+                     'shown', 'seed', 'expires_at')
+local catalogue = redis.call('GET', KEYS[2]) or '0'
+if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
+  local keys = {}
+  for k in string.gmatch(h[2], '%S+') do keys[#keys + 1] = k end
+  local current = redis.call('MGET', unpack(keys))
+  local parts = {}
+  for i, v in ipairs(current) do parts[i] = v or '0' end
+  if table.concat(parts, ',') == h[3] then return {1, h[1]} end
+end
+return {0, catalogue, h[5], h[6], h[7]}
+"""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the cached-answer script found: the answer, or what recomputing it needs."""
+
+    answer: bytes | None
+    catalogue_version: int  # -1: unknown (Redis unreachable)
+    previous: dict[str, Any] | None = None
+
+
 class ExposureService:
     def __init__(self, container: Container) -> None:
         self.container = container
         self.settings = container.settings
         self.ns = container.settings.redis_namespace
+        self.offers = OfferCache(container)
+        self.live = LiveTimes(container)
+        self._cached_answer = container.redis.register_script(_CACHED_ANSWER)
 
     def window(self, now: dt.datetime) -> Window:
         return Window.from_now(
@@ -131,59 +155,54 @@ class ExposureService:
         parts = (subject, str(location_id), str(service_id), stylist_part, day.isoformat(), variant)
         return ":".join((self.ns, "exposure", *parts))
 
-    def sticky(self, key: str) -> dict[str, Any] | None:
-        """The stored exposure when none of its stylists' time changed since: no SQL at all
-        (the path of most requests: a customer's app repeats itself)."""
-        stored = self._load(key)
-        if stored is None:
-            return None
-        versions = self._versions(stored["stylists"])
-        if versions is None or versions != stored["versions"]:
-            return None
-        response: dict[str, Any] = stored["response"]
-        return response
-
     def exposure(
         self,
-        session: Session,
-        o: Offer,
         *,
-        key: str,
         subject: str,
-        day: dt.date,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
         stylist_id: uuid.UUID | None,
+        day: dt.date,
         variant: str,
         now: dt.datetime,
-    ) -> dict[str, Any]:
-        """Compute (or repair) the exposure: the first request, or a stylist's time changed."""
-        stylist_part = str(stylist_id) if stylist_id else "any"
-        stylists = sorted(str(s) for s in o.needs)
-        # Versions first: a booking committed while we compute makes the next repeat recheck.
-        versions = self._versions(stylists)
-        stored = self._load(key)
+    ) -> bytes:
+        """The customer's exposure as JSON: the stored one while none of its stylists' time
+        (nor the catalogue) changed, without SQL; else chosen again over the day's live
+        times, keeping the shown times still free and replacing each taken one."""
+        key = self.key(subject, location_id, service_id, stylist_id, day, variant)
+        found = self._lookup(key, now, previous=True)
+        if found.answer is not None:
+            return found.answer
+        o, versions = self._offer(found.catalogue_version, location_id, service_id, stylist_id)
+        if day < local_today(o, now):
+            raise InvalidInput(
+                "date is in the past", errors=[{"field": "date", "message": "in the past"}]
+            )
         window = self.window(now)
-        live = candidates(o, free_starts(session, o, day, window))
-        epoch = int(now.timestamp()) // SEED_ROTATION_SECONDS
-        seed = seed_for(
-            subject,
-            str(o.location.id),
-            str(o.service.id),
-            stylist_part,
-            day.isoformat(),
-            str(epoch),
-            variant,
-        )
+        free = self.live.day(o, day, versions, now).within(window)
+        stylist_part = str(stylist_id) if stylist_id else "any"
+        stored = found.previous
         if stored is not None:
-            previous = [_candidate_from(o, d) for d in stored["shown"]]
+            previous = [_candidate_from(o, d) for d in json.loads(stored["shown"])]
+            seed = int(stored["seed"])
             shown = replace_taken(
-                previous, live, seed=seed, shortest_service=o.shortest, variant=variant
+                previous, free.candidates(), seed=seed, shortest_service=o.shortest, variant=variant
             )
             expires_at = dt.datetime.fromisoformat(stored["expires_at"])
-            seed = stored["seed"]
         else:
-            shown = choose(live, seed=seed, shortest_service=o.shortest, variant=variant)
+            epoch = int(now.timestamp()) // SEED_ROTATION_SECONDS
+            seed = seed_for(
+                subject,
+                str(o.location.id),
+                str(o.service.id),
+                stylist_part,
+                day.isoformat(),
+                str(epoch),
+                variant,
+            )
+            shown = free.choose(seed=seed, variant=variant)
             expires_at = now + dt.timedelta(seconds=self.settings.exposure_ttl_seconds)
-        total = len({c.start_at for c in live})
+        total = len(free.times)
         response = {
             "date": day.isoformat(),
             "location_id": str(o.location.id),
@@ -197,51 +216,87 @@ class ExposureService:
             "next_available_date": None,
         }
         if not shown:
-            nxt = self.next_available_date(session, o, day, window)
+            with self.container.sessions() as session:
+                nxt = self.next_available_date(session, o, day, window)
             response["next_available_date"] = nxt.isoformat() if nxt else None
-        ttl = max(1, int((expires_at - now).total_seconds()))
+        answer = json.dumps(response).encode()
+        # Served until the exposure expires, and never once its day is over at the location.
+        day_over = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone)
+        pipe = self.container.redis.pipeline(transaction=False)
         if versions is not None:
-            self._save(
+            self._store(
+                pipe,
                 key,
-                ttl,
-                {
-                    "stylists": stylists,
-                    "versions": versions,
-                    "seed": seed,
+                answer,
+                o,
+                versions,
+                until=min(expires_at, day_over),
+                ttl=max(1, int((expires_at - now).total_seconds())),
+                extra={
+                    "shown": json.dumps([_candidate_doc(c) for c in shown]),
+                    "seed": str(seed),
                     "expires_at": expires_at.isoformat(),
-                    "shown": [_candidate_doc(c) for c in shown],
-                    "response": response,
                 },
             )
-        self._ledger(subject, o, day, stylist_part, variant, seed, shown, total, now)
-        return response
+        self._ledger(pipe, subject, o, day, stylist_part, variant, seed, shown, total, now)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            log.warning("could not store an exposure or its ledger entry")
+        return answer
 
-    def free_days(
-        self, session: Session, o: Offer, first: dt.date, last: dt.date, now: dt.datetime
-    ) -> dict[dt.date, int]:
-        """Free starts per day, cached for a minute while no stylist's time changes (a
-        90-day calendar is the heaviest read; the minute bounds drift of the notice window)."""
-        stylists = sorted(str(s) for s in o.needs)
+    def calendar(
+        self,
+        *,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+        first: dt.date | None,
+        days: int,
+        now: dt.datetime,
+    ) -> bytes:
+        """Free starts per day as JSON, cached for a minute while no stylist's time changes
+        and no hold in range expires (a 90-day calendar is the heaviest read)."""
+        stylist_part = str(stylist_id) if stylist_id else "any"
+        start = first.isoformat() if first else "today"
         key = ":".join(
-            (
-                self.ns,
-                "days",
-                str(o.location.id),
-                str(o.service.id),
-                ",".join(stylists),
-                first.isoformat(),
-                last.isoformat(),
-            )
+            (self.ns, "days", str(location_id), str(service_id), stylist_part, start, str(days))
         )
-        versions = self._versions(stylists)
-        stored = self._load(key)
-        if stored is not None and versions is not None and stored["versions"] == versions:
-            return {dt.date.fromisoformat(d): n for d, n in stored["counts"].items()}
-        counts = free_days(session, o, first, last, self.window(now))
+        found = self._lookup(key, now, previous=False)
+        if found.answer is not None:
+            return found.answer
+        o, versions = self._offer(found.catalogue_version, location_id, service_id, stylist_id)
+        today = local_today(o, now)
+        first = first or today
+        last = first + dt.timedelta(days=days - 1)
+        with self.container.sessions() as session:
+            counts = free_days(session, o, first, last, self.window(now))
+            expiry = next_hold_expiry(session, o, first, last)
+        answer = json.dumps(
+            {
+                "location_id": str(location_id),
+                "service_id": str(service_id),
+                "stylist_id": str(stylist_id) if stylist_id else None,
+                "timezone": o.location.timezone,
+                "dates": days_view(first, counts, days),
+            }
+        ).encode()
         if versions is not None:
-            doc = {"versions": versions, "counts": {d.isoformat(): n for d, n in counts.items()}}
-            self._save(key, 60, doc)
-        return counts
+            # The notice window moves with the clock: recompute at least every minute, and
+            # "today" at the location's midnight.
+            until = now + dt.timedelta(seconds=CALENDAR_SECONDS)
+            if expiry is not None:
+                until = min(until, expiry)
+            if start == "today":
+                midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), o.zone)
+                until = min(until, midnight)
+            pipe = self.container.redis.pipeline(transaction=False)
+            self._store(pipe, key, answer, o, versions, until=until, ttl=CALENDAR_SECONDS)
+            try:
+                pipe.execute()
+            except redis.RedisError:
+                log.warning("could not store a calendar")
+        return answer
 
     def next_available_date(
         self, session: Session, o: Offer, after: dt.date, window: Window
@@ -252,32 +307,77 @@ class ExposureService:
         days = free_days(session, o, after + dt.timedelta(days=1), last, window)
         return min((d for d, n in days.items() if n > 0), default=None)
 
-    # --- Redis: sticky copies, versions, ledger (all optional: an outage costs stickiness,
+    # --- Redis: stored answers, versions, ledger (all optional: an outage costs caching,
     # never an answer) ---------------------------------------------------------------------
 
-    def _versions(self, stylists: list[str]) -> list[int] | None:
+    def _lookup(self, key: str, now: dt.datetime, *, previous: bool) -> Lookup:
         try:
-            raw = self.container.redis.mget([version_key(self.ns, s) for s in stylists])
+            reply = self._cached_answer(
+                keys=[key, catalogue_key(self.ns)], args=[int(now.timestamp())]
+            )
+        except redis.RedisError:
+            return Lookup(None, -1)
+        if int(reply[0]) == 1:
+            return Lookup(bytes(reply[1]), 0)
+        stored = None
+        if previous and reply[2] is not None:
+            stored = {"shown": reply[2], "seed": reply[3].decode(), "expires_at": reply[4].decode()}
+        return Lookup(None, int(reply[1]), stored)
+
+    def _offer(
+        self,
+        catalogue_version: int,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+    ) -> tuple[Offer, tuple[int, ...] | None]:
+        """The offer and the versions (catalogue first, then the stylists) it is current
+        under; None when Redis cannot tell them (then nothing is cached)."""
+        o = self.offers.get(location_id, service_id, stylist_id, catalogue_version)
+        versions = self._versions(o)
+        if versions is not None and versions[0] != catalogue_version:
+            # The catalogue changed since the lookup: read the offer as it is now.
+            o = self.offers.get(location_id, service_id, stylist_id, versions[0])
+            versions = self._versions(o)
+        return o, versions
+
+    def _version_keys(self, o: Offer) -> list[str]:
+        stylists = sorted(str(s) for s in o.needs)
+        return [catalogue_key(self.ns), *(version_key(self.ns, s) for s in stylists)]
+
+    def _versions(self, o: Offer) -> tuple[int, ...] | None:
+        try:
+            raw = self.container.redis.mget(self._version_keys(o))
         except redis.RedisError:
             return None
-        return [int(v or 0) for v in raw]
+        return tuple(int(v or 0) for v in raw)
 
-    def _load(self, key: str) -> dict[str, Any] | None:
-        try:
-            raw = self.container.redis.get(key)
-        except redis.RedisError:
-            return None
-        doc: dict[str, Any] | None = json.loads(raw) if raw else None
-        return doc
-
-    def _save(self, key: str, ttl: int, doc: dict[str, Any]) -> None:
-        try:
-            self.container.redis.set(key, json.dumps(doc), ex=ttl)
-        except redis.RedisError:
-            log.warning("could not store an exposure; the next repeat recomputes it")
+    def _store(
+        self,
+        pipe: Any,
+        key: str,
+        answer: bytes,
+        o: Offer,
+        versions: tuple[int, ...],
+        *,
+        until: dt.datetime,
+        ttl: int,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "response": answer,
+            "vkeys": " ".join(self._version_keys(o)),
+            "versions": ",".join(map(str, versions)),
+            "until": int(until.timestamp()),
+            **(extra or {}),
+        }
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, ttl)
 
     def _ledger(
         self,
+        pipe: Any,
         subject: str,
         o: Offer,
         day: dt.date,
@@ -303,15 +403,7 @@ class ExposureService:
             "total_available": str(total),
             "at": rfc3339(now),
         }
-        try:
-            self.container.redis.xadd(
-                f"{self.ns}:exposures",
-                entry,
-                minid=min_id,
-                approximate=True,
-            )
-        except redis.RedisError:
-            log.warning("could not record an exposure in the ledger")
+        pipe.xadd(f"{self.ns}:exposures", entry, minid=min_id, approximate=True)
 
     def ledger(
         self, *, biz: uuid.UUID, subject: str | None, day: dt.date | None, limit: int
@@ -335,9 +427,7 @@ class ExposureService:
         return found
 
 
-def days_view(
-    o: Offer, first: dt.date, counts: dict[dt.date, int], days: int
-) -> list[dict[str, Any]]:
+def days_view(first: dt.date, counts: dict[dt.date, int], days: int) -> list[dict[str, Any]]:
     out = []
     for i in range(days):
         day = first + dt.timedelta(days=i)

@@ -150,6 +150,14 @@ class Window:
         )
 
 
+def _range(first: dt.date, last: dt.date) -> dict[str, dt.datetime]:
+    # Local dates in any zone (UTC-12..+14) lie inside these UTC bounds.
+    return {
+        "lo": dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), dt.UTC),
+        "hi": dt.datetime.combine(last + dt.timedelta(days=2), dt.time(), dt.UTC),
+    }
+
+
 def _params(
     o: Offer, first: dt.date, last: dt.date, window: Window, exclude: uuid.UUID | None = None
 ) -> dict[str, object]:
@@ -161,8 +169,7 @@ def _params(
         "location": o.location.id,
         "first": first,
         "last": last,
-        "lo": dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), dt.UTC),
-        "hi": dt.datetime.combine(last + dt.timedelta(days=2), dt.time(), dt.UTC),
+        **_range(first, last),
         "earliest": window.earliest,
         "latest": window.latest,
     }
@@ -183,6 +190,28 @@ def free_days(
         return {}
     rows = session.execute(FREE_DAYS, _params(o, first, last, window))
     return {row.local_date: int(row.starts) for row in rows}
+
+
+_NEXT_HOLD_EXPIRY = text(
+    """
+    SELECT min(b.hold_expires_at) FROM scheduler.bookings b
+    WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[])) AND b.status = 'held'
+      AND b.hold_expires_at > now()
+      AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
+    """
+)
+
+
+def next_hold_expiry(
+    session: Session, o: Offer, first: dt.date, last: dt.date
+) -> dt.datetime | None:
+    """When the first live hold that may hide a free start of these days expires: free
+    starts computed now are right until then (an expiring hold frees time without a write)."""
+    if not o.needs:
+        return None
+    params = {"stylists": list(o.needs), **_range(first, last)}
+    value: dt.datetime | None = session.execute(_NEXT_HOLD_EXPIRY, params).scalar_one()
+    return value
 
 
 _COVERED = text(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from zoneinfo import ZoneInfo
 
 import falcon
 
@@ -16,9 +15,8 @@ from api.resources.base import BaseResource
 from api.schemas import DatesOut, DatesQuery, ExposureOut, LedgerOut, LedgerQuery, SlotsQuery
 from api.validation import parse_query
 from models.exposure import VARIANTS
-from salon import free_times
 from salon.bootstrap import Container
-from salon.exposures import ExposureService, days_view
+from salon.exposures import ExposureService
 
 SESSION_COOKIE = "salon_sid"
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
@@ -62,19 +60,15 @@ class Dates(PublicResource):
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, DatesQuery)
-        now = dt.datetime.now(dt.UTC)
-        with self.container.sessions() as s:
-            o = free_times.offer(s, q.location_id, q.service_id, q.stylist_id)
-            first = q.from_ or free_times.local_today(o, now)
-            last = first + dt.timedelta(days=q.days - 1)
-            counts = self.exposures.free_days(s, o, first, last, now)
-        resp.media = {
-            "location_id": q.location_id,
-            "service_id": q.service_id,
-            "stylist_id": q.stylist_id,
-            "timezone": o.location.timezone,
-            "dates": days_view(o, first, counts, q.days),
-        }
+        resp.data = self.exposures.calendar(
+            location_id=q.location_id,
+            service_id=q.service_id,
+            stylist_id=q.stylist_id,
+            first=q.from_,
+            days=q.days,
+            now=dt.datetime.now(dt.UTC),
+        )
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class Slots(PublicResource):
@@ -97,34 +91,17 @@ class Slots(PublicResource):
                 ],
             )
         subject = subject_for(req, resp)
-        now = dt.datetime.now(dt.UTC)
         resp.set_header("X-Exposure-Variant", variant)
-        key = self.exposures.key(
-            subject, q.location_id, q.service_id, q.stylist_id, q.date, variant
+        resp.data = self.exposures.exposure(
+            subject=subject,
+            location_id=q.location_id,
+            service_id=q.service_id,
+            stylist_id=q.stylist_id,
+            day=q.date,
+            variant=variant,
+            now=dt.datetime.now(dt.UTC),
         )
-        sticky = self.exposures.sticky(key)
-        if sticky is not None and q.date >= now.astimezone(ZoneInfo(sticky["timezone"])).date():
-            resp.media = sticky
-            return
-        with self.container.sessions() as s:
-            o = free_times.offer(s, q.location_id, q.service_id, q.stylist_id)
-            if q.date < free_times.local_today(o, now):
-                raise ProblemError(
-                    422,
-                    "Invalid input",
-                    "date is in the past",
-                    errors=[{"field": "date", "message": "in the past"}],
-                )
-            resp.media = self.exposures.exposure(
-                s,
-                o,
-                key=key,
-                subject=subject,
-                day=q.date,
-                stylist_id=q.stylist_id,
-                variant=variant,
-                now=now,
-            )
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class ExposureLedger(PublicResource):

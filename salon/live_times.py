@@ -1,0 +1,96 @@
+"""Every free start of one day for one offer, computed once per process and shared by customers.
+
+A new customer's exposure is a seeded choice over the same list every other customer of that
+location, service and day gets: computing it per customer (one SQL statement and ~350
+candidates built each time) was ~85 % of the API's CPU under load. The list is kept per
+process, tagged with the versions it was computed under (catalogue and stylists, fetched from
+Redis by every request anyway) and with the moment the first live hold in it expires, since
+an expired hold frees its time without any write.
+
+The list ignores the notice window (it moves with the clock); callers filter by `Window`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from models.exposure import Candidate, FreeDay
+from salon.free_times import Offer, Window, free_starts, next_hold_expiry
+
+if TYPE_CHECKING:
+    from salon.bootstrap import Container
+
+# The longest a list is trusted without any version moving (a lost version bump).
+MAX_AGE = dt.timedelta(minutes=5)
+MAX_ENTRIES = 1024
+
+DayKey = tuple[str, str, str, dt.date]
+
+
+@dataclass(frozen=True)
+class DayTimes:
+    free: FreeDay  # ignores the notice window: see `within`
+    versions: tuple[int, ...]
+    valid_until: dt.datetime
+
+    def within(self, window: Window) -> FreeDay:
+        return self.free.between(window.earliest, window.latest)
+
+
+def candidates(o: Offer, rows: Any) -> list[Candidate]:
+    return [
+        Candidate(
+            key=f"{r.stylist_id}@{r.start_at:%Y%m%dT%H%M%SZ}",
+            stylist_id=r.stylist_id,
+            slot_id=r.slot_id,
+            start_at=r.start_at,
+            end_at=r.end_at,
+            local_start=r.start_at.astimezone(o.zone),
+            gap_before=r.start_at - r.run_start,
+            gap_after=r.run_end - r.end_at,
+        )
+        for r in rows
+    ]
+
+
+def whole_days(day: dt.date) -> Window:
+    """A window wider than any zone's version of `day`: only the generated slots bound it."""
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return Window(start - dt.timedelta(days=2), start + dt.timedelta(days=3))
+
+
+class LiveTimes:
+    def __init__(self, container: Container, *, max_entries: int = MAX_ENTRIES) -> None:
+        self.container = container
+        self.max_entries = max_entries
+        self._days: OrderedDict[DayKey, DayTimes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def day(
+        self, o: Offer, day: dt.date, versions: tuple[int, ...] | None, now: dt.datetime
+    ) -> DayTimes:
+        """The day's free starts under `versions` (None: Redis is down, so nothing can tell
+        a cached list is stale: always compute)."""
+        key = (str(o.location.id), str(o.service.id), ",".join(map(str, o.needs)), day)
+        if versions is not None:
+            with self._lock:
+                hit = self._days.get(key)
+                if hit is not None and hit.versions == versions and now < hit.valid_until:
+                    self._days.move_to_end(key)
+                    return hit
+        with self.container.sessions() as session:
+            rows = free_starts(session, o, day, whole_days(day))
+            expiry = next_hold_expiry(session, o, day, day)
+        valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
+        found = DayTimes(FreeDay.of(candidates(o, rows), o.shortest), versions or (), valid_until)
+        if versions is not None:
+            with self._lock:
+                self._days[key] = found
+                self._days.move_to_end(key)
+                while len(self._days) > self.max_entries:
+                    self._days.popitem(last=False)
+        return found

@@ -1,0 +1,75 @@
+"""What a location offers, snapshotted per process so a public read runs no catalogue query.
+
+`offer()` (four queries: location, service, who offers it, which stylists) is the same for
+every customer asking about a service. Each API process keeps the answers it has read, each
+tagged with the catalogue version it was read under: a counter in Redis that every catalogue
+write bumps after it commits (`bump_catalogue`). A reader fetches the counter with the
+stylists' versions it needs anyway, so a change of staff or services shows at the next
+request in every process; the snapshot's age is also capped in case a bump was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import redis
+
+from salon.free_times import Offer, offer
+
+if TYPE_CHECKING:
+    from salon.bootstrap import Container
+
+# A lost bump (Redis down at the time) is outlived by at most this long.
+MAX_AGE_SECONDS = 300.0
+MAX_ENTRIES = 4096
+
+OfferKey = tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]
+
+
+def catalogue_key(namespace: str) -> str:
+    return f"{namespace}:catalogue-version"
+
+
+def bump_catalogue(container: Container) -> None:
+    """After a catalogue write commits: every process re-reads the offers it snapshotted."""
+    # Lost (Redis down): the snapshots age out within MAX_AGE_SECONDS.
+    with contextlib.suppress(redis.RedisError):
+        container.redis.incr(catalogue_key(container.settings.redis_namespace))
+
+
+class OfferCache:
+    def __init__(self, container: Container, *, max_entries: int = MAX_ENTRIES) -> None:
+        self.container = container
+        self.max_entries = max_entries
+        self._entries: OrderedDict[OfferKey, tuple[Offer, int, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+        catalogue_version: int,
+    ) -> Offer:
+        """The offer as of `catalogue_version`; raises NotFound like `offer()` (not cached:
+        a location that does not exist yet may exist at the next request)."""
+        key = (location_id, service_id, stylist_id)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[1] == catalogue_version and now - hit[2] < MAX_AGE_SECONDS:
+                self._entries.move_to_end(key)
+                return hit[0]
+        with self.container.sessions() as session:
+            found = offer(session, location_id, service_id, stylist_id)
+        with self._lock:
+            self._entries[key] = (found, catalogue_version, now)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return found
