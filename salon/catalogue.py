@@ -142,7 +142,9 @@ def create_location(session: Session, ctx: WriteContext) -> WriteOutcome:
     )
     session.add(loc)
     session.flush()
-    return WriteOutcome(201, location_view(loc), f"/admin/v1/locations/{loc.id}")
+    return WriteOutcome(
+        201, location_view(loc), f"/admin/v1/locations/{loc.id}", catalogue_changed=True
+    )
 
 
 @operation("location.update")
@@ -154,7 +156,7 @@ def update_location(session: Session, ctx: WriteContext) -> WriteOutcome:
     loc.updated_at = func.now()
     session.flush()
     session.refresh(loc)
-    return WriteOutcome(200, location_view(loc))
+    return WriteOutcome(200, location_view(loc), catalogue_changed=True)
 
 
 # --- stylists -------------------------------------------------------------------------------
@@ -175,7 +177,10 @@ def create_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
     session.add_all(StylistLocation(stylist_id=stylist.id, location_id=i) for i in location_ids)
     session.flush()
     return WriteOutcome(
-        201, stylist_view(stylist, location_ids), f"/admin/v1/stylists/{stylist.id}"
+        201,
+        stylist_view(stylist, location_ids),
+        f"/admin/v1/stylists/{stylist.id}",
+        catalogue_changed=True,
     )
 
 
@@ -193,7 +198,11 @@ def update_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
     stylist.updated_at = func.now()
     session.flush()
     session.refresh(stylist)
-    return WriteOutcome(200, stylist_view(stylist, _stylist_location_ids(session, stylist.id)))
+    return WriteOutcome(
+        200,
+        stylist_view(stylist, _stylist_location_ids(session, stylist.id)),
+        catalogue_changed=True,
+    )
 
 
 # --- services -------------------------------------------------------------------------------
@@ -243,7 +252,10 @@ def create_service(session: Session, ctx: WriteContext) -> WriteOutcome:
     session.flush()
     session.refresh(service)
     return WriteOutcome(
-        201, service_view(service, _offers(session, service.id)), f"/admin/v1/services/{service.id}"
+        201,
+        service_view(service, _offers(session, service.id)),
+        f"/admin/v1/services/{service.id}",
+        catalogue_changed=True,
     )
 
 
@@ -268,7 +280,9 @@ def update_service(session: Session, ctx: WriteContext) -> WriteOutcome:
     service.updated_at = func.now()
     session.flush()
     session.refresh(service)
-    return WriteOutcome(200, service_view(service, _offers(session, service.id)))
+    return WriteOutcome(
+        200, service_view(service, _offers(session, service.id)), catalogue_changed=True
+    )
 
 
 # --- reads ----------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class WriteOutcome:
     followups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Stylists whose time this write took or freed: sticky exposures of theirs recheck.
     touched_stylists: tuple[uuid.UUID, ...] = ()
+    # Locations, stylists, services or who offers what changed: public reads re-read offers.
+    catalogue_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,10 @@ def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
 
 
 def _send_followups(container: Container, outcome: WriteOutcome) -> None:
+    if outcome.catalogue_changed:
+        from salon.offers import bump_catalogue
+
+        bump_catalogue(container)
     if outcome.touched_stylists:
         from salon.exposures import bump_versions
 

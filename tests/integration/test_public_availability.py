@@ -405,3 +405,65 @@ def test_a_holds_fit_check_agrees_with_the_listed_free_times(api, shop, containe
     assert listed == checked
     # 10:15-11:00 blocks 09:30..10:45 (6 starts); 15:00-16:30 blocks 14:15..16:15 (9).
     assert len(listed) == STARTS_PER_STYLIST - 6 - 9
+
+
+def test_a_catalogue_change_shows_at_the_next_request(api, shop, admin_token):
+    """Offers are snapshotted per process; a catalogue write makes every process re-read."""
+
+    def dates_of_b() -> int:
+        return api.get(
+            "/v1/dates",
+            None,
+            **{
+                "from": DAY.isoformat(),
+                "days": 1,
+                "location_id": shop["location"],
+                "service_id": shop["service"],
+                "stylist_id": shop["b"],
+            },
+        ).status_code
+
+    assert dates_of_b() == 200
+    assert slots(api, shop, session="6" * 32, stylist=shop["b"]).status_code == 200
+    changed = api.patch(f"/admin/v1/stylists/{shop['b']}", admin_token, {"active": False})
+    assert changed.status_code == 200, changed.text
+    assert dates_of_b() == 404
+    assert slots(api, shop, session="7" * 32, stylist=shop["b"]).status_code == 404
+    # A sticky exposure showing B is not served any more either.
+    assert slots(api, shop, session="6" * 32, stylist=shop["b"]).status_code == 404
+
+
+def test_an_expiring_hold_frees_its_time_without_any_write(api, shop, container, tenant):
+    """Free-time lists are shared between customers until the first hold in them expires."""
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    book(container, shop, tenant, shop["a"], at(10), status="held", expires=expires)
+    before = slots(api, shop, session="8" * 32, stylist=shop["a"]).json
+    assert before["total_available"] == STARTS_PER_STYLIST - 7
+    wait = (expires - dt.datetime.now(dt.UTC)).total_seconds() + 0.5
+    import time
+
+    time.sleep(max(0.0, wait))
+    after = slots(api, shop, session="9" * 32, stylist=shop["a"]).json
+    assert after["total_available"] == STARTS_PER_STYLIST
+
+
+def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, container, tenant):
+    from salon.free_times import offer
+    from salon.live_times import LiveTimes
+
+    live = LiveTimes(container)
+    with container.sessions() as s:
+        o = offer(s, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
+    now = dt.datetime.now(dt.UTC)
+    first = live.day(o, DAY, (1, 1, 1), now)
+    assert live.day(o, DAY, (1, 1, 1), now) is first
+    assert len(first.free.times) == STARTS_PER_STYLIST
+    # Another version vector (a write touched a stylist): computed again, and it sees the write.
+    expires = now + dt.timedelta(minutes=3)
+    book(container, shop, tenant, shop["a"], at(10), status="held", expires=expires)
+    second = live.day(o, DAY, (1, 2, 1), now)
+    assert second is not first
+    assert second.valid_until == expires.replace(microsecond=second.valid_until.microsecond)
+    assert len(second.free.candidates()) == 2 * STARTS_PER_STYLIST - 7
+    # Without versions (Redis down) nothing can tell a list is current: never reused.
+    assert live.day(o, DAY, None, now) is not live.day(o, DAY, None, now)
