@@ -9,19 +9,19 @@ path maps it). Every state change writes an outbox event in the same transaction
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from models.tables import Booking, Location, OutboxEvent, SlotInstance
 from salon.auth import STAFF_ROLES, Principal
 from salon.encoding import jsonable
 from salon.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
-from salon.free_times import Window, fits, offer
-from salon.locks import lock, lock_stylists
-from salon.settings import Settings
+from salon.locks import CUSTOMER, LOCK_SQL, STYLIST, lock_stylists
 from salon.writes import WriteContext, WriteOutcome, operation
 
 LIVE = ("held", "confirmed")
@@ -85,23 +85,197 @@ def _now(session: Session) -> dt.datetime:
     return value
 
 
-def _expire_stale_overlapping(
-    session: Session, stylist_id: uuid.UUID, start: dt.datetime, end: dt.datetime, rid: str | None
-) -> None:
-    stale = session.scalars(
-        update(Booking)
-        .where(
-            Booking.stylist_id == stylist_id,
-            Booking.status == "held",
-            Booking.hold_expires_at <= func.now(),
-            Booking.start_at < end,
-            Booking.end_at > start,
+# --- the fit check of a hold or a move, in one statement -----------------------------------
+
+FIT_AT = """
+SELECT
+    loc.id IS NOT NULL AS location_found,
+    svc.id IS NOT NULL AS service_found,
+    who.minutes,
+    who.minutes + svc.buffer_minutes AS need,
+    now() AS now,
+    -- The rule of `fits`: inside the bookable window, the stylist's open slots at this
+    -- location cover [start, start + need) without a gap (slots never overlap, so the covered
+    -- seconds add up), and no live booking or unexpired hold of the stylist overlaps it.
+    who.minutes IS NOT NULL
+    AND CAST(:start AS timestamptz) >= now() + make_interval(mins => :notice_minutes)
+    AND CAST(:start AS timestamptz) <= now() + make_interval(secs => 86400 * :horizon_days)
+    AND (
+        SELECT coalesce(sum(extract(epoch FROM least(sl.end_at, fit.end_at) - sl.start_at)), 0)
+        FROM scheduler.slot_instances sl
+        WHERE sl.stylist_id = :stylist AND sl.location_id = :location AND sl.status = 'open'
+          AND sl.start_at >= :start AND sl.start_at < fit.end_at
+    ) = 60 * (who.minutes + svc.buffer_minutes)
+    AND NOT EXISTS (
+        SELECT 1 FROM scheduler.bookings b
+        WHERE b.stylist_id = :stylist AND b.status IN ('held', 'confirmed')
+          AND (b.status = 'confirmed' OR b.hold_expires_at > now())
+          AND b.start_at < fit.end_at AND b.end_at > :start
+          AND b.id IS DISTINCT FROM CAST(:exclude AS uuid)
+    ) AS fits
+FROM (SELECT 1) one
+-- `offer`: an active location; an active service of that location; the stylist active and
+-- working there, and either the service is open to all or names them (their own minutes).
+LEFT JOIN scheduler.locations loc ON loc.id = :location AND loc.active
+LEFT JOIN scheduler.services svc
+    ON svc.id = :service AND svc.active AND svc.location_id = loc.id
+LEFT JOIN LATERAL (
+    SELECT coalesce(ss.duration_minutes, svc.duration_minutes) AS minutes
+    FROM scheduler.stylists st
+    JOIN scheduler.stylist_locations stl
+        ON stl.stylist_id = st.id AND stl.location_id = loc.id
+    LEFT JOIN scheduler.service_stylists ss
+        ON ss.service_id = svc.id AND ss.stylist_id = st.id
+    WHERE st.id = :stylist AND st.active
+      AND (ss.stylist_id IS NOT NULL OR NOT EXISTS (
+          SELECT 1 FROM scheduler.service_stylists x WHERE x.service_id = svc.id))
+) who ON svc.id IS NOT NULL
+CROSS JOIN LATERAL (
+    SELECT CAST(:start AS timestamptz)
+        + make_interval(mins => who.minutes + svc.buffer_minutes) AS end_at
+) fit
+"""
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """One start checked for a hold: the catalogue's answer (`offer`) and the rule of `fits`."""
+
+    location_found: bool
+    service_found: bool
+    minutes: int | None  # None: the stylist does not offer the service here
+    need: int | None
+    now: dt.datetime
+    fits: bool
+
+    @classmethod
+    def of(cls, row: Any) -> FitCheck:
+        return cls(
+            bool(row.location_found),
+            bool(row.service_found),
+            row.minutes,
+            row.need,
+            row.now,
+            bool(row.fits),
         )
-        .values(status="expired", updated_at=func.now())
-        .returning(Booking)
-    ).all()
-    for b in stale:
-        _event(session, "booking.expired", b, rid)
+
+    def not_offered(
+        self, location_id: uuid.UUID, service_id: uuid.UUID, stylist_id: uuid.UUID
+    ) -> str | None:
+        """What `offer` would refuse with (its NotFound detail), or None."""
+        if not self.location_found:
+            return f"location {location_id} not found"
+        if not self.service_found:
+            return f"service {service_id} not found at this location"
+        if self.minutes is None:
+            return f"stylist {stylist_id} does not offer this service here"
+        return None
+
+
+def fit_params(
+    location_id: uuid.UUID,
+    service_id: uuid.UUID,
+    stylist_id: uuid.UUID,
+    start: dt.datetime,
+    notice_minutes: int,
+    horizon_days: int,
+    exclude: uuid.UUID | None = None,
+) -> dict[str, object]:
+    return {
+        "location": location_id,
+        "service": service_id,
+        "stylist": stylist_id,
+        "start": start,
+        "notice_minutes": notice_minutes,
+        "horizon_days": horizon_days,
+        "exclude": exclude,
+    }
+
+
+def fit_check(session: Session, params: dict[str, object]) -> FitCheck:
+    """`offer` plus `fits` for one stylist at one start, in one statement (what a hold runs);
+    the window is read from the database's clock, as a hold's `now()` is."""
+    return FitCheck.of(session.execute(text(FIT_AT), params).one())
+
+
+# Stale holds over the time go first, in the same transaction: an expired hold blocks nobody
+# (the fit check ignores them) but would still trip the exclusion constraint. The customer's
+# unexpired holds are counted alongside (the hold limit; 0 without a customer).
+_EXPIRE_AND_CHECK = text(
+    """
+WITH expired AS (
+    UPDATE scheduler.bookings SET status = 'expired', updated_at = now()
+    WHERE stylist_id = :stylist AND status = 'held' AND hold_expires_at <= now()
+      AND start_at < :expire_until AND end_at > :start
+    RETURNING id
+)
+SELECT f.*,
+    ARRAY(SELECT id FROM expired) AS expired,
+    (SELECT count(*) FROM scheduler.bookings
+     WHERE user_id = :user AND status = 'held' AND hold_expires_at > now()) AS held
+FROM ("""
+    + FIT_AT
+    + """) f
+"""
+)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """The slot a hold or a move asks for."""
+
+    id: uuid.UUID
+    location_id: uuid.UUID
+    stylist_id: uuid.UUID
+    start_at: dt.datetime
+
+
+def _expire_and_check(
+    session: Session,
+    ctx: WriteContext,
+    slot: _Place,
+    service_id: uuid.UUID,
+    *,
+    exclude: uuid.UUID | None = None,
+    customer: uuid.UUID | None = None,
+) -> tuple[FitCheck, list[uuid.UUID], int]:
+    """One statement: expire stale holds over the time, count the customer's live holds, and
+    check the fit. Refusals raise; the write's savepoint then undoes the expiry as well."""
+    s = ctx.settings
+    params = fit_params(
+        slot.location_id,
+        service_id,
+        slot.stylist_id,
+        slot.start_at,
+        s.min_notice_minutes,
+        s.booking_horizon_days,
+        exclude,
+    )
+    params["expire_until"] = slot.start_at + dt.timedelta(hours=24)
+    params["user"] = customer
+    row = session.execute(_EXPIRE_AND_CHECK, params).one()
+    return FitCheck.of(row), list(row.expired), int(row.held)
+
+
+def _require_fit(check: FitCheck, slot: _Place, service_id: uuid.UUID) -> tuple[int, int]:
+    """The service fits at the slot's start (same rule as availability): its minutes, need."""
+    refused = check.not_offered(slot.location_id, service_id, slot.stylist_id)
+    if refused is not None:
+        raise InvalidInput(
+            "this service cannot be booked at that slot",
+            errors=[{"field": "service_id", "message": refused}],
+        )
+    if not check.fits or check.minutes is None or check.need is None:
+        raise SlotUnavailable("that time is no longer available for this service")
+    return check.minutes, check.need
+
+
+def _expired_events(session: Session, ids: list[uuid.UUID], rid: str | None) -> None:
+    """`booking.expired` for the stale holds just expired (rare: the sweep usually came first)."""
+    if ids:
+        for b in session.scalars(select(Booking).where(Booking.id.in_(ids))):
+            _event(session, "booking.expired", b, rid)
+        session.flush()  # before the change's own event, as they happened
 
 
 def _slot(session: Session, slot_id: uuid.UUID) -> SlotInstance:
@@ -111,26 +285,13 @@ def _slot(session: Session, slot_id: uuid.UUID) -> SlotInstance:
     return slot
 
 
-def _check_fit(
-    session: Session,
-    settings: Settings,
-    slot: SlotInstance,
-    service_id: uuid.UUID,
-    exclude: uuid.UUID | None = None,
-) -> tuple[int, int]:
-    """The service fits at the slot's start (same rule as availability): its minutes, need."""
-    try:
-        o = offer(session, slot.location_id, service_id, slot.stylist_id)
-    except NotFound as exc:
-        raise InvalidInput(
-            "this service cannot be booked at that slot",
-            errors=[{"field": "service_id", "message": exc.detail}],
-        ) from exc
-    now = _now(session)
-    window = Window.from_now(now, settings.min_notice_minutes, settings.booking_horizon_days)
-    if not fits(session, o, slot.stylist_id, slot.start_at, window, exclude):
-        raise SlotUnavailable("that time is no longer available for this service")
-    return o.durations[slot.stylist_id], o.needs[slot.stylist_id]
+def _check_owner(principal: Principal, b: Booking, booking_id: uuid.UUID) -> None:
+    # Someone else's booking is "not found": ids cannot be probed.
+    if principal.role in STAFF_ROLES:
+        if b.biz_entity_id != principal.biz:
+            raise NotFound(f"booking {booking_id} not found")
+    elif b.user_id != principal.sub:
+        raise NotFound(f"booking {booking_id} not found")
 
 
 def own_booking(
@@ -140,47 +301,109 @@ def own_booking(
     if for_update:
         query = query.with_for_update()
     b = session.scalars(query).one_or_none()
-    # Someone else's booking is "not found": ids cannot be probed.
     if b is None:
         raise NotFound(f"booking {booking_id} not found")
-    if principal.role in STAFF_ROLES:
-        if b.biz_entity_id != principal.biz:
-            raise NotFound(f"booking {booking_id} not found")
-    elif b.user_id != principal.sub:
-        raise NotFound(f"booking {booking_id} not found")
+    _check_owner(principal, b, booking_id)
     return b
+
+
+_BOOKINGS = Booking.__table__
+
+
+def _own_booking_locked(
+    session: Session, principal: Principal, booking_id: uuid.UUID
+) -> tuple[Booking, dt.datetime]:
+    """The booking row locked, as a detached `Booking` (changes go through Core, not the
+    unit of work), and the database clock of this transaction: one statement."""
+    row = session.execute(
+        select(*_BOOKINGS.c, func.now().label("now_"))
+        .where(_BOOKINGS.c.id == booking_id)
+        .with_for_update(of=_BOOKINGS)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"booking {booking_id} not found")
+    values = dict(row._mapping)
+    now: dt.datetime = values.pop("now_")
+    b = Booking(**values)
+    _check_owner(principal, b, booking_id)
+    return b, now
 
 
 def _outcome(b: Booking, status: int = 200, location: str | None = None) -> WriteOutcome:
     return WriteOutcome(status, booking_view(b), location, touched_stylists=(b.stylist_id,))
 
 
+def _payload(b: Booking) -> str:
+    return json.dumps(jsonable(booking_view(b)), separators=(",", ":"))
+
+
+_SLOT_LOCKED = text(
+    f"""
+SELECT s.id, s.location_id, s.stylist_id, s.start_at, l.biz_entity_id,
+    -- The customer's lock first (hold limit), then the stylist's (their time): evaluated in
+    -- this order, the order of sorted keys (`salon.locks`).
+    {LOCK_SQL.format(key=":customer_key")} AS customer_locked,
+    {LOCK_SQL.format(key=":stylist_prefix || CAST(s.stylist_id AS text)")} AS stylist_locked
+FROM scheduler.slot_instances s
+JOIN scheduler.locations l ON l.id = s.location_id
+WHERE s.id = :slot
+"""
+)
+
+# The booking and its `booking.held` event, one statement. Every value is computed here from
+# this transaction's `now()` (what the column defaults would give), so the view returned and
+# stored in the outbox is exactly the row: no read-back.
+_INSERT_HELD = text(
+    """
+WITH held AS (
+    INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id, service_id,
+        slot_id, user_id, customer_name, customer_phone, customer_email, notes, source,
+        consent, status, start_at, end_at, service_minutes, hold_expires_at, created_at,
+        updated_at)
+    VALUES (:id, :biz_entity_id, :location_id, :stylist_id, :service_id, :slot_id, :user_id,
+        :customer_name, :customer_phone, :customer_email, :notes, :source,
+        CAST(:consent AS jsonb), :status, :start_at, :end_at, :service_minutes,
+        :hold_expires_at, :created_at, :updated_at)
+    RETURNING id
+)
+INSERT INTO scheduler.outbox_events (topic, aggregate_id, payload, request_id)
+SELECT 'booking.held', id, CAST(:payload AS jsonb), :request_id FROM held
+"""
+)
+
+
 @operation("booking.hold")
 def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
+    """Three statements: the slot with both locks taken; stale-hold expiry, the customer's
+    hold count and the fit check; the booking inserted with its outbox event."""
     body = ctx.body
-    slot = _slot(session, uuid.UUID(body["slot_id"]))
+    slot_id = uuid.UUID(body["slot_id"])
     service_id = uuid.UUID(body["service_id"])
-    # The customer's lock first (hold limit), then the stylist's (their time).
-    lock(session, f"customer:{ctx.principal.sub}")
-    lock_stylists(session, [slot.stylist_id])
-    held = session.scalar(
-        select(func.count()).where(
-            Booking.user_id == ctx.principal.sub,
-            Booking.status == "held",
-            Booking.hold_expires_at > func.now(),
-        )
+    found = session.execute(
+        _SLOT_LOCKED,
+        {
+            "slot": slot_id,
+            "customer_key": f"{CUSTOMER}{ctx.principal.sub}",
+            "stylist_prefix": STYLIST,
+        },
+    ).one_or_none()
+    if found is None:
+        raise NotFound(f"slot {slot_id} not found")
+    slot = _Place(found.id, found.location_id, found.stylist_id, found.start_at)
+    check, expired, held = _expire_and_check(
+        session, ctx, slot, service_id, customer=ctx.principal.sub
     )
-    if (held or 0) >= ctx.settings.max_holds_per_customer:
+    if held >= ctx.settings.max_holds_per_customer:
         raise HoldLimitReached(
             f"at most {ctx.settings.max_holds_per_customer} holds at once: confirm or cancel one"
         )
-    location = session.get(Location, slot.location_id)
-    assert location is not None
-    minutes, need = _check_fit_after_expiry(session, ctx, slot, service_id)
+    minutes, need = _require_fit(check, slot, service_id)
+    _expired_events(session, expired, ctx.request_id)
     customer = body["customer"]
+    now = check.now
     b = Booking(
         id=ctx.write_id,
-        biz_entity_id=location.biz_entity_id,
+        biz_entity_id=found.biz_entity_id,
         location_id=slot.location_id,
         stylist_id=slot.stylist_id,
         service_id=service_id,
@@ -196,13 +419,45 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
         start_at=slot.start_at,
         end_at=slot.start_at + dt.timedelta(minutes=need),
         service_minutes=minutes,
-        hold_expires_at=func.now() + dt.timedelta(seconds=ctx.settings.hold_ttl_seconds),
+        hold_expires_at=now + dt.timedelta(seconds=ctx.settings.hold_ttl_seconds),
+        created_at=now,
+        updated_at=now,
     )
-    session.add(b)
-    session.flush()
-    session.refresh(b)
-    _event(session, "booking.held", b, ctx.request_id)
-    return _outcome(b, 201, f"/v1/bookings/{b.id}")
+    view = booking_view(b)
+    session.execute(
+        _INSERT_HELD,
+        {
+            **{c: getattr(b, c) for c in _HELD_COLUMNS},
+            # None is stored as JSON null, as the ORM's JSONB column type does.
+            "consent": json.dumps(b.consent),
+            "payload": json.dumps(jsonable(view), separators=(",", ":")),
+            "request_id": ctx.request_id,
+        },
+    )
+    return WriteOutcome(201, view, f"/v1/bookings/{b.id}", touched_stylists=(b.stylist_id,))
+
+
+_HELD_COLUMNS = (
+    "id",
+    "biz_entity_id",
+    "location_id",
+    "stylist_id",
+    "service_id",
+    "slot_id",
+    "user_id",
+    "customer_name",
+    "customer_phone",
+    "customer_email",
+    "notes",
+    "source",
+    "status",
+    "start_at",
+    "end_at",
+    "service_minutes",
+    "hold_expires_at",
+    "created_at",
+    "updated_at",
+)
 
 
 def _check_fit_after_expiry(
@@ -212,15 +467,48 @@ def _check_fit_after_expiry(
     service_id: uuid.UUID,
     exclude: uuid.UUID | None = None,
 ) -> tuple[int, int]:
-    # Stale holds over this time go first, in this transaction: an expired hold blocks nobody.
-    horizon = slot.start_at + dt.timedelta(hours=24)
-    _expire_stale_overlapping(session, slot.stylist_id, slot.start_at, horizon, ctx.request_id)
-    return _check_fit(session, ctx.settings, slot, service_id, exclude)
+    place = _Place(slot.id, slot.location_id, slot.stylist_id, slot.start_at)
+    check, expired, _ = _expire_and_check(session, ctx, place, service_id, exclude=exclude)
+    minutes, need = _require_fit(check, place, service_id)
+    _expired_events(session, expired, ctx.request_id)
+    return minutes, need
+
+
+# A confirm's change and its event, one statement (the values computed from the locked row
+# and this transaction's clock, as `_INSERT_HELD`).
+_CONFIRM_OR_EXPIRE = text(
+    """
+WITH changed AS (
+    UPDATE scheduler.bookings
+    SET status = :status, confirmed_at = :confirmed_at, updated_at = :updated_at
+    WHERE id = :id
+    RETURNING id
+)
+INSERT INTO scheduler.outbox_events (topic, aggregate_id, payload, request_id)
+SELECT :topic, id, CAST(:payload AS jsonb), :request_id FROM changed
+"""
+)
+
+
+def _confirm_or_expire(session: Session, b: Booking, topic: str, rid: str | None) -> None:
+    session.execute(
+        _CONFIRM_OR_EXPIRE,
+        {
+            "id": b.id,
+            "status": b.status,
+            "confirmed_at": b.confirmed_at,
+            "updated_at": b.updated_at,
+            "topic": topic,
+            "payload": _payload(b),
+            "request_id": rid,
+        },
+    )
 
 
 @operation("booking.confirm")
 def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
-    b = own_booking(session, ctx.principal, uuid.UUID(ctx.params["booking_id"]), for_update=True)
+    booking_id = uuid.UUID(ctx.params["booking_id"])
+    b, now = _own_booking_locked(session, ctx.principal, booking_id)
     if b.status == "confirmed":
         return _outcome(b)
     if b.status == "expired":
@@ -228,18 +516,15 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
         raise HoldExpired("the hold expired before it was confirmed; choose a time again")
     if b.status != "held":
         raise BookingClosed(f"booking is {b.status}")
-    now = _now(session)
     assert b.hold_expires_at is not None
     if b.hold_expires_at <= now:
         # Exactly one outcome at the edge: the database clock, under the row lock, says expired.
         b.status, b.updated_at = "expired", now
-        session.flush()
-        _event(session, "booking.expired", b, ctx.request_id)
+        _confirm_or_expire(session, b, "booking.expired", ctx.request_id)
         error = HoldExpired("the hold expired before it was confirmed; choose a time again")
         return WriteOutcome(error.status, error.problem(), touched_stylists=(b.stylist_id,))
     b.status, b.confirmed_at, b.updated_at = "confirmed", now, now
-    session.flush()
-    _event(session, "booking.confirmed", b, ctx.request_id)
+    _confirm_or_expire(session, b, "booking.confirmed", ctx.request_id)
     return _outcome(b)
 
 

@@ -3,6 +3,9 @@
 Every write that takes or frees a stylist's time (holds, confirms of moves, cancellations,
 slot generation) takes the stylist's lock first, so concurrent writers queue briefly in
 PostgreSQL instead of racing to the exclusion constraint. The constraint stays the last word.
+
+Keys: `customer:{user id}` (a hold's limit) and `stylist:{stylist id}`. Writers needing
+several take them in sorted order, so "customer:" always before "stylist:".
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ from sqlalchemy.orm import Session
 
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
 
+STYLIST = "stylist:"
+CUSTOMER = "customer:"
+
+# The SQL expression of a key, for statements that take a lock on a row they read:
+# `{LOCK_SQL}` with the key's SQL text in place of `{key}`.
+LOCK_SQL = "pg_advisory_xact_lock(hashtextextended({key}, 0))"
+
 
 def lock(session: Session, *keys: str) -> None:
     # Always in sorted order: two writers needing the same two locks cannot deadlock.
@@ -23,4 +33,4 @@ def lock(session: Session, *keys: str) -> None:
 
 
 def lock_stylists(session: Session, stylist_ids: Iterable[uuid.UUID]) -> None:
-    lock(session, *(f"stylist:{s}" for s in stylist_ids))
+    lock(session, *(f"{STYLIST}{s}" for s in stylist_ids))

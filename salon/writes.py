@@ -17,10 +17,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -119,16 +119,51 @@ def done_key(namespace: str, write_id: uuid.UUID) -> str:
 # --- API side -------------------------------------------------------------------------------
 
 
-def record(session: Session, cmd: WriteCommand, ttl_hours: int) -> tuple[WriteRequest, bool]:
-    """Insert the write under (principal, key), or find the one already there."""
-    write_id = new_id()
-    inserted = session.execute(
-        insert(WriteRequest)
+# Core, not ORM objects: this is the hot path of every write.
+_WRITES = cast(Table, WriteRequest.__table__)
+_STORED = (
+    _WRITES.c.id,
+    _WRITES.c.fingerprint,
+    _WRITES.c.status,
+    _WRITES.c.http_status,
+    _WRITES.c.result,
+    _WRITES.c.location,
+)
+
+
+class Stored(Protocol):
+    """What the API needs of a recorded write (a `WriteRequest` or a row of `_STORED`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def http_status(self) -> int | None: ...
+    @property
+    def result(self) -> dict[str, Any] | None: ...
+    @property
+    def location(self) -> str | None: ...
+
+
+def record(
+    db: Session | Connection, cmd: WriteCommand, ttl_hours: int, write_id: uuid.UUID | None = None
+) -> tuple[Stored, bool]:
+    """Insert the write under (principal, key), or find the one already there.
+
+    One statement when the key is new (the common case): INSERT ... ON CONFLICT DO NOTHING
+    RETURNING; only a conflict reads the existing row. A row carrying `write_id` is this very
+    call's own insert (retried after a lost connection), so it counts as created.
+    """
+    write_id = write_id or new_id()
+    fingerprint = cmd.fingerprint()
+    inserted = db.execute(
+        insert(_WRITES)
         .values(
             id=write_id,
             principal=cmd.principal.key,
             key=cmd.key,
-            fingerprint=cmd.fingerprint(),
+            fingerprint=fingerprint,
             operation=cmd.operation,
             payload={
                 "principal": cmd.principal.as_dict(),
@@ -141,16 +176,16 @@ def record(session: Session, cmd: WriteCommand, ttl_hours: int) -> tuple[WriteRe
             expires_at=func.now() + dt.timedelta(hours=ttl_hours),
         )
         .on_conflict_do_nothing(index_elements=["principal", "key"])
-        .returning(WriteRequest.id)
-    ).scalar_one_or_none()
-    row = session.execute(
-        select(WriteRequest).where(
-            WriteRequest.principal == cmd.principal.key, WriteRequest.key == cmd.key
-        )
-    ).scalar_one()
+        .returning(*_STORED)
+    ).one_or_none()
     if inserted is not None:
+        return inserted, True
+    row = db.execute(
+        select(*_STORED).where(_WRITES.c.principal == cmd.principal.key, _WRITES.c.key == cmd.key)
+    ).one()
+    if row.id == write_id:
         return row, True
-    if row.fingerprint != cmd.fingerprint():
+    if row.fingerprint != fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request; use a new key"
         )
@@ -162,11 +197,18 @@ def record(session: Session, cmd: WriteCommand, ttl_hours: int) -> tuple[WriteRe
     return row, False
 
 
+def _record_alone(container: Container, cmd: WriteCommand) -> tuple[Stored, bool]:
+    """`record` as a transaction of its own: autocommit, so no BEGIN and no COMMIT round trip
+    (the INSERT is atomic by itself)."""
+    with container.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return record(conn, cmd, container.settings.idempotency_ttl_hours)
+
+
 def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Submitted:
     if cmd.operation not in OPERATIONS:
         raise ValueError(f"unknown operation {cmd.operation!r}")
-    with container.sessions.begin() as session:
-        row, created = record(session, cmd, container.settings.idempotency_ttl_hours)
+    row, created = _record_alone(container, cmd)
     if not created:
         return Submitted(row.id, _outcome(row), replayed=True)
     try:
@@ -177,20 +219,23 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
         # Recorded but not enqueued: the scheduler's re-enqueue job sends it once Redis is back.
         log.warning("enqueue failed; write %s left for the re-enqueue job", row.id)
         try:
-            with container.sessions.begin() as session:
-                session.execute(
-                    update(WriteRequest).where(WriteRequest.id == row.id).values(enqueued_at=None)
-                )
+            with container.engine.begin() as conn:
+                conn.execute(update(_WRITES).where(_WRITES.c.id == row.id).values(enqueued_at=None))
         except OUTAGES:
             pass  # it is re-sent anyway once its enqueued_at is old enough
         return Submitted(row.id, None)
     if wait_seconds > 0:
         try:
-            container.redis_blocking.blpop(
+            signal = container.redis_blocking.blpop(
                 [done_key(container.settings.redis_namespace, row.id)], timeout=wait_seconds
             )
         except redis.RedisError:
             log.warning("could not wait on Redis for write %s", row.id)
+            signal = None
+        # The worker's signal carries the stored outcome: no second read of the database.
+        signalled = _signalled_outcome(signal[1]) if signal else None
+        if signalled is not None:
+            return Submitted(row.id, signalled)
     try:
         return Submitted(row.id, find_outcome(container, row.id))
     except OUTAGES:
@@ -201,15 +246,34 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
 
 
 def find_outcome(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
-    with container.sessions() as session:
-        row = session.get(WriteRequest, write_id)
+    with container.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        row = conn.execute(select(*_STORED).where(_WRITES.c.id == write_id)).one_or_none()
         return _outcome(row) if row is not None else None
 
 
-def _outcome(row: WriteRequest) -> WriteOutcome | None:
+def _outcome(row: Stored) -> WriteOutcome | None:
     if row.status == "pending" or row.http_status is None:
         return None
     return WriteOutcome(row.http_status, row.result or {}, row.location)
+
+
+def _signal(outcome: WriteOutcome | None) -> str:
+    """What `notify_done` pushes: the stored outcome as JSON ("1": none, read it back)."""
+    if outcome is None:
+        return "1"
+    return json.dumps(
+        {"status": outcome.status, "body": outcome.body, "location": outcome.location},
+        separators=(",", ":"),
+    )
+
+
+def _signalled_outcome(raw: bytes | str) -> WriteOutcome | None:
+    try:
+        got = json.loads(raw)
+        return WriteOutcome(int(got["status"]), got["body"], got["location"])
+    except (ValueError, TypeError, KeyError):
+        return None  # an old-style signal ("1"): the caller reads the stored row
 
 
 def describe(row: WriteRequest) -> dict[str, Any]:
@@ -240,28 +304,31 @@ def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
     except OUTAGES:
         raise
     except Exception as exc:
-        if _count_failure(container, write_id, exc):
-            notify_done(container, write_id)
+        failed = _count_failure(container, write_id, exc)
+        if failed is not None:
+            notify_done(container, write_id, failed)
             return None
         raise
 
 
-def _count_failure(container: Container, write_id: uuid.UUID, exc: Exception) -> bool:
-    """Record a crashed execution; True when it was the last one allowed (the write failed)."""
+def _count_failure(
+    container: Container, write_id: uuid.UUID, exc: Exception
+) -> WriteOutcome | None:
+    """Record a crashed execution; its stored outcome when it was the last one allowed."""
     error = WriteFailed("the write could not be completed; retry it with a new key")
     with container.sessions.begin() as session:
         failures = session.execute(
-            update(WriteRequest)
-            .where(WriteRequest.id == write_id, WriteRequest.status == "pending")
-            .values(failures=WriteRequest.failures + 1)
-            .returning(WriteRequest.failures)
+            update(_WRITES)
+            .where(_WRITES.c.id == write_id, _WRITES.c.status == "pending")
+            .values(failures=_WRITES.c.failures + 1)
+            .returning(_WRITES.c.failures)
         ).scalar_one_or_none()
         log.error("write %s crashed (%s: %s)", write_id, type(exc).__name__, exc)
         if failures is None or failures < container.settings.write_max_attempts:
-            return False
+            return None
         session.execute(
-            update(WriteRequest)
-            .where(WriteRequest.id == write_id)
+            update(_WRITES)
+            .where(_WRITES.c.id == write_id)
             .values(
                 status="failed",
                 http_status=error.status,
@@ -269,15 +336,18 @@ def _count_failure(container: Container, write_id: uuid.UUID, exc: Exception) ->
                 completed_at=func.now(),
             )
         )
-    return True
+    return WriteOutcome(error.status, error.problem())
+
+
+_TO_RUN = (*_STORED, _WRITES.c.operation, _WRITES.c.payload, _WRITES.c.request_id)
 
 
 def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
     fresh: WriteOutcome | None = None
     with container.sessions.begin() as session:
         row = session.execute(
-            select(WriteRequest).where(WriteRequest.id == write_id).with_for_update()
-        ).scalar_one_or_none()
+            select(*_TO_RUN).where(_WRITES.c.id == write_id).with_for_update()
+        ).one_or_none()
         if row is None:
             log.warning("write %s not found (purged?)", write_id)
             return None
@@ -285,17 +355,24 @@ def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
             log.info("write %s already %s; redelivery ignored", write_id, row.status)
             outcome = _outcome(row)
         else:
-            outcome = _run(session, row, container.settings)
-            row.status = "succeeded" if outcome.status < 400 else "failed"
-            row.http_status = outcome.status
-            row.result = jsonable(outcome.body)
-            row.location = outcome.location
-            row.completed_at = dt.datetime.now(dt.UTC)
-            fresh = outcome
+            fresh = _run(session, row, container.settings)
+            # What is stored is what every later answer for this write gets.
+            outcome = WriteOutcome(fresh.status, jsonable(fresh.body), fresh.location)
+            session.execute(
+                update(_WRITES)
+                .where(_WRITES.c.id == write_id)
+                .values(
+                    status="succeeded" if outcome.status < 400 else "failed",
+                    http_status=outcome.status,
+                    result=outcome.body,
+                    location=outcome.location,
+                    completed_at=dt.datetime.now(dt.UTC),
+                )
+            )
     # Only after the commit: a message must never name a row that might still roll back.
     if fresh is not None:
         _send_followups(container, fresh)
-    notify_done(container, write_id)
+    notify_done(container, write_id, outcome)
     return outcome
 
 
@@ -315,7 +392,18 @@ def _send_followups(container: Container, outcome: WriteOutcome) -> None:
             log.warning("could not send %s%s; the scheduler will resume it", actor_name, args)
 
 
-def _run(session: Session, row: WriteRequest, settings: Settings) -> WriteOutcome:
+class _ToRun(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def request_id(self) -> str | None: ...
+
+
+def _run(session: Session, row: _ToRun, settings: Settings) -> WriteOutcome:
     ctx = WriteContext(
         write_id=row.id,
         principal=Principal.from_dict(row.payload["principal"]),
@@ -351,11 +439,15 @@ def _integrity_problem(exc: IntegrityError) -> tuple[int, dict[str, Any]]:
     return error.status, error.problem()
 
 
-def notify_done(container: Container, write_id: uuid.UUID) -> None:
+def notify_done(
+    container: Container, write_id: uuid.UUID, outcome: WriteOutcome | None = None
+) -> None:
+    """Wake the API waiting on this write, handing it the stored outcome (none: it reads the
+    row). A redelivery pushes again: the same stored outcome, so whichever it pops is right."""
     key = done_key(container.settings.redis_namespace, write_id)
     try:
         pipe = container.redis.pipeline()
-        pipe.lpush(key, "1")
+        pipe.lpush(key, _signal(outcome))
         pipe.expire(key, 120)
         pipe.execute()
     except redis.RedisError:

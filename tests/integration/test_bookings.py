@@ -77,6 +77,18 @@ def customer(settings) -> str:
     return token_for(settings, "user", None)
 
 
+def expire_hold(container, booking_id: str) -> None:
+    """Make a hold's expiry pass (a second ago), without the sweep marking it."""
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
+                " WHERE id = :id"
+            ),
+            {"id": booking_id},
+        )
+
+
 def hold(api, token, salon, slot, **extra):
     return api.post(
         "/v1/bookings",
@@ -162,14 +174,7 @@ def test_confirm_is_idempotent_and_refused_when_expired_or_foreign(api, salon, c
     again = api.post(url, me, {})
     assert again.status_code == 200 and again.json == first.json
     late = hold(api, me, salon, slot_id(container, salon["stylists"][0], 15)).json
-    with container.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
-                " WHERE id = :id"
-            ),
-            {"id": late["booking_id"]},
-        )
+    expire_hold(container, late["booking_id"])
     expired = api.post(f"/v1/bookings/{late['booking_id']}/confirm", me, {})
     assert expired.status_code == 409 and expired.json["type"].endswith("/hold-expired")
     assert api.get(f"/v1/bookings/{late['booking_id']}", me).json["status"] == "expired"
@@ -178,14 +183,7 @@ def test_confirm_is_idempotent_and_refused_when_expired_or_foreign(api, salon, c
 def test_an_expired_hold_blocks_nobody_even_before_the_sweep(api, salon, container, settings):
     slot = slot_id(container, salon["stylists"][1], 16)
     first = hold(api, customer(settings), salon, slot).json
-    with container.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
-                " WHERE id = :id"
-            ),
-            {"id": first["booking_id"]},
-        )
+    expire_hold(container, first["booking_id"])
     second = hold(api, customer(settings), salon, slot)
     assert second.status_code == 201, second.text
     with container.sessions() as s:
@@ -261,14 +259,7 @@ def test_the_sweep_expires_due_holds_in_batches(api, salon, container, settings)
     from salon.bookings import expire_due_holds
 
     b = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 17)).json
-    with container.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE scheduler.bookings SET hold_expires_at = now() - interval '1s'"
-                " WHERE id = :id"
-            ),
-            {"id": b["booking_id"]},
-        )
+    expire_hold(container, b["booking_id"])
     with container.sessions.begin() as s:
         expired = expire_due_holds(s, batch=1000)
     assert uuid.UUID(b["booking_id"]) in {x.id for x in expired}
