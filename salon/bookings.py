@@ -307,7 +307,10 @@ def own_booking(
     return b
 
 
-_BOOKINGS = Booking.__table__
+_LOCK_BOOKING = text(
+    f"SELECT {', '.join(c.name for c in Booking.__table__.c)}, now() AS now_"
+    " FROM scheduler.bookings WHERE id = :id FOR UPDATE"
+)
 
 
 def _own_booking_locked(
@@ -315,11 +318,7 @@ def _own_booking_locked(
 ) -> tuple[Booking, dt.datetime]:
     """The booking row locked, as a detached `Booking` (changes go through Core, not the
     unit of work), and the database clock of this transaction: one statement."""
-    row = session.execute(
-        select(*_BOOKINGS.c, func.now().label("now_"))
-        .where(_BOOKINGS.c.id == booking_id)
-        .with_for_update(of=_BOOKINGS)
-    ).one_or_none()
+    row = session.execute(_LOCK_BOOKING, {"id": booking_id}).one_or_none()
     if row is None:
         raise NotFound(f"booking {booking_id} not found")
     values = dict(row._mapping)

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis
-from sqlalchemy import Connection, Table, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Table, delete, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -121,18 +120,29 @@ def done_key(namespace: str, write_id: uuid.UUID) -> str:
 
 # Core, not ORM objects: this is the hot path of every write.
 _WRITES = cast(Table, WriteRequest.__table__)
-_STORED = (
-    _WRITES.c.id,
-    _WRITES.c.fingerprint,
-    _WRITES.c.status,
-    _WRITES.c.http_status,
-    _WRITES.c.result,
-    _WRITES.c.location,
+
+
+_STORED_SQL = "id, fingerprint, status, http_status, result, location"
+# Prebuilt statements (no per-call construction or cache-key walk): the API's hot path.
+_RECORD = text(
+    f"""
+INSERT INTO scheduler.idempotency_keys (id, principal, key, fingerprint, operation, payload,
+    request_id, attempts, enqueued_at, expires_at)
+VALUES (:id, :principal, :key, :fingerprint, :operation, CAST(:payload AS jsonb), :request_id,
+    1, now(), now() + make_interval(hours => :ttl_hours))
+ON CONFLICT (principal, key) DO NOTHING
+RETURNING {_STORED_SQL}
+"""
 )
+_FIND_KEY = text(
+    f"SELECT {_STORED_SQL} FROM scheduler.idempotency_keys WHERE principal = :principal"
+    " AND key = :key"
+)
+_FIND_ID = text(f"SELECT {_STORED_SQL} FROM scheduler.idempotency_keys WHERE id = :id")
 
 
 class Stored(Protocol):
-    """What the API needs of a recorded write (a `WriteRequest` or a row of `_STORED`)."""
+    """What the API needs of a recorded write (a `WriteRequest` or a row of `_STORED_SQL`)."""
 
     @property
     def id(self) -> uuid.UUID: ...
@@ -157,32 +167,27 @@ def record(
     """
     write_id = write_id or new_id()
     fingerprint = cmd.fingerprint()
+    payload = {
+        "principal": cmd.principal.as_dict(),
+        "body": jsonable(cmd.body),
+        "params": cmd.params,
+    }
     inserted = db.execute(
-        insert(_WRITES)
-        .values(
-            id=write_id,
-            principal=cmd.principal.key,
-            key=cmd.key,
-            fingerprint=fingerprint,
-            operation=cmd.operation,
-            payload={
-                "principal": cmd.principal.as_dict(),
-                "body": jsonable(cmd.body),
-                "params": cmd.params,
-            },
-            request_id=cmd.request_id,
-            attempts=1,
-            enqueued_at=func.now(),
-            expires_at=func.now() + dt.timedelta(hours=ttl_hours),
-        )
-        .on_conflict_do_nothing(index_elements=["principal", "key"])
-        .returning(*_STORED)
+        _RECORD,
+        {
+            "id": write_id,
+            "principal": cmd.principal.key,
+            "key": cmd.key,
+            "fingerprint": fingerprint,
+            "operation": cmd.operation,
+            "payload": json.dumps(payload, separators=(",", ":")),
+            "request_id": cmd.request_id,
+            "ttl_hours": ttl_hours,
+        },
     ).one_or_none()
     if inserted is not None:
         return inserted, True
-    row = db.execute(
-        select(*_STORED).where(_WRITES.c.principal == cmd.principal.key, _WRITES.c.key == cmd.key)
-    ).one()
+    row = db.execute(_FIND_KEY, {"principal": cmd.principal.key, "key": cmd.key}).one()
     if row.id == write_id:
         return row, True
     if row.fingerprint != fingerprint:
@@ -248,7 +253,7 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
 def find_outcome(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
     with container.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        row = conn.execute(select(*_STORED).where(_WRITES.c.id == write_id)).one_or_none()
+        row = conn.execute(_FIND_ID, {"id": write_id}).one_or_none()
         return _outcome(row) if row is not None else None
 
 
@@ -339,15 +344,24 @@ def _count_failure(
     return WriteOutcome(error.status, error.problem())
 
 
-_TO_RUN = (*_STORED, _WRITES.c.operation, _WRITES.c.payload, _WRITES.c.request_id)
+_LOCK_WRITE = text(
+    f"SELECT {_STORED_SQL}, operation, payload, request_id FROM scheduler.idempotency_keys"
+    " WHERE id = :id FOR UPDATE"
+)
+_STORE_OUTCOME = text(
+    """
+UPDATE scheduler.idempotency_keys
+SET status = :status, http_status = :http_status, result = CAST(:result AS jsonb),
+    location = :location, completed_at = :completed_at
+WHERE id = :id
+"""
+)
 
 
 def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
     fresh: WriteOutcome | None = None
     with container.sessions.begin() as session:
-        row = session.execute(
-            select(*_TO_RUN).where(_WRITES.c.id == write_id).with_for_update()
-        ).one_or_none()
+        row = session.execute(_LOCK_WRITE, {"id": write_id}).one_or_none()
         if row is None:
             log.warning("write %s not found (purged?)", write_id)
             return None
@@ -359,15 +373,15 @@ def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
             # What is stored is what every later answer for this write gets.
             outcome = WriteOutcome(fresh.status, jsonable(fresh.body), fresh.location)
             session.execute(
-                update(_WRITES)
-                .where(_WRITES.c.id == write_id)
-                .values(
-                    status="succeeded" if outcome.status < 400 else "failed",
-                    http_status=outcome.status,
-                    result=outcome.body,
-                    location=outcome.location,
-                    completed_at=dt.datetime.now(dt.UTC),
-                )
+                _STORE_OUTCOME,
+                {
+                    "id": write_id,
+                    "status": "succeeded" if outcome.status < 400 else "failed",
+                    "http_status": outcome.status,
+                    "result": json.dumps(outcome.body, separators=(",", ":")),
+                    "location": outcome.location,
+                    "completed_at": dt.datetime.now(dt.UTC),
+                },
             )
     # Only after the commit: a message must never name a row that might still roll back.
     if fresh is not None:
