@@ -24,6 +24,7 @@ from api.resources import (
     requests,
     slots,
 )
+from salon.answers import PublicReads
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
 
@@ -32,6 +33,7 @@ Route = tuple[str, object, str | None]
 
 def routes(container: Container) -> list[Route]:
     c = container
+    reads = PublicReads(c)
     return [
         ("/healthz", health.Healthz(), None),
         ("/readyz", health.Readyz(c), None),
@@ -39,8 +41,8 @@ def routes(container: Container) -> list[Route]:
         ("/v1/locations", catalogue.PublicLocations(c), None),
         ("/v1/locations/{location_id}/services", catalogue.PublicLocationServices(c), None),
         ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
-        ("/v1/dates", availability_public.Dates(c), None),
-        ("/v1/slots", availability_public.Slots(c), None),
+        ("/v1/dates", availability_public.Dates(c, reads), None),
+        ("/v1/slots", availability_public.Slots(c, reads), None),
         ("/v1/bookings", bookings.Bookings(c), None),
         ("/v1/bookings/{booking_id}", bookings.Booking(c), None),
         ("/v1/bookings/{booking_id}/confirm", bookings.ConfirmBooking(c), None),
@@ -58,7 +60,7 @@ def routes(container: Container) -> list[Route]:
         ("/admin/v1/slots/generate", slots.GenerateSlots(c), None),
         ("/admin/v1/slots", slots.Slots(c), None),
         ("/admin/v1/jobs/{job_id}", slots.Job(c), None),
-        ("/admin/v1/exposures", availability_public.ExposureLedger(c), None),
+        ("/admin/v1/exposures", availability_public.ExposureLedger(c, reads), None),
         ("/admin/v1/bookings", bookings.AdminBookings(c), None),
         ("/admin/v1/bookings/{booking_id}", bookings.AdminBooking(c), None),
     ]

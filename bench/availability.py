@@ -19,14 +19,18 @@ Loads (closed loop, keep-alive connections, from a separate process):
   earlier run; the share of exposures the API really computed is read back from the
   exposure ledger (one stream entry per computed exposure) and printed.
 * the bare endpoint, 16 clients (the ceiling for any endpoint under these settings).
-* ``/v1/dates?days=90``, 4 and 16 clients (the 4 locations in turn), twice: as is (the API
-  caches a calendar while no stylist's time changes, so repeats are answered from Redis), and
-  "uncached": meanwhile a thread bumps every stylist's version counter every 10 ms, as
-  bookings landing everywhere would, so (nearly) every calendar is computed. The bare
+* ``/v1/dates?days=90``, 4 and 16 clients (the 4 locations in turn), three ways: as is
+  (calendars are stored and answered from Redis while no stylist's time changes); "busy":
+  meanwhile a thread records ``--booking-rate`` bookings a second (200) on random stylists and
+  dates, through the same Redis records the booking writes make, so calendars are brought up
+  to date day by day; and "uncached": every stylist's time changes on every date every 10 ms
+  (as a generation job everywhere would), so every calendar is computed in full. The bare
   endpoint at 4 clients gives the latency floor.
 
+The uncached and busy loads run after all the others (they invalidate what those keep).
+
 Targets: /v1/slots >= 0.5x the bare req/s and p99 <= 2x the bare p99 (paired per round);
-/v1/dates p99 < 50 ms at 4 clients, cached and uncached (16 reported).
+/v1/dates p99 < 50 ms at 4 clients (16 reported).
 
 CPU accounting: a run's "ours" is the server tree, the load generator, the PostgreSQL backends
 of this database (plus WAL writer/checkpointer) and redis-server; a run where the rest of the
@@ -79,8 +83,8 @@ from bench.measure import paired_ratio
 from bench.report import Figure, emit, format_table, median_figure
 from models.ids import new_id_hexes
 from models.rules import Rule, expand
-from salon.exposures import version_key
 from salon.settings import Settings
+from salon.versions import record_changes
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -602,14 +606,30 @@ def slots_mix(
 
 
 class VersionBumper:
-    """Bumps every stylist's version counter every ``interval`` s from a thread, as bookings
-    landing all over the brand would: cached answers keyed by those versions (sticky
-    exposures, the 90-day calendars) are then recomputed, so a run measures the uncached path.
+    """Changes stylists' time from a thread, through the same Redis records the booking
+    writes make (`salon.versions`), so cached answers are recomputed as under real writes.
+
+    ``everything``: every stylist's time on every date, every ``interval`` s (a generation
+    job everywhere at once: the worst case, every calendar computed in full). Otherwise
+    bookings: ``rate`` a second, each on a random stylist and date of the salon.
     """
 
-    def __init__(self, redis_url: str, namespace: str, stylists: Sequence[uuid.UUID]) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        namespace: str,
+        stylists: Sequence[uuid.UUID],
+        dates: Sequence[dt.date],
+        *,
+        everything: bool,
+        rate: float = 200.0,
+    ) -> None:
         self.client = redis.Redis.from_url(redis_url)
-        self.keys = [version_key(namespace, s) for s in stylists]
+        self.namespace = namespace
+        self.stylists = [str(s) for s in stylists]
+        self.dates = [d.isoformat() for d in dates]
+        self.everything = everything
+        self.rate = rate
         self.bumps = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -617,13 +637,21 @@ class VersionBumper:
     def start(self, interval: float = 0.01) -> VersionBumper:
         self._stop.clear()
         self.bumps = 0
+        rng = random.Random(7)
 
         def loop() -> None:
+            owed = 0.0
             while not self._stop.wait(interval):
-                pipe = self.client.pipeline(transaction=False)
-                for key in self.keys:
-                    pipe.incr(key)
-                pipe.execute()
+                if self.everything:
+                    changes: dict[str, set[str]] = {s: set() for s in self.stylists}
+                else:
+                    owed += self.rate * interval
+                    changes = {}
+                    while owed >= 1:
+                        owed -= 1
+                        stylist = rng.choice(self.stylists)
+                        changes.setdefault(stylist, set()).add(rng.choice(self.dates))
+                record_changes(self.client, self.namespace, changes)
                 self.bumps += 1
 
         self._thread = threading.Thread(target=loop, daemon=True)
@@ -777,6 +805,8 @@ class Options:
     max_other: float = 25.0
     retries: int = 4
     booking_share: float = 0.3
+    # Bookings a second landing on random stylists and dates during the "busy" loads.
+    booking_rate: float = 200.0
     seed: int = 20261125
     keep: bool = False
     profile_dir: Path | None = None
@@ -840,17 +870,32 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                     api, ours_api, fresh_slots, opts.connections, ledger_len, slots_after
                 ),
             }
+            stylists = [s for p in salon.places for s in p.stylists]
             bumper = VersionBumper(
-                opts.redis_url, namespace, [s for p in salon.places for s in p.stylists]
+                opts.redis_url, namespace, stylists, salon.dates, everything=True
+            )
+            booker = VersionBumper(
+                opts.redis_url,
+                namespace,
+                stylists,
+                salon.dates,
+                everything=False,
+                rate=opts.booking_rate,
             )
 
             def bumps_after(_token: Any, _res: LoadResult) -> dict[str, Any]:
                 return {"version_bumps": bumper.stop(), "bump_interval_ms": 10}
 
+            def bookings_after(_token: Any, _res: LoadResult) -> dict[str, Any]:
+                return {"booking_ticks": booker.stop(), "booking_rate": opts.booking_rate}
+
             for c in opts.dates_connections:
                 if c != opts.connections:
                     targets[f"bare {c}c"] = Load(bare, ours_bare, lambda: bare_req, c)
                 targets[f"dates {c}c"] = Load(api, ours_api, lambda: dates_req, c)
+                targets[f"dates busy {c}c"] = Load(
+                    api, ours_api, lambda: dates_req, c, booker.start, bookings_after
+                )
                 targets[f"dates uncached {c}c"] = Load(
                     api, ours_api, lambda: dates_req, c, bumper.start, bumps_after
                 )
@@ -922,8 +967,8 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
 
             # Two phases: the "uncached" loads invalidate every cached answer and free-time
             # list (they bump every stylist's version), so they run after all the others.
-            cached = [n for n in targets if "uncached" not in n]
-            uncached = [n for n in targets if "uncached" in n]
+            uncached = [n for n in targets if "uncached" in n or "busy" in n]
+            cached = [n for n in targets if n not in uncached]
             warm_up(cached)
             measure_rounds(cached)
             profile_load("slots 16c")
@@ -931,6 +976,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
             measure_rounds(uncached)
             profile_load(f"dates uncached {opts.dates_connections[0]}c")
             bumper.close()
+            booker.close()
     finally:
         rds.close()
         wipe_namespace(opts.redis_url, namespace)
@@ -976,7 +1022,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
         "<= 2",
         med_p99 <= 2.0,
     )
-    for kind in ("dates", "dates uncached"):
+    for kind in ("dates", "dates busy", "dates uncached"):
         for c in opts.dates_connections:
             base = "bare 16c" if c == opts.connections else f"bare {c}c"
             p99 = statistics.median(lat(f"{kind} {c}c", "p99"))
@@ -1092,6 +1138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--engine", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
     )
     ap.add_argument("--max-other", type=float, default=25.0)
+    ap.add_argument(
+        "--booking-rate",
+        type=float,
+        default=200.0,
+        help="bookings a second (random stylist and date) during the 'dates busy' loads",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--profile", type=Path, help="py-spy the API workers; collapsed stacks here")
     ap.add_argument("--py-spy", help="path of py-spy (default: on PATH)")
@@ -1111,6 +1163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dates_connections=tuple(args.dates_connections),
         engine=args.engine,
         max_other=args.max_other,
+        booking_rate=args.booking_rate,
         keep=args.keep,
         profile_dir=args.profile,
         py_spy=args.py_spy,

@@ -22,6 +22,7 @@ from salon.auth import STAFF_ROLES, Principal
 from salon.encoding import jsonable
 from salon.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
 from salon.locks import CUSTOMER, LOCK_SQL, STYLIST, lock_stylists
+from salon.versions import TimeChange
 from salon.writes import WriteContext, WriteOutcome, operation
 
 LIVE = ("held", "confirmed")
@@ -329,7 +330,11 @@ def _own_booking_locked(
 
 
 def _outcome(b: Booking, status: int = 200, location: str | None = None) -> WriteOutcome:
-    return WriteOutcome(status, booking_view(b), location, touched_stylists=(b.stylist_id,))
+    return WriteOutcome(status, booking_view(b), location, touched_times=(_time_of(b),))
+
+
+def _time_of(b: Booking) -> TimeChange:
+    return (b.stylist_id, b.start_at, b.end_at)
 
 
 def _payload(b: Booking) -> str:
@@ -433,7 +438,7 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
             "request_id": ctx.request_id,
         },
     )
-    return WriteOutcome(201, view, f"/v1/bookings/{b.id}", touched_stylists=(b.stylist_id,))
+    return WriteOutcome(201, view, f"/v1/bookings/{b.id}", touched_times=(_time_of(b),))
 
 
 _HELD_COLUMNS = (
@@ -521,7 +526,7 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
         b.status, b.updated_at = "expired", now
         _confirm_or_expire(session, b, "booking.expired", ctx.request_id)
         error = HoldExpired("the hold expired before it was confirmed; choose a time again")
-        return WriteOutcome(error.status, error.problem(), touched_stylists=(b.stylist_id,))
+        return WriteOutcome(error.status, error.problem(), touched_times=(_time_of(b),))
     b.status, b.confirmed_at, b.updated_at = "confirmed", now, now
     _confirm_or_expire(session, b, "booking.confirmed", ctx.request_id)
     return _outcome(b)
@@ -569,7 +574,7 @@ def _reschedule(
         raise NotFound(f"slot {new_slot_id} not found")
     # The old time stays taken until this same transaction moves it: both, or nothing.
     minutes, need = _check_fit_after_expiry(session, ctx, slot, b.service_id, b.id)
-    old_stylist = b.stylist_id
+    old_time = _time_of(b)
     b.rescheduled_from = b.start_at
     b.slot_id, b.stylist_id, b.location_id = slot.id, slot.stylist_id, slot.location_id
     b.start_at, b.end_at = slot.start_at, slot.start_at + dt.timedelta(minutes=need)
@@ -578,7 +583,7 @@ def _reschedule(
     session.refresh(b)
     _event(session, "booking.rescheduled", b, ctx.request_id)
     # Both stylists' time changed: the old one's was freed, the new one's taken.
-    return WriteOutcome(200, booking_view(b), touched_stylists=(old_stylist, b.stylist_id))
+    return WriteOutcome(200, booking_view(b), touched_times=(old_time, _time_of(b)))
 
 
 @operation("booking.reschedule")

@@ -214,6 +214,33 @@ def next_hold_expiry(
     return value
 
 
+_LIVE_HOLDS = text(
+    """
+    SELECT b.start_at, b.end_at, b.hold_expires_at FROM scheduler.bookings b
+    WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[])) AND b.status = 'held'
+      AND b.hold_expires_at > now()
+      AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
+    """
+)
+
+
+def hold_expiries(
+    session: Session, o: Offer, first: dt.date, last: dt.date
+) -> dict[dt.date, dt.datetime]:
+    """Per local date, when the first live hold that may hide one of its free starts
+    expires (a hold hides starts up to a service's length before it: the day before too)."""
+    if not o.needs:
+        return {}
+    found: dict[dt.date, dt.datetime] = {}
+    params = {"stylists": list(o.needs), **_range(first, last)}
+    for start, end, expires in session.execute(_LIVE_HOLDS, params):
+        day = (start - dt.timedelta(days=1)).astimezone(o.zone).date()
+        while day <= end.astimezone(o.zone).date():
+            found[day] = min(found.get(day, expires), expires)
+            day += dt.timedelta(days=1)
+    return found
+
+
 _COVERED = text(
     """
     SELECT coalesce(sum(extract(epoch FROM least(end_at, :end) - start_at)), 0)

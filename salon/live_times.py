@@ -4,7 +4,8 @@ A new customer's exposure is a seeded choice over the same list every other cust
 location, service and day gets: computing it per customer (one SQL statement and ~350
 candidates built each time) was ~85 % of the API's CPU under load. The list is kept per
 process, tagged with the versions it was computed under (catalogue and stylists, fetched from
-Redis by every request anyway) and with the moment the first live hold in it expires, since
+Redis by every request anyway; when they moved, the changed dates say whether this day is
+still current) and with the moment the first live hold in it expires, since
 an expired hold frees its time without any write.
 
 The list ignores the notice window (it moves with the clock); callers filter by `Window`.
@@ -15,11 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from models.exposure import Candidate, FreeDay
 from salon.free_times import Offer, Window, free_starts, next_hold_expiry
+from salon.versions import Versions, dirty_local_dates
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -29,12 +31,13 @@ MAX_AGE = dt.timedelta(minutes=5)
 MAX_ENTRIES = 1024
 
 DayKey = tuple[str, str, str, dt.date]
+NO_VERSIONS = Versions(-1, ())
 
 
 @dataclass(frozen=True)
 class DayTimes:
     free: FreeDay  # ignores the notice window: see `within`
-    versions: tuple[int, ...]
+    versions: Versions
     valid_until: dt.datetime
 
     def within(self, window: Window) -> FreeDay:
@@ -70,27 +73,34 @@ class LiveTimes:
         self._days: OrderedDict[DayKey, DayTimes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def day(
-        self, o: Offer, day: dt.date, versions: tuple[int, ...] | None, now: dt.datetime
-    ) -> DayTimes:
+    def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
-        a cached list is stale: always compute)."""
+        a kept list is current: always compute)."""
         key = (str(o.location.id), str(o.service.id), ",".join(map(str, o.needs)), day)
         if versions is not None:
             with self._lock:
                 hit = self._days.get(key)
-                if hit is not None and hit.versions == versions and now < hit.valid_until:
-                    self._days.move_to_end(key)
+            if hit is not None and now < hit.valid_until:
+                if hit.versions == versions:
                     return hit
+                # Versions moved: still current if no change reached this day.
+                ns = self.container.settings.redis_namespace
+                dirty = dirty_local_dates(self.container.redis, ns, versions, hit.versions)
+                if dirty is not None and day not in dirty:
+                    return self._keep(key, replace(hit, versions=versions))
         with self.container.sessions() as session:
             rows = free_starts(session, o, day, whole_days(day))
             expiry = next_hold_expiry(session, o, day, day)
         valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
-        found = DayTimes(FreeDay.of(candidates(o, rows), o.shortest), versions or (), valid_until)
-        if versions is not None:
-            with self._lock:
-                self._days[key] = found
-                self._days.move_to_end(key)
-                while len(self._days) > self.max_entries:
-                    self._days.popitem(last=False)
-        return found
+        found = DayTimes(
+            FreeDay.of(candidates(o, rows), o.shortest), versions or NO_VERSIONS, valid_until
+        )
+        return found if versions is None else self._keep(key, found)
+
+    def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
+        with self._lock:
+            self._days[key] = times
+            self._days.move_to_end(key)
+            while len(self._days) > self.max_entries:
+                self._days.popitem(last=False)
+        return times

@@ -39,6 +39,7 @@ from salon.errors import (
     WriteFailed,
 )
 from salon.settings import Settings
+from salon.versions import TimeChange, bump_versions
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -56,6 +57,8 @@ class WriteOutcome:
     followups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Stylists whose time this write took or freed: sticky exposures of theirs recheck.
     touched_stylists: tuple[uuid.UUID, ...] = ()
+    # The same, with the instants taken or freed: answers about other dates stay cached.
+    touched_times: tuple[TimeChange, ...] = ()
     # Locations, stylists, services or who offers what changed: public reads re-read offers.
     catalogue_changed: bool = False
 
@@ -395,10 +398,8 @@ def _send_followups(container: Container, outcome: WriteOutcome) -> None:
         from salon.offers import bump_catalogue
 
         bump_catalogue(container)
-    if outcome.touched_stylists:
-        from salon.exposures import bump_versions
-
-        bump_versions(container, outcome.touched_stylists)
+    if outcome.touched_stylists or outcome.touched_times:
+        bump_versions(container, outcome.touched_stylists, outcome.touched_times)
     for actor_name, args in outcome.followups:
         try:
             container.broker.get_actor(actor_name).send(*args)

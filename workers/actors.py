@@ -17,7 +17,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from salon import bookings, generation, writes
-from salon.exposures import bump_versions
+from salon.versions import bump_versions
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -85,8 +85,8 @@ def declare_actors(container: Container) -> Actors:
         while True:
             with container.sessions.begin() as session:
                 expired = bookings.expire_due_holds(session, batch=500)
-                stylists = {b.stylist_id for b in expired}
-            bump_versions(container, stylists)
+                freed = [(b.stylist_id, b.start_at, b.end_at) for b in expired]
+            bump_versions(container, [], freed)
             if len(expired) < 500:
                 return
 

@@ -15,7 +15,9 @@ from api.resources.base import BaseResource
 from api.schemas import DatesOut, DatesQuery, ExposureOut, LedgerOut, LedgerQuery, SlotsQuery
 from api.validation import parse_query
 from models.exposure import VARIANTS
+from salon.answers import PublicReads
 from salon.bootstrap import Container
+from salon.calendars import Calendars
 from salon.exposures import ExposureService
 
 SESSION_COOKIE = "salon_sid"
@@ -46,9 +48,12 @@ def subject_for(req: falcon.Request, resp: falcon.Response) -> str:
 
 
 class PublicResource(BaseResource):
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, reads: PublicReads | None = None) -> None:
         super().__init__(container)
-        self.exposures = ExposureService(container)
+        # One per process, shared by the public resources: offers and day lists are kept in it.
+        reads = reads or PublicReads(container)
+        self.exposures = ExposureService(container, reads)
+        self.calendars = Calendars(container, reads)
 
 
 class Dates(PublicResource):
@@ -60,7 +65,7 @@ class Dates(PublicResource):
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, DatesQuery)
-        resp.data = self.exposures.calendar(
+        resp.data = self.calendars.calendar(
             location_id=q.location_id,
             service_id=q.service_id,
             stylist_id=q.stylist_id,

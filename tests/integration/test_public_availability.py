@@ -99,7 +99,10 @@ def book(
                 "x": expires,
             },
         )
-    bump_versions(container, [stylist])
+    # As the booking writes do: the stylist's time changed on these dates.
+    bump_versions(
+        container, [], [(uuid.UUID(stylist), start, start + dt.timedelta(minutes=minutes))]
+    )
 
 
 def at(hour: int, minute: int = 0) -> dt.datetime:
@@ -448,22 +451,91 @@ def test_an_expiring_hold_frees_its_time_without_any_write(api, shop, container,
 
 
 def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, container, tenant):
-    from salon.free_times import offer
-    from salon.live_times import LiveTimes
+    from salon.answers import PublicReads
+    from salon.versions import bump_versions
 
-    live = LiveTimes(container)
-    with container.sessions() as s:
-        o = offer(s, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
+    reads = PublicReads(container)
+    o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
     now = dt.datetime.now(dt.UTC)
-    first = live.day(o, DAY, (1, 1, 1), now)
-    assert live.day(o, DAY, (1, 1, 1), now) is first
+
+    def versions():  # type: ignore[no-untyped-def]
+        current = reads.versions(o)
+        assert current is not None
+        return current
+
+    first = reads.live.day(o, DAY, versions(), now)
+    assert reads.live.day(o, DAY, versions(), now) is first
     assert len(first.free.times) == STARTS_PER_STYLIST
-    # Another version vector (a write touched a stylist): computed again, and it sees the write.
+    # A booking a week later: this day's list is still the same one (no recomputation).
+    later = at(10) + dt.timedelta(days=7)
+    bump_versions(container, [], [(uuid.UUID(shop["a"]), later, later + dt.timedelta(hours=1))])
+    kept = reads.live.day(o, DAY, versions(), now)
+    assert kept.free is first.free and kept.versions != first.versions
+    # A booking on this day: computed again, and the hold's expiry bounds the new list.
     expires = now + dt.timedelta(minutes=3)
     book(container, shop, tenant, shop["a"], at(10), status="held", expires=expires)
-    second = live.day(o, DAY, (1, 2, 1), now)
-    assert second is not first
-    assert second.valid_until == expires.replace(microsecond=second.valid_until.microsecond)
+    second = reads.live.day(o, DAY, versions(), now)
+    assert second.free is not first.free
+    assert abs(second.valid_until - expires) < dt.timedelta(milliseconds=1)
     assert len(second.free.candidates()) == 2 * STARTS_PER_STYLIST - 7
     # Without versions (Redis down) nothing can tell a list is current: never reused.
-    assert live.day(o, DAY, None, now) is not live.day(o, DAY, None, now)
+    assert reads.live.day(o, DAY, None, now) is not reads.live.day(o, DAY, None, now)
+
+
+def dates_of(api, shop, days: int = 9) -> list[dict]:  # type: ignore[type-arg]
+    """Stylist A's calendar (any stylist's would hide A's bookings behind B's free time)."""
+    params = {
+        "from": DAY.isoformat(),
+        "days": days,
+        "location_id": shop["location"],
+        "service_id": shop["service"],
+        "stylist_id": shop["a"],
+    }
+    resp = api.get("/v1/dates", None, **params)
+    assert resp.status_code == 200, resp.text
+    return resp.json["dates"]  # type: ignore[no-any-return]
+
+
+def test_a_calendar_recomputes_only_the_days_a_booking_touched(api, shop, container, tenant):
+    from sqlalchemy import event
+
+    before = dates_of(api, shop)
+    computed: list[tuple[dt.date, dt.date]] = []
+
+    def spy(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if isinstance(parameters, dict) and "earliest" in parameters and "first" in parameters:
+            computed.append((parameters["first"], parameters["last"]))
+
+    event.listen(container.engine, "before_cursor_execute", spy)
+    try:
+        assert dates_of(api, shop) == before and computed == []  # a repeat: stored
+        book(container, shop, tenant, shop["a"], at(10) + dt.timedelta(days=4))
+        after = dates_of(api, shop)
+    finally:
+        event.remove(container.engine, "before_cursor_execute", spy)
+    # Only the dates that booking can reach (two either side) were computed again...
+    assert computed == [(DAY + dt.timedelta(days=2), DAY + dt.timedelta(days=6))]
+    # ... and the calendar is what a full computation gives.
+    assert after[4]["total_slots"] == before[4]["total_slots"] - 7
+    assert after[:4] == before[:4] and after[5:] == before[5:]
+    other_days = {"from": DAY.isoformat(), "days": 8}  # another key: computed in full
+    full = api.get(
+        "/v1/dates",
+        None,
+        location_id=shop["location"],
+        service_id=shop["service"],
+        stylist_id=shop["a"],
+        **other_days,
+    ).json["dates"]
+    assert full == after[:8]
+
+
+def test_a_calendar_shows_a_time_again_when_its_hold_expires(api, shop, container, tenant):
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    when = at(10) + dt.timedelta(days=1)
+    book(container, shop, tenant, shop["a"], when, status="held", expires=expires)
+    assert dates_of(api, shop)[1]["total_slots"] == STARTS_PER_STYLIST - 7
+    import time
+
+    time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds() + 0.5))
+    assert dates_of(api, shop)[1]["total_slots"] == STARTS_PER_STYLIST

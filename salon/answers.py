@@ -1,0 +1,124 @@
+"""Stored answers of the public reads, valid while the versions they were computed under hold.
+
+A stored answer is a Redis hash: the response bytes as sent, the version keys and values it
+was computed under, an epoch after which it must not be served, and the state a recomputation
+starts from (the shown times of an exposure, the counts of a calendar). One script call
+answers a repeat: on a hit the stored bytes; on a miss the catalogue version and that state.
+Everything here is optional: with Redis down, answers are computed and not stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from salon.free_times import Offer
+from salon.live_times import LiveTimes
+from salon.offers import OfferCache, catalogue_key
+from salon.versions import Versions, version_key
+
+if TYPE_CHECKING:
+    from salon.bootstrap import Container
+
+# KEYS[1]: the answer, KEYS[2]: the catalogue version. ARGV[1]: now (epoch seconds).
+_LOOKUP = """
+local h = redis.call('HMGET', KEYS[1], 'response', 'vkeys', 'versions', 'until', 'state')
+local catalogue = redis.call('GET', KEYS[2]) or '0'
+if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
+  local keys = {}
+  for k in string.gmatch(h[2], '%S+') do keys[#keys + 1] = k end
+  local current = redis.call('MGET', unpack(keys))
+  local parts = {}
+  for i, v in ipairs(current) do parts[i] = v or '0' end
+  if table.concat(parts, ',') == h[3] then return {1, h[1]} end
+end
+return {0, catalogue, h[5]}
+"""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    answer: bytes | None
+    catalogue_version: int  # -1: unknown (Redis unreachable)
+    state: dict[str, Any] | None = None  # what the stored answer was computed from
+
+    def previous_versions(self) -> Versions | None:
+        return Versions.from_doc(self.state["versions"]) if self.state else None
+
+
+class PublicReads:
+    """What /v1/slots and /v1/dates share: offers, day free-time lists, stored answers.
+    One per API process."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.redis = container.redis
+        self.ns = container.settings.redis_namespace
+        self.offers = OfferCache(container)
+        self.live = LiveTimes(container)
+        self._lookup = container.redis.register_script(_LOOKUP)
+
+    def lookup(self, key: str, now: dt.datetime) -> Lookup:
+        try:
+            reply = self._lookup(keys=[key, catalogue_key(self.ns)], args=[int(now.timestamp())])
+        except redis.RedisError:
+            return Lookup(None, -1)
+        if int(reply[0]) == 1:
+            return Lookup(bytes(reply[1]), 0)
+        state = json.loads(reply[2]) if reply[2] is not None else None
+        return Lookup(None, int(reply[1]), state)
+
+    def offer(
+        self,
+        catalogue_version: int,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+    ) -> tuple[Offer, Versions | None]:
+        """The offer and the versions it is current under (None: Redis cannot tell)."""
+        o = self.offers.get(location_id, service_id, stylist_id, catalogue_version)
+        versions = self.versions(o)
+        if versions is not None and versions.catalogue != catalogue_version:
+            # The catalogue changed since the lookup: read the offer as it is now.
+            o = self.offers.get(location_id, service_id, stylist_id, versions.catalogue)
+            versions = self.versions(o)
+        return o, versions
+
+    def version_keys(self, stylists: list[str]) -> list[str]:
+        return [catalogue_key(self.ns), *(version_key(self.ns, s) for s in stylists)]
+
+    def versions(self, o: Offer) -> Versions | None:
+        stylists = sorted(str(s) for s in o.needs)
+        try:
+            raw = self.redis.mget(self.version_keys(stylists))
+        except redis.RedisError:
+            return None
+        values = [int(v or 0) for v in raw]
+        return Versions(values[0], tuple(zip(stylists, values[1:], strict=True)))
+
+    def store(
+        self,
+        pipe: Any,
+        key: str,
+        answer: bytes,
+        versions: Versions,
+        *,
+        until: dt.datetime,
+        ttl: int,
+        state: dict[str, Any],
+    ) -> None:
+        fields: dict[str, Any] = {
+            "response": answer,
+            "vkeys": " ".join(self.version_keys([s for s, _ in versions.stylists])),
+            "versions": ",".join(map(str, versions.values())),
+            "until": int(until.timestamp()),
+            "state": json.dumps({**state, "versions": versions.as_doc()}),
+        }
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, max(1, ttl))
