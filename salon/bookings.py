@@ -112,6 +112,10 @@ SELECT
         WHERE b.stylist_id = :stylist AND b.status IN ('held', 'confirmed')
           AND (b.status = 'confirmed' OR b.hold_expires_at > now())
           AND b.start_at < fit.end_at AND b.end_at > :start
+          -- The same overlap as a range, so the exclusion constraint's GiST index finds it
+          -- (stylist and time) instead of walking every booking the stylist ever had.
+          AND tstzrange(b.start_at, b.end_at, '[)')
+              && tstzrange(CAST(:start AS timestamptz), fit.end_at, '[)')
           AND b.id IS DISTINCT FROM CAST(:exclude AS uuid)
     ) AS fits
 FROM (SELECT 1) one
@@ -208,12 +212,17 @@ WITH expired AS (
     UPDATE scheduler.bookings SET status = 'expired', updated_at = now()
     WHERE stylist_id = :stylist AND status = 'held' AND hold_expires_at <= now()
       AND start_at < :expire_until AND end_at > :start
+      AND tstzrange(start_at, end_at, '[)')
+          && tstzrange(CAST(:start AS timestamptz), CAST(:expire_until AS timestamptz), '[)')
     RETURNING id
 )
 SELECT f.*,
     ARRAY(SELECT id FROM expired) AS expired,
+    -- Through the customer's index: `hold_expires_at > now()` written so that the index of
+    -- all live holds cannot serve it (with stale statistics the planner walked every hold).
     (SELECT count(*) FROM scheduler.bookings
-     WHERE user_id = :user AND status = 'held' AND hold_expires_at > now()) AS held
+     WHERE user_id = :user AND status = 'held'
+       AND hold_expires_at - now() > interval '0') AS held
 FROM ("""
     + FIT_AT
     + """) f
