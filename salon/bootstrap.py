@@ -7,14 +7,17 @@ of the project never touches the network.
 
 from __future__ import annotations
 
+import select
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 from redis import Redis
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from salon.settings import Settings
@@ -45,7 +48,7 @@ def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None)
     timeout = (
         settings.db_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
     )
-    return create_engine(
+    engine = create_engine(
         settings.database_url,
         # DB_POOL_SIZE connections plus as many again under load, as before, but all kept
         # once opened: an overflow connection was closed at every check-in, so a worker with
@@ -55,7 +58,10 @@ def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None)
         # A dead database must turn into a 503 within 2 s, never a hang: bounded connect,
         # bounded wait for a pooled connection, bounded statements.
         pool_timeout=1.0,
-        pool_pre_ping=True,
+        # No `pool_pre_ping` (a round trip at every checkout, three per booking write): a
+        # check-out instead looks whether the idle connection's socket has anything to read,
+        # which costs no round trip, and only then pings (see `_liveness_check`).
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={
             "connect_timeout": settings.db_connect_timeout_seconds,
@@ -63,6 +69,32 @@ def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None)
             "application_name": "salon",
         },
     )
+    event.listen(engine, "checkout", _liveness_check(engine))
+    return engine
+
+
+def _liveness_check(engine: Engine) -> Callable[[Any, Any, Any], None]:
+    """A pooled connection is idle: the server has nothing to say on it unless it is going away
+    (a terminated backend or a shutting-down server sends its FATAL error, then EOF). So a
+    socket with something to read is pinged, and one that fails the ping is replaced by a fresh
+    connection before the caller sees it (DisconnectionError makes the pool retry). A silent
+    socket is used as it is: a connection that died without a word fails its first statement,
+    which is an outage like any other (503, or a retried message)."""
+
+    def check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        try:
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN)
+            readable = bool(poller.poll(0))
+        except Exception as exc:  # closed: no socket any more
+            raise DisconnectionError("pooled connection is closed") from exc
+        if readable:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise DisconnectionError("pooled connection is gone") from exc
+
+    return check
 
 
 def build_redis(settings: Settings, *, socket_timeout: float | None = None) -> Redis:

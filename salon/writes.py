@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis
 from sqlalchemy import Connection, Table, delete, func, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from models.ids import new_id
@@ -207,10 +207,19 @@ def record(
 
 def _record_alone(container: Container, cmd: WriteCommand) -> tuple[Stored, bool]:
     """`record` as a transaction of its own: autocommit, so no BEGIN and no COMMIT round trip
-    (the INSERT is atomic by itself)."""
-    with container.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        return record(conn, cmd, container.settings.idempotency_ttl_hours)
+    (the INSERT is atomic by itself). A connection found dead by its first statement is
+    replaced once: the same write id makes a retry of an INSERT that did commit find itself."""
+    write_id = new_id()
+    for attempt in (1, 2):
+        try:
+            with container.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return record(conn, cmd, container.settings.idempotency_ttl_hours, write_id)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            log.warning("connection lost while recording a write; retrying on a new one")
+    raise AssertionError("unreachable")
 
 
 def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Submitted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -288,3 +289,83 @@ def test_re_sending_a_pending_write_backs_off(idle_container):
     assert not sent()  # the second waits twice as long
     age(2 * redeliver + 1, sends=2)
     assert sent()
+
+
+def _idle_pool_connections(engine, n: int) -> list[int]:
+    """Check n connections out at once (so n distinct ones), return them to the pool idle."""
+    from contextlib import ExitStack
+
+    from sqlalchemy import text
+
+    with ExitStack() as stack:
+        conns = [stack.enter_context(engine.connect()) for _ in range(n)]
+        return [c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in conns]
+
+
+def _terminate(settings, pids: list[int]) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    admin = create_engine(settings.database_url, poolclass=NullPool)
+    with admin.connect() as conn:
+        for pid in pids:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    admin.dispose()
+    time.sleep(0.2)  # the FATAL message and EOF reach the idle sockets
+
+
+def test_a_pooled_connection_whose_backend_died_is_replaced_at_checkout(settings):
+    """No pre-ping round trip: the checkout sees the dead connection's readable socket."""
+    from sqlalchemy import text
+
+    from salon.bootstrap import build_engine
+
+    engine = build_engine(settings)
+    try:
+        before = _idle_pool_connections(engine, 3)
+        _terminate(settings, before)
+        after = _idle_pool_connections(engine, 3)  # raises if a dead one were handed out
+        assert not set(before) & set(after)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_recording_retries_once_on_a_connection_that_died_silently(settings, monkeypatch):
+    """A dead connection the liveness check could not see fails the record's INSERT: it is
+    retried on a new connection with the same write id, so it is recorded exactly once."""
+    import salon.bootstrap
+    from salon.auth import Principal
+    from salon.bootstrap import bootstrap
+
+    class Silent:  # as if the socket had nothing to read
+        POLLIN = 1
+
+        @staticmethod
+        def poll() -> Any:
+            class P:
+                def register(self, *a: Any) -> None: ...
+                def poll(self, *a: Any) -> list[Any]:
+                    return []
+
+            return P()
+
+    c = bootstrap(settings.with_(redis_namespace=settings.redis_namespace + "-silent"))
+    try:
+        monkeypatch.setattr(salon.bootstrap, "select", Silent)
+        _terminate(settings, _idle_pool_connections(c.engine, 1))
+        cmd = writes.WriteCommand(
+            "location.create",
+            Principal(uuid.uuid4(), "admin", uuid.uuid4()),
+            str(uuid.uuid4()),
+            "POST",
+            "/admin/v1/locations",
+            {"name": "x"},
+        )
+        _, created = writes._record_alone(c, cmd)
+        assert created
+        with c.sessions() as s:
+            assert s.scalar(select(func.count()).where(WriteRequest.key == cmd.key)) == 1
+    finally:
+        c.close()
