@@ -4,8 +4,8 @@ Computing 90 days is the heaviest read (one statement, ~60 ms of PostgreSQL CPU)
 calendar is stored (`salon.answers`) with its counts and recomputed only where it may be
 wrong: the dates a write touched since (`salon.versions` records them), the dates whose
 first live hold has expired, and, at most once a minute, the dates at the ends of the
-bookable window, which move with the clock. A change it cannot place (the catalogue, a
-generation job) recomputes everything.
+bookable window, which move with the clock; all of them in one statement. A change it
+cannot place (the catalogue, a generation job) recomputes everything.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from salon.answers import PublicReads
-from salon.free_times import Offer, Window, free_days, hold_expiries, local_today
+from salon.free_times import Offer, Window, free_days, free_on_days, hold_expiries, local_today
 from salon.versions import Versions, dirty_local_dates
 
 if TYPE_CHECKING:
@@ -39,17 +39,6 @@ def days_view(first: dt.date, counts: dict[dt.date, int], days: int) -> list[dic
         day = first + dt.timedelta(days=i)
         n = counts.get(day, 0)
         out.append({"date": day.isoformat(), "has_availability": n > 0, "total_slots": n})
-    return out
-
-
-def runs(dates: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive dates as (first, last) pairs, in order."""
-    out: list[tuple[dt.date, dt.date]] = []
-    for d in sorted(dates):
-        if out and d - out[-1][1] == dt.timedelta(days=1):
-            out[-1] = (out[-1][0], d)
-        else:
-            out.append((d, d))
     return out
 
 
@@ -145,12 +134,11 @@ class Calendars:
             if now - edges_at >= dt.timedelta(seconds=EDGE_SECONDS):
                 dirty |= self._edges(o, first, last, window)
                 edges_at = now
-            for lo, hi in runs({d for d in dirty if first <= d <= last}):
-                fresh = free_days(session, o, lo, hi, window)
-                fresh_expiries = hold_expiries(session, o, lo, hi)
-                for i in range((hi - lo).days + 1):
-                    day = lo + dt.timedelta(days=i)
-                    counts[day] = fresh.get(day, 0)
+            dirty = {d for d in dirty if first <= d <= last}
+            if dirty:
+                counts.update(free_on_days(session, o, dirty, window))
+                fresh_expiries = hold_expiries(session, o, min(dirty), max(dirty))
+                for day in dirty:
                     expiries.pop(day, None)
                     if day in fresh_expiries:
                         expiries[day] = fresh_expiries[day]

@@ -65,9 +65,18 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
     ]
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each gunicorn worker writes its metrics here; /metrics on any of them sums them all.
+        # One directory per address, emptied at start (the client library's advice): the
+        # previous run's files would add up with this one's, and a directory per start was
+        # never removed (gunicorn replaces this process, so nothing runs after it).
+        import re
+        import shutil
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="salon-metrics-")
+        name = f"salon-metrics-{os.getuid()}-{re.sub(r'[^A-Za-z0-9.]+', '_', address)}"
+        metrics_dir = os.path.join(tempfile.gettempdir(), name)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.makedirs(metrics_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.execvp(args[0], args)
 
 

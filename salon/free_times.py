@@ -136,6 +136,14 @@ ORDER BY local_date
 )
 
 
+# The same count for chosen dates only (a calendar bringing a few days up to date).
+FREE_ON_DAYS = text(
+    str(FREE_DAYS).replace(
+        "sl.local_date BETWEEN :first AND :last", "sl.local_date = ANY(CAST(:dates AS date[]))"
+    )
+)
+
+
 @dataclass(frozen=True)
 class Window:
     """Bookable instants: from now plus the minimum notice to now plus the horizon."""
@@ -190,6 +198,17 @@ def free_days(
         return {}
     rows = session.execute(FREE_DAYS, _params(o, first, last, window))
     return {row.local_date: int(row.starts) for row in rows}
+
+
+def free_on_days(
+    session: Session, o: Offer, days: set[dt.date], window: Window
+) -> dict[dt.date, int]:
+    """`free_days` for these dates only, in one statement; dates without a start: 0."""
+    if not o.needs or not days:
+        return dict.fromkeys(days, 0)
+    params = {**_params(o, min(days), max(days), window), "dates": sorted(days)}
+    found = {row.local_date: int(row.starts) for row in session.execute(FREE_ON_DAYS, params)}
+    return {d: found.get(d, 0) for d in days}
 
 
 _NEXT_HOLD_EXPIRY = text(

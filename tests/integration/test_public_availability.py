@@ -503,8 +503,9 @@ def test_a_calendar_recomputes_only_the_days_a_booking_touched(api, shop, contai
     computed: list[tuple[dt.date, dt.date]] = []
 
     def spy(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if isinstance(parameters, dict) and "earliest" in parameters and "first" in parameters:
-            computed.append((parameters["first"], parameters["last"]))
+        if isinstance(parameters, dict) and "earliest" in parameters:  # a free-time count
+            days = parameters.get("dates") or [parameters["first"], parameters["last"]]
+            computed.append((min(days), max(days)))
 
     event.listen(container.engine, "before_cursor_execute", spy)
     try:

@@ -7,7 +7,6 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salon.calendars import runs
 from salon.versions import Versions, local_dates_reached, utc_dates
 
 UTC = dt.UTC
@@ -50,10 +49,3 @@ def test_moved_since_names_the_stylists_whose_version_moved():
     assert Versions(4, (("a", 1), ("b", 5))).moved_since(older) is None
     assert Versions(3, (("a", 1),)).moved_since(older) is None
     assert Versions.from_doc(older.as_doc()) == older
-
-
-def test_runs_of_consecutive_dates():
-    d = dt.date(2026, 1, 1)
-    days = {d, d + dt.timedelta(1), d + dt.timedelta(2), d + dt.timedelta(5)}
-    assert runs(days) == [(d, d + dt.timedelta(2)), (d + dt.timedelta(5), d + dt.timedelta(5))]
-    assert runs(set()) == []
