@@ -53,6 +53,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -128,7 +129,12 @@ def salon_api(env: Mapping[str, str], *, workers: int = 2, threads: int = 4) -> 
         "--threads",
         str(threads),
     ]
-    with started("salon-api", argv, env=env, grace=45.0) as svc:
+    with (
+        tempfile.TemporaryDirectory(prefix="salon-bench-metrics-") as metrics,
+        started(
+            "salon-api", argv, env={**env, "PROMETHEUS_MULTIPROC_DIR": metrics}, grace=45.0
+        ) as svc,
+    ):
         svc.url = f"http://127.0.0.1:{port}"
         try:
             wait_for_url(svc.url + "/healthz", timeout=60.0, proc=svc.proc)

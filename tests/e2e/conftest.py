@@ -83,8 +83,13 @@ class System:
     def __init__(self, base: str, env: dict[str, str], redis: EmbeddedServices, logs: Path) -> None:
         self.base, self.env, self.redis = base, env, redis
         port = base.rsplit(":", 1)[1]
+        metrics = logs / "metrics"  # removed with the test's directory
+        metrics.mkdir(exist_ok=True)
         self.api = Process(
-            "api", ["api", "--port", port, "--workers", "2", "--threads", "4"], env, logs
+            "api",
+            ["api", "--port", port, "--workers", "2", "--threads", "4"],
+            {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+            logs,
         )
         self.worker = Process("worker", ["worker", "--processes", "1", "--threads", "4"], env, logs)
         self.scheduler = Process("scheduler", ["scheduler"], env, logs)
