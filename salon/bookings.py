@@ -203,30 +203,39 @@ def fit_check(session: Session, params: dict[str, object]) -> FitCheck:
     return FitCheck.of(session.execute(text(FIT_AT), params).one())
 
 
-# Stale holds over the time go first, in the same transaction: an expired hold blocks nobody
-# (the fit check ignores them) but would still trip the exclusion constraint. The customer's
-# unexpired holds are counted alongside (the hold limit; 0 without a customer).
-_EXPIRE_AND_CHECK = text(
+# The customer's unexpired holds (the hold limit; 0 without a customer), whether stale holds
+# lie over the time, and the fit check: one read-only statement, so a refusal leaves nothing
+# to undo.
+_CHECK = text(
     """
-WITH expired AS (
-    UPDATE scheduler.bookings SET status = 'expired', updated_at = now()
-    WHERE stylist_id = :stylist AND status = 'held' AND hold_expires_at <= now()
-      AND start_at < :expire_until AND end_at > :start
-      AND tstzrange(start_at, end_at, '[)')
-          && tstzrange(CAST(:start AS timestamptz), CAST(:expire_until AS timestamptz), '[)')
-    RETURNING id
-)
 SELECT f.*,
-    ARRAY(SELECT id FROM expired) AS expired,
     -- Through the customer's index: `hold_expires_at > now()` written so that the index of
     -- all live holds cannot serve it (with stale statistics the planner walked every hold).
     (SELECT count(*) FROM scheduler.bookings
      WHERE user_id = :user AND status = 'held'
-       AND hold_expires_at - now() > interval '0') AS held
+       AND hold_expires_at - now() > interval '0') AS held,
+    EXISTS ("""
+    + """SELECT 1"""
+    + """ FROM scheduler.bookings WHERE {stale}) AS stale
 FROM ("""
     + FIT_AT
     + """) f
 """
+)
+
+# Stale holds over the time are expired before the booking goes in, in the same transaction:
+# an expired hold blocks nobody (the fit check ignores it) but would trip the exclusion
+# constraint. Reaches a day past the start, as the sweep would.
+_STALE = """
+    stylist_id = :stylist AND status = 'held' AND hold_expires_at <= now()
+    AND start_at < :expire_until AND end_at > :start
+    AND tstzrange(start_at, end_at, '[)')
+        && tstzrange(CAST(:start AS timestamptz), CAST(:expire_until AS timestamptz), '[)')
+"""
+_CHECK = text(_CHECK.text.replace("{stale}", _STALE))
+_EXPIRE_STALE = text(
+    "UPDATE scheduler.bookings SET status = 'expired', updated_at = now()"
+    f" WHERE {_STALE} RETURNING id"
 )
 
 
@@ -240,7 +249,7 @@ class _Place:
     start_at: dt.datetime
 
 
-def _expire_and_check(
+def _check_then_expire(
     session: Session,
     ctx: WriteContext,
     slot: _Place,
@@ -248,9 +257,10 @@ def _expire_and_check(
     *,
     exclude: uuid.UUID | None = None,
     customer: uuid.UUID | None = None,
-) -> tuple[FitCheck, list[uuid.UUID], int]:
-    """One statement: expire stale holds over the time, count the customer's live holds, and
-    check the fit. Refusals raise; the write's savepoint then undoes the expiry as well."""
+) -> tuple[int, int]:
+    """Check the hold limit (with `customer`) and the fit, raising refusals before anything is
+    written; then expire the stale holds over the time, if any (rare), with their events.
+    Returns the service's minutes and the minutes the booking occupies."""
     s = ctx.settings
     params = fit_params(
         slot.location_id,
@@ -263,8 +273,16 @@ def _expire_and_check(
     )
     params["expire_until"] = slot.start_at + dt.timedelta(hours=24)
     params["user"] = customer
-    row = session.execute(_EXPIRE_AND_CHECK, params).one()
-    return FitCheck.of(row), list(row.expired), int(row.held)
+    row = session.execute(_CHECK, params).one()
+    if customer is not None and row.held >= s.max_holds_per_customer:
+        raise HoldLimitReached(
+            f"at most {s.max_holds_per_customer} holds at once: confirm or cancel one"
+        )
+    minutes, need = _require_fit(FitCheck.of(row), slot, service_id)
+    if row.stale:
+        expired = session.execute(_EXPIRE_STALE, params).scalars().all()
+        _expired_events(session, list(expired), ctx.request_id)
+    return minutes, need
 
 
 def _require_fit(check: FitCheck, slot: _Place, service_id: uuid.UUID) -> tuple[int, int]:
@@ -352,7 +370,7 @@ def _payload(b: Booking) -> str:
 
 _SLOT_LOCKED = text(
     f"""
-SELECT s.id, s.location_id, s.stylist_id, s.start_at, l.biz_entity_id,
+SELECT s.id, s.location_id, s.stylist_id, s.start_at, l.biz_entity_id, now() AS now,
     -- The customer's lock first (hold limit), then the stylist's (their time): evaluated in
     -- this order, the order of sorted keys (`salon.locks`).
     {LOCK_SQL.format(key=":customer_key")} AS customer_locked,
@@ -385,10 +403,12 @@ SELECT 'booking.held', id, CAST(:payload AS jsonb), :request_id FROM held
 )
 
 
-@operation("booking.hold")
+@operation("booking.hold", savepoint=False)
 def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
-    """Three statements: the slot with both locks taken; stale-hold expiry, the customer's
-    hold count and the fit check; the booking inserted with its outbox event."""
+    """Three statements: the slot with both locks taken (and the clock); the customer's hold
+    count and the fit check; the booking inserted with its outbox event (plus the expiry of
+    stale holds over the time, when there are any). Every refusal is raised before anything is
+    written, so the operation needs no savepoint (`operation(..., savepoint=False)`)."""
     body = ctx.body
     slot_id = uuid.UUID(body["slot_id"])
     service_id = uuid.UUID(body["service_id"])
@@ -403,17 +423,9 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
     if found is None:
         raise NotFound(f"slot {slot_id} not found")
     slot = _Place(found.id, found.location_id, found.stylist_id, found.start_at)
-    check, expired, held = _expire_and_check(
-        session, ctx, slot, service_id, customer=ctx.principal.sub
-    )
-    if held >= ctx.settings.max_holds_per_customer:
-        raise HoldLimitReached(
-            f"at most {ctx.settings.max_holds_per_customer} holds at once: confirm or cancel one"
-        )
-    minutes, need = _require_fit(check, slot, service_id)
-    _expired_events(session, expired, ctx.request_id)
+    minutes, need = _check_then_expire(session, ctx, slot, service_id, customer=ctx.principal.sub)
     customer = body["customer"]
-    now = check.now
+    now = found.now
     b = Booking(
         id=ctx.write_id,
         biz_entity_id=found.biz_entity_id,
@@ -481,10 +493,7 @@ def _check_fit_after_expiry(
     exclude: uuid.UUID | None = None,
 ) -> tuple[int, int]:
     place = _Place(slot.id, slot.location_id, slot.stylist_id, slot.start_at)
-    check, expired, _ = _expire_and_check(session, ctx, place, service_id, exclude=exclude)
-    minutes, need = _require_fit(check, place, service_id)
-    _expired_events(session, expired, ctx.request_id)
-    return minutes, need
+    return _check_then_expire(session, ctx, place, service_id, exclude=exclude)
 
 
 # A confirm's change and its event, one statement (the values computed from the locked row
@@ -518,7 +527,7 @@ def _confirm_or_expire(session: Session, b: Booking, topic: str, rid: str | None
     )
 
 
-@operation("booking.confirm")
+@operation("booking.confirm", savepoint=False)
 def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
     booking_id = uuid.UUID(ctx.params["booking_id"])
     b, now = _own_booking_locked(session, ctx.principal, booking_id)

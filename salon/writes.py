@@ -77,16 +77,33 @@ Operation = Callable[[Session, WriteContext], WriteOutcome]
 OPERATIONS: dict[str, Operation] = {}
 
 
-def operation(name: str) -> Callable[[Operation], Operation]:
-    """Register a write operation; the API names it, the actor runs it."""
+# Operations that raise every refusal (DomainError) before they write anything run without a
+# savepoint: two round trips fewer. A database error in one of them (a constraint violation)
+# aborts the transaction: it is rolled back whole and the refusal stored in one of its own.
+_NO_SAVEPOINT: set[str] = set()
+
+
+def operation(name: str, *, savepoint: bool = True) -> Callable[[Operation], Operation]:
+    """Register a write operation; the API names it, the actor runs it. `savepoint=False`
+    promises that the operation refuses (raises DomainError) only before its first write."""
 
     def register(fn: Operation) -> Operation:
         if name in OPERATIONS:
             raise ValueError(f"operation {name!r} registered twice")
         OPERATIONS[name] = fn
+        if not savepoint:
+            _NO_SAVEPOINT.add(name)
         return fn
 
     return register
+
+
+class _Aborted(Exception):
+    """A write without a savepoint hit a database refusal: its transaction must roll back."""
+
+    def __init__(self, outcome: WriteOutcome) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -370,31 +387,40 @@ WHERE id = :id
 )
 
 
-def _execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
+def _execute(
+    container: Container, write_id: uuid.UUID, refused: WriteOutcome | None = None
+) -> WriteOutcome | None:
+    """Run the write and store its outcome in one transaction, the write's row locked; with
+    `refused`, store that refusal instead of running it (its first run was rolled back)."""
     fresh: WriteOutcome | None = None
-    with container.sessions.begin() as session:
-        row = session.execute(_LOCK_WRITE, {"id": write_id}).one_or_none()
-        if row is None:
-            log.warning("write %s not found (purged?)", write_id)
-            return None
-        if row.status != "pending":
-            log.info("write %s already %s; redelivery ignored", write_id, row.status)
-            outcome = _outcome(row)
-        else:
-            fresh = _run(session, row, container.settings)
-            # What is stored is what every later answer for this write gets.
-            outcome = WriteOutcome(fresh.status, jsonable(fresh.body), fresh.location)
-            session.execute(
-                _STORE_OUTCOME,
-                {
-                    "id": write_id,
-                    "status": "succeeded" if outcome.status < 400 else "failed",
-                    "http_status": outcome.status,
-                    "result": json.dumps(outcome.body, separators=(",", ":")),
-                    "location": outcome.location,
-                    "completed_at": dt.datetime.now(dt.UTC),
-                },
-            )
+    try:
+        with container.sessions.begin() as session:
+            row = session.execute(_LOCK_WRITE, {"id": write_id}).one_or_none()
+            if row is None:
+                log.warning("write %s not found (purged?)", write_id)
+                return None
+            if row.status != "pending":
+                log.info("write %s already %s; redelivery ignored", write_id, row.status)
+                outcome = _outcome(row)
+            else:
+                fresh = refused or _run(session, row, container.settings)
+                # What is stored is what every later answer for this write gets.
+                outcome = WriteOutcome(fresh.status, jsonable(fresh.body), fresh.location)
+                session.execute(
+                    _STORE_OUTCOME,
+                    {
+                        "id": write_id,
+                        "status": "succeeded" if outcome.status < 400 else "failed",
+                        "http_status": outcome.status,
+                        "result": json.dumps(outcome.body, separators=(",", ":")),
+                        "location": outcome.location,
+                        "completed_at": dt.datetime.now(dt.UTC),
+                    },
+                )
+    except _Aborted as aborted:
+        # Rolled back whole: nothing of the write remains. Its refusal goes in a transaction of
+        # its own (unless another delivery has finished the write meanwhile).
+        return _execute(container, write_id, aborted.outcome)
     # Only after the commit: a message must never name a row that might still roll back.
     if fresh is not None:
         _send_followups(container, fresh)
@@ -436,10 +462,18 @@ def _run(session: Session, row: _ToRun, settings: Settings) -> WriteOutcome:
         request_id=row.request_id,
         settings=settings,
     )
+    run = OPERATIONS[row.operation]
+    if row.operation in _NO_SAVEPOINT:
+        try:
+            return run(session, ctx)
+        except DomainError as exc:  # raised before the operation wrote anything
+            return WriteOutcome(exc.status, exc.problem())
+        except IntegrityError as exc:
+            raise _Aborted(WriteOutcome(*_integrity_problem(exc))) from exc
     try:
         # A savepoint: a refused write leaves nothing behind but its recorded refusal.
         with session.begin_nested():
-            return OPERATIONS[row.operation](session, ctx)
+            return run(session, ctx)
     except DomainError as exc:
         return WriteOutcome(exc.status, exc.problem())
     except IntegrityError as exc:

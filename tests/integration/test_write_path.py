@@ -369,3 +369,68 @@ def test_recording_retries_once_on_a_connection_that_died_silently(settings, mon
             assert s.scalar(select(func.count()).where(WriteRequest.key == cmd.key)) == 1
     finally:
         c.close()
+
+
+def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_whole(
+    idle_container,
+):
+    """`savepoint=False`: a refusal raised before any write is stored in the same transaction;
+    a constraint violation after a write rolls the whole transaction back (the write too) and
+    stores the refusal in a new one."""
+    from sqlalchemy import text
+
+    from salon.errors import NotFound
+    from salon.writes import _NO_SAVEPOINT, OPERATIONS
+
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+
+    def refuse_first(session, ctx):
+        raise NotFound("nothing here")
+
+    def write_then_violate(session, ctx):
+        session.execute(
+            text(
+                "INSERT INTO scheduler.locations (id, biz_entity_id, name, timezone)"
+                " VALUES (:id, :biz, :name, 'UTC')"
+            ),
+            {"id": uuid.uuid4(), "biz": ctx.principal.biz, "name": name},
+        )
+        session.execute(  # no such brand: a foreign key violation
+            text(
+                "INSERT INTO scheduler.locations (id, biz_entity_id, name, timezone)"
+                " VALUES (:id, :biz, 'x', 'UTC')"
+            ),
+            {"id": uuid.uuid4(), "biz": uuid.uuid4()},
+        )
+        raise AssertionError("unreachable")
+
+    OPERATIONS["test.refuse_first"], OPERATIONS["test.violate"] = refuse_first, write_then_violate
+    _NO_SAVEPOINT.update(("test.refuse_first", "test.violate"))
+    try:
+        with idle_container.engine.begin() as conn:
+            biz = uuid.uuid4()
+            conn.execute(
+                text("INSERT INTO public.biz_entity (id, name) VALUES (:id, 'probe')"), {"id": biz}
+            )
+        for op, status in (("test.refuse_first", 404), ("test.violate", 422)):
+            write_id = _pending_write(idle_container, op)
+            with idle_container.engine.begin() as conn:  # the test operation's brand
+                conn.execute(
+                    text(
+                        "UPDATE scheduler.idempotency_keys SET payload = jsonb_set(payload,"
+                        " '{principal,biz}', to_jsonb(CAST(:biz AS text))) WHERE id = :id"
+                    ),
+                    {"biz": str(biz), "id": write_id},
+                )
+            outcome = writes.execute(idle_container, write_id)
+            assert outcome is not None and outcome.status == status, outcome
+            with idle_container.sessions() as s:
+                row = s.get(WriteRequest, write_id)
+                assert (row.status, row.http_status, row.failures) == ("failed", status, 0)
+            assert writes.execute(idle_container, write_id) == outcome  # redelivered: the same
+        with idle_container.sessions() as s:
+            assert s.scalar(select(func.count()).where(Location.name == name)) == 0
+    finally:
+        for op in ("test.refuse_first", "test.violate"):
+            del OPERATIONS[op]
+            _NO_SAVEPOINT.discard(op)
