@@ -28,6 +28,7 @@ pgbench) used more than ``--max-other`` % of a core is redone.
 
     .venv/bin/python -m bench.bookings [--repeat 2] [--duration 10] [--json]
         [--profile DIR]   # py-spy API + worker processes and sample pg wait events under (a)
+        [--only holds,pairs --skip-pgbench]   # a quick look at (a) and (b) alone
 """
 
 from __future__ import annotations
