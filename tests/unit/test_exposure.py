@@ -346,3 +346,29 @@ def test_property_distinct_times_right_count_from_input(
     order.shuffle(shuffled)
     assert choose(shuffled, seed=seed, shortest_service=SHORTEST, variant=variant) == shown
     assert set(DAY_PARTS) >= {day_part(c.local_start) for c in shown}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=4),
+    st.integers(min_value=0, max_value=44),
+    st.integers(min_value=0, max_value=44),
+    st.integers(min_value=0, max_value=2**32),
+    st.sampled_from(VARIANTS),
+)
+def test_a_kept_day_cut_to_a_window_chooses_as_the_candidates_in_that_window(
+    stylists: int, lo: int, span: int, seed: int, variant: str
+) -> None:
+    """The server keeps one FreeDay per day and cuts the notice window out of it per request:
+    that must choose exactly what choosing among the window's candidates would."""
+    from models.exposure import FreeDay
+
+    day = make_day(stylists, {0: [("12:00", "13:00")]})
+    earliest = _at("09:00").astimezone(UTC) + lo * 15 * MIN
+    latest = earliest + span * 15 * MIN
+    inside = [c for c in day if earliest <= c.start_at <= latest]
+    kept = FreeDay.of(day, SHORTEST).between(earliest, latest)
+    assert kept.candidates() == sorted(inside, key=lambda c: (c.start_at, c.stylist_id))
+    assert kept.choose(seed=seed, variant=variant) == choose(
+        inside, seed=seed, shortest_service=SHORTEST, variant=variant
+    )
