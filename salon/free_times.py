@@ -75,6 +75,25 @@ _FREE_STARTS = """
 WITH cand(stylist_id, need) AS (
     SELECT * FROM unnest(CAST(:stylists AS uuid[]), CAST(:needs AS int[]))
 ),
+-- The live bookings of these stylists in range, read once and listed under every UTC day a
+-- slot overlapping them can start on (the day before theirs to their last): the anti-join
+-- below then hashes on (stylist, day) and compares a slot with a booking or two, where a
+-- probe per slot walked each stylist's bookings.
+busy AS MATERIALIZED (
+    SELECT b.stylist_id, b.start_at, b.end_at, CAST(d AS date) AS day
+    FROM scheduler.bookings b,
+         generate_series(
+             date_trunc('day', b.start_at AT TIME ZONE 'UTC') - interval '1 day',
+             date_trunc('day', b.end_at AT TIME ZONE 'UTC'),
+             interval '1 day') AS d
+    WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[]))
+      AND b.status IN ('held', 'confirmed')
+      -- An expired hold blocks nothing, even before the sweep marks it.
+      AND (b.status = 'confirmed' OR b.hold_expires_at > now())
+      AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
+      -- A booking being moved does not block its own new time.
+      AND b.id IS DISTINCT FROM CAST(:exclude AS uuid)
+),
 free AS (
     SELECT sl.id, sl.stylist_id, sl.local_date, sl.start_at, sl.end_at, c.need
     FROM scheduler.slot_instances sl
@@ -86,17 +105,10 @@ free AS (
       AND sl.local_date BETWEEN :first AND :last
       AND sl.status = 'open'
       AND NOT EXISTS (
-          SELECT 1 FROM scheduler.bookings b
+          SELECT 1 FROM busy b
           WHERE b.stylist_id = sl.stylist_id
-            AND b.status IN ('held', 'confirmed')
-            -- An expired hold blocks nothing, even before the sweep marks it.
-            AND (b.status = 'confirmed' OR b.hold_expires_at > now())
-            AND b.start_at < sl.end_at AND b.end_at > sl.start_at
-            -- Bounded by the asked range too, so the probe never walks the stylist's other
-            -- days' bookings (any booking overlapping a slot in range satisfies both).
-            AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
-            -- A booking being moved does not block its own new time.
-            AND b.id IS DISTINCT FROM CAST(:exclude AS uuid))
+            AND b.day = CAST(sl.start_at AT TIME ZONE 'UTC' AS date)
+            AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
 ),
 marked AS (
     SELECT *, CASE WHEN lag(end_at) OVER w = start_at THEN 0 ELSE 1 END AS brk

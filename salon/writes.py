@@ -38,8 +38,9 @@ from salon.errors import (
     SlotUnavailable,
     WriteFailed,
 )
+from salon.offers import catalogue_key
 from salon.settings import Settings
-from salon.versions import TimeChange, bump_versions
+from salon.versions import TimeChange, queue_bumps, run_pipeline
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -422,19 +423,13 @@ def _execute(
         # its own (unless another delivery has finished the write meanwhile).
         return _execute(container, write_id, aborted.outcome)
     # Only after the commit: a message must never name a row that might still roll back.
+    notify_done(container, write_id, outcome, fresh)
     if fresh is not None:
         _send_followups(container, fresh)
-    notify_done(container, write_id, outcome)
     return outcome
 
 
 def _send_followups(container: Container, outcome: WriteOutcome) -> None:
-    if outcome.catalogue_changed:
-        from salon.offers import bump_catalogue
-
-        bump_catalogue(container)
-    if outcome.touched_stylists or outcome.touched_times:
-        bump_versions(container, outcome.touched_stylists, outcome.touched_times)
     for actor_name, args in outcome.followups:
         try:
             container.broker.get_actor(actor_name).send(*args)
@@ -498,16 +493,28 @@ def _integrity_problem(exc: IntegrityError) -> tuple[int, dict[str, Any]]:
 
 
 def notify_done(
-    container: Container, write_id: uuid.UUID, outcome: WriteOutcome | None = None
+    container: Container,
+    write_id: uuid.UUID,
+    outcome: WriteOutcome | None = None,
+    fresh: WriteOutcome | None = None,
 ) -> None:
     """Wake the API waiting on this write, handing it the stored outcome (none: it reads the
-    row). A redelivery pushes again: the same stored outcome, so whichever it pops is right."""
-    key = done_key(container.settings.redis_namespace, write_id)
-    try:
-        pipe = container.redis.pipeline()
+    row). A redelivery pushes again: the same stored outcome, so whichever it pops is right.
+    A `fresh` outcome (this run committed it) first bumps the versions of the catalogue and
+    stylists it changed, in the same round trip: the customer's next read sees the change."""
+    ns = container.settings.redis_namespace
+    key = done_key(ns, write_id)
+
+    def fill(pipe: Any) -> None:
+        if fresh is not None and fresh.catalogue_changed:
+            pipe.incr(catalogue_key(ns))
+        if fresh is not None and (fresh.touched_stylists or fresh.touched_times):
+            queue_bumps(pipe, ns, fresh.touched_stylists, fresh.touched_times)
         pipe.lpush(key, _signal(outcome))
         pipe.expire(key, 120)
-        pipe.execute()
+
+    try:
+        run_pipeline(container.redis, fill)
     except redis.RedisError:
         log.warning("could not signal completion of write %s; the API falls back to 202", write_id)
 

@@ -540,3 +540,16 @@ def test_a_calendar_shows_a_time_again_when_its_hold_expires(api, shop, containe
 
     time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds() + 0.5))
     assert dates_of(api, shop)[1]["total_slots"] == STARTS_PER_STYLIST
+
+
+def test_writes_still_bump_versions_after_redis_lost_its_scripts(container, shop):
+    """After a Redis restart the bump script is gone: the write path loads it again."""
+    from salon.versions import changes_key, version_key
+
+    ns = container.settings.redis_namespace
+    stylist = uuid.UUID(shop["a"])
+    before = int(container.redis.get(version_key(ns, stylist)) or 0)
+    container.redis.script_flush()  # what a restart does (other clients reload theirs too)
+    bump_versions(container, [], [(stylist, at(10), at(11))])
+    assert int(container.redis.get(version_key(ns, stylist))) == before + 1
+    assert container.redis.zscore(changes_key(ns, stylist), DAY.isoformat()) == before + 1
