@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from salon.answers import PublicReads
+from salon.answers import Lookup, PublicReads
 from salon.free_times import Offer, Window, free_days, free_on_days, hold_expiries, local_today
+from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Calendars:
         self.settings = container.settings
         self.ns = container.settings.redis_namespace
         self.reads = reads or PublicReads(container)
+        self._flights: SingleFlight[bytes] = SingleFlight()
 
     def calendar(
         self,
@@ -68,6 +70,25 @@ class Calendars:
         found = self.reads.lookup(key, now)
         if found.answer is not None:
             return found.answer
+        return self._flights.run(
+            key,
+            lambda: self._compute(
+                key, found, location_id, service_id, stylist_id, first, days, start, now
+            ),
+        )
+
+    def _compute(
+        self,
+        key: str,
+        found: Lookup,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+        first: dt.date | None,
+        days: int,
+        start: str,
+        now: dt.datetime,
+    ) -> bytes:
         o, versions = self.reads.offer(found.catalogue_version, location_id, service_id, stylist_id)
         today = local_today(o, now)
         first = first or today

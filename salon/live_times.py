@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.exposure import Candidate, FreeDay
 from salon.free_times import Offer, Window, free_starts, next_hold_expiry
+from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class LiveTimes:
         self.max_entries = max_entries
         self._days: OrderedDict[DayKey, DayTimes] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights: SingleFlight[DayTimes] = SingleFlight()
 
     def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
@@ -88,14 +90,18 @@ class LiveTimes:
                 dirty = dirty_local_dates(self.container.redis, ns, versions, hit.versions)
                 if dirty is not None and day not in dirty:
                     return self._keep(key, replace(hit, versions=versions))
+        if versions is None:
+            return self._compute(o, day, NO_VERSIONS, now)
+        return self._flights.run(
+            (key, versions), lambda: self._keep(key, self._compute(o, day, versions, now))
+        )
+
+    def _compute(self, o: Offer, day: dt.date, versions: Versions, now: dt.datetime) -> DayTimes:
         with self.container.sessions() as session:
             rows = free_starts(session, o, day, whole_days(day))
             expiry = next_hold_expiry(session, o, day, day)
         valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
-        found = DayTimes(
-            FreeDay.of(candidates(o, rows), o.shortest), versions or NO_VERSIONS, valid_until
-        )
-        return found if versions is None else self._keep(key, found)
+        return DayTimes(FreeDay.of(candidates(o, rows), o.shortest), versions, valid_until)
 
     def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
         with self._lock:
