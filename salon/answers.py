@@ -19,7 +19,7 @@ import redis
 
 from salon.free_times import Offer
 from salon.live_times import LiveTimes
-from salon.offers import OfferCache, catalogue_key
+from salon.offers import OfferCache, catalogue_key, queue_catalogue_bump
 from salon.versions import Versions, version_key
 
 if TYPE_CHECKING:
@@ -96,6 +96,15 @@ class PublicReads:
         stylists = sorted(str(s) for s in o.needs)
         try:
             raw = self.redis.mget(self.version_keys(stylists))
+            if raw[0] is None:
+                # A Redis that lost its data (a restart) also lost the counters, which would
+                # start again from 0 and could match what a process kept from before. The
+                # catalogue counter starts at a random value instead: a process that kept
+                # anything under the old one sees another catalogue and recomputes it all.
+                pipe = self.redis.pipeline(transaction=False)
+                queue_catalogue_bump(pipe, self.ns)
+                pipe.execute()
+                raw = self.redis.mget(self.version_keys(stylists))
         except redis.RedisError:
             return None
         values = [int(v or 0) for v in raw]

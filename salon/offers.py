@@ -11,11 +11,12 @@ request in every process; the snapshot's age is also capped in case a bump was l
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -39,7 +40,16 @@ def bump_catalogue(container: Container) -> None:
     """After a catalogue write commits: every process re-reads the offers it snapshotted."""
     # Lost (Redis down): the snapshots age out within MAX_AGE_SECONDS.
     with contextlib.suppress(redis.RedisError):
-        container.redis.incr(catalogue_key(container.settings.redis_namespace))
+        pipe = container.redis.pipeline(transaction=False)
+        queue_catalogue_bump(pipe, container.settings.redis_namespace)
+        pipe.execute()
+
+
+def queue_catalogue_bump(pipe: Any, namespace: str) -> None:
+    # Started at a random value, never at 0: after a Redis restart the counter must not
+    # come back to a value some process kept answers under (see `salon.answers`).
+    pipe.set(catalogue_key(namespace), secrets.randbits(48), nx=True)
+    pipe.incr(catalogue_key(namespace))
 
 
 class OfferCache:

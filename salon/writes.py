@@ -38,7 +38,7 @@ from salon.errors import (
     SlotUnavailable,
     WriteFailed,
 )
-from salon.offers import catalogue_key
+from salon.offers import queue_catalogue_bump
 from salon.settings import Settings
 from salon.versions import TimeChange, queue_bumps, run_pipeline
 
@@ -507,7 +507,7 @@ def notify_done(
 
     def fill(pipe: Any) -> None:
         if fresh is not None and fresh.catalogue_changed:
-            pipe.incr(catalogue_key(ns))
+            queue_catalogue_bump(pipe, ns)
         if fresh is not None and (fresh.touched_stylists or fresh.touched_times):
             queue_bumps(pipe, ns, fresh.touched_stylists, fresh.touched_times)
         pipe.lpush(key, _signal(outcome))

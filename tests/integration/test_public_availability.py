@@ -553,3 +553,20 @@ def test_writes_still_bump_versions_after_redis_lost_its_scripts(container, shop
     bump_versions(container, [], [(stylist, at(10), at(11))])
     assert int(container.redis.get(version_key(ns, stylist))) == before + 1
     assert container.redis.zscore(changes_key(ns, stylist), DAY.isoformat()) == before + 1
+
+
+def test_what_a_process_kept_is_not_trusted_after_redis_lost_its_data(shop, container):
+    """Counters start again after a Redis restart; kept day lists must not match by chance."""
+    from salon.answers import PublicReads
+
+    reads = PublicReads(container)
+    o, versions = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
+    assert versions is not None and versions.catalogue != 0
+    now = dt.datetime.now(dt.UTC)
+    kept = reads.live.day(o, DAY, versions, now)
+    ns = container.settings.redis_namespace
+    for key in container.redis.scan_iter(f"{ns}:*"):  # what a restart of Redis does to us
+        container.redis.delete(key)
+    after = reads.versions(o)
+    assert after is not None and after.catalogue != versions.catalogue
+    assert reads.live.day(o, DAY, after, now).free is not kept.free
