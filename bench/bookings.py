@@ -57,33 +57,26 @@ from urllib.parse import urlsplit
 import psycopg
 
 from bench import baseline_pgbench
-from bench.availability import (
-    DEFAULT_ADMIN_URL,
-    DEFAULT_REDIS_URL,
-    Ours,
-    Redos,
-    Run,
-    Salon,
-    checked_run,
-    collapsed_summary,
-    cpu_by_group,
-    drop_database,
-    find_py_spy,
-    libpq,
-    print_profile,
-    product_env,
-    py_spy,
-    revision,
-    salon_api,
-    seed_salon,
-    wipe_namespace,
-)
 from bench.cpuwatch import CpuWatch, process_cpu
 from bench.generation import fresh_database
 from bench.harness import Service, started
 from bench.loadgen import LoadResult, Request, run_load, summarize_ns
 from bench.measure import paired_ratio
+from bench.profiling import collapsed_summary, find_py_spy, print_profile, py_spy
 from bench.report import Figure, emit, format_table, median_figure
+from bench.salon_setup import (
+    DEFAULT_ADMIN_URL,
+    DEFAULT_REDIS_URL,
+    Salon,
+    drop_database,
+    libpq,
+    product_env,
+    revision,
+    salon_api,
+    seed_salon,
+    wipe_namespace,
+)
+from bench.server_runs import Ours, Redos, Run, checked_run, cpu_by_group
 from salon.auth import issue_token
 from salon.settings import Settings
 
