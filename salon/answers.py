@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from salon.free_times import Offer
+from salon.free_times import Offer, Window
 from salon.live_times import LiveTimes
 from salon.offers import OfferCache, catalogue_key, queue_catalogue_bump
 from salon.versions import Versions, version_key
@@ -62,6 +62,10 @@ class PublicReads:
         self.offers = OfferCache(container)
         self.live = LiveTimes(container)
         self._lookup = container.redis.register_script(_LOOKUP)
+
+    def window(self, now: dt.datetime) -> Window:
+        settings = self.container.settings
+        return Window.from_now(now, settings.min_notice_minutes, settings.booking_horizon_days)
 
     def lookup(self, key: str, now: dt.datetime) -> Lookup:
         try:

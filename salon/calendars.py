@@ -46,7 +46,6 @@ def days_view(first: dt.date, counts: dict[dt.date, int], days: int) -> list[dic
 class Calendars:
     def __init__(self, container: Container, reads: PublicReads | None = None) -> None:
         self.container = container
-        self.settings = container.settings
         self.ns = container.settings.redis_namespace
         self.reads = reads or PublicReads(container)
         self._flights: SingleFlight[bytes] = SingleFlight()
@@ -93,9 +92,7 @@ class Calendars:
         today = local_today(o, now)
         first = first or today
         last = first + dt.timedelta(days=days - 1)
-        window = Window.from_now(
-            now, self.settings.min_notice_minutes, self.settings.booking_horizon_days
-        )
+        window = self.reads.window(now)
         counts, expiries, edges_at = self._counts(
             o, first, last, window, versions, found.state, now
         )
@@ -141,9 +138,9 @@ class Calendars:
     ) -> tuple[dict[dt.date, int], dict[dt.date, dt.datetime], dt.datetime]:
         """The counts per date, the first hold expiry per date, and when the window's edge
         dates were last computed: from the stored state where it is still right."""
-        dirty = self._dirty(o, first, last, window, versions, state, now)
+        moved = self._moved(first, versions, state)
         with self.container.sessions() as session:
-            if dirty is None or state is None:
+            if moved is None or state is None:
                 counts = free_days(session, o, first, last, window)
                 return counts, hold_expiries(session, o, first, last), now
             counts = {dt.date.fromisoformat(d): int(n) for d, n in state["counts"].items()}
@@ -151,9 +148,11 @@ class Calendars:
                 dt.date.fromisoformat(d): dt.datetime.fromisoformat(x)
                 for d, x in state["expiries"].items()
             }
+            # Stale: what a write reached, and the dates whose first hold has expired.
+            dirty = moved | {d for d, x in expiries.items() if x <= now}
             edges_at = dt.datetime.fromisoformat(state["edges_at"])
             if now - edges_at >= dt.timedelta(seconds=EDGE_SECONDS):
-                dirty |= self._edges(o, first, last, window)
+                dirty |= self._edges(o, first, window)
                 edges_at = now
             dirty = {d for d in dirty if first <= d <= last}
             if dirty:
@@ -165,33 +164,17 @@ class Calendars:
                         expiries[day] = fresh_expiries[day]
             return counts, expiries, edges_at
 
-    def _dirty(
-        self,
-        o: Offer,
-        first: dt.date,
-        last: dt.date,
-        window: Window,
-        versions: Versions | None,
-        state: dict[str, Any] | None,
-        now: dt.datetime,
+    def _moved(
+        self, first: dt.date, versions: Versions | None, state: dict[str, Any] | None
     ) -> set[dt.date] | None:
-        """The dates the stored state may have wrong; None: all of them."""
+        """The dates a write may have changed since the stored state; None: all of them."""
         if versions is None or state is None or state["first"] != first.isoformat():
             return None
-        dirty = dirty_local_dates(
-            self.container.redis, self.ns, versions, Versions.from_doc(state["versions"])
-        )
-        if dirty is None:
-            return None
-        expired = {
-            dt.date.fromisoformat(d)
-            for d, x in state["expiries"].items()
-            if dt.datetime.fromisoformat(x) <= now
-        }
-        return dirty | expired
+        older = Versions.from_doc(state["versions"])
+        return dirty_local_dates(self.container.redis, self.ns, versions, older)
 
     @staticmethod
-    def _edges(o: Offer, first: dt.date, last: dt.date, window: Window) -> set[dt.date]:
+    def _edges(o: Offer, first: dt.date, window: Window) -> set[dt.date]:
         """The dates whose free starts the passing of time changes: up to the earliest
         bookable instant, and around the latest."""
         earliest = window.earliest.astimezone(o.zone).date()

@@ -84,9 +84,7 @@ class ExposureService:
         self.reads = reads or PublicReads(container)
 
     def window(self, now: dt.datetime) -> Window:
-        return Window.from_now(
-            now, self.settings.min_notice_minutes, self.settings.booking_horizon_days
-        )
+        return self.reads.window(now)
 
     def key(
         self,

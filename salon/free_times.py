@@ -223,28 +223,6 @@ def free_on_days(
     return {d: found.get(d, 0) for d in days}
 
 
-_NEXT_HOLD_EXPIRY = text(
-    """
-    SELECT min(b.hold_expires_at) FROM scheduler.bookings b
-    WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[])) AND b.status = 'held'
-      AND b.hold_expires_at > now()
-      AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
-    """
-)
-
-
-def next_hold_expiry(
-    session: Session, o: Offer, first: dt.date, last: dt.date
-) -> dt.datetime | None:
-    """When the first live hold that may hide a free start of these days expires: free
-    starts computed now are right until then (an expiring hold frees time without a write)."""
-    if not o.needs:
-        return None
-    params = {"stylists": list(o.needs), **_range(first, last)}
-    value: dt.datetime | None = session.execute(_NEXT_HOLD_EXPIRY, params).scalar_one()
-    return value
-
-
 _LIVE_HOLDS = text(
     """
     SELECT b.start_at, b.end_at, b.hold_expires_at FROM scheduler.bookings b

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from models.exposure import Candidate, FreeDay
-from salon.free_times import Offer, Window, free_starts, next_hold_expiry
+from salon.free_times import Offer, Window, free_starts, hold_expiries
 from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
 
@@ -99,7 +99,7 @@ class LiveTimes:
     def _compute(self, o: Offer, day: dt.date, versions: Versions, now: dt.datetime) -> DayTimes:
         with self.container.sessions() as session:
             rows = free_starts(session, o, day, whole_days(day))
-            expiry = next_hold_expiry(session, o, day, day)
+            expiry = hold_expiries(session, o, day, day).get(day)
         valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
         return DayTimes(FreeDay.of(candidates(o, rows), o.shortest), versions, valid_until)
 

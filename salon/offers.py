@@ -3,22 +3,20 @@
 `offer()` (four queries: location, service, who offers it, which stylists) is the same for
 every customer asking about a service. Each API process keeps the answers it has read, each
 tagged with the catalogue version it was read under: a counter in Redis that every catalogue
-write bumps after it commits (`bump_catalogue`). A reader fetches the counter with the
-stylists' versions it needs anyway, so a change of staff or services shows at the next
-request in every process; the snapshot's age is also capped in case a bump was lost.
+write bumps after it commits (`queue_catalogue_bump`, sent with the write's done signal). A
+reader fetches the counter with the stylists' versions it needs anyway, so a change of staff
+or services shows at the next request in every process; the snapshot's age is also capped in
+case a bump was lost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
-
-import redis
 
 from salon.free_times import Offer, offer
 
@@ -34,15 +32,6 @@ OfferKey = tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]
 
 def catalogue_key(namespace: str) -> str:
     return f"{namespace}:catalogue-version"
-
-
-def bump_catalogue(container: Container) -> None:
-    """After a catalogue write commits: every process re-reads the offers it snapshotted."""
-    # Lost (Redis down): the snapshots age out within MAX_AGE_SECONDS.
-    with contextlib.suppress(redis.RedisError):
-        pipe = container.redis.pipeline(transaction=False)
-        queue_catalogue_bump(pipe, container.settings.redis_namespace)
-        pipe.execute()
 
 
 def queue_catalogue_bump(pipe: Any, namespace: str) -> None:
