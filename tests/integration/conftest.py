@@ -54,6 +54,46 @@ class Api:
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} not finished: {job}")
 
+    def open_salon(
+        self, token: str, *, name: str, timezone: str, stylists: tuple[str, ...], days: Any
+    ) -> dict[str, Any]:
+        """A location with these stylists, a 60-minute cut, open 09:00-18:00 every day, its
+        slots generated for `days` (first, last): the ids, and the finished job."""
+        loc = self.post("/admin/v1/locations", token, {"name": name, "timezone": timezone}).json
+        people = [
+            self.post("/admin/v1/stylists", token, {"name": n, "location_ids": [loc["id"]]}).json
+            for n in stylists
+        ]
+        service = self.post(
+            "/admin/v1/services",
+            token,
+            {"location_id": loc["id"], "name": "Cut", "duration_minutes": 60},
+        ).json
+        rule = self.post(
+            "/admin/v1/availabilities",
+            token,
+            {
+                "location_id": loc["id"],
+                "rule_kind": "WEEKLY",
+                "days_of_week": [1, 2, 3, 4, 5, 6, 7],
+                "start_time": "09:00",
+                "end_time": "18:00",
+            },
+        )
+        assert rule.status_code == 201, rule.text
+        first, last = days
+        job = self.post(
+            "/admin/v1/slots/generate",
+            token,
+            {"from": first.isoformat(), "to": last.isoformat(), "location_id": loc["id"]},
+        ).json
+        return {
+            "location": loc["id"],
+            "stylists": [p["id"] for p in people],
+            "service": service["id"],
+            "job": self.wait_job(token, job["id"]),
+        }
+
 
 @pytest.fixture(scope="session")
 def app(container):  # type: ignore[no-untyped-def]

@@ -21,39 +21,14 @@ CUSTOMER = {"name": "Ana Lopez", "phone": "+33 6 12 34 56 78", "email": "ana@exa
 
 @pytest.fixture
 def salon(api, admin_token, worker, settings, tenant):  # type: ignore[no-untyped-def]
-    loc = api.post(
-        "/admin/v1/locations", admin_token, {"name": "Paris", "timezone": "Europe/Paris"}
-    ).json
-    stylists = [
-        api.post("/admin/v1/stylists", admin_token, {"name": n, "location_ids": [loc["id"]]}).json
-        for n in ("Zoe", "Yan")
-    ]
-    service = api.post(
-        "/admin/v1/services",
-        admin_token,
-        {"location_id": loc["id"], "name": "Cut", "duration_minutes": 60},
-    ).json
-    api.post(
-        "/admin/v1/availabilities",
-        admin_token,
-        {
-            "location_id": loc["id"],
-            "rule_kind": "WEEKLY",
-            "days_of_week": [1, 2, 3, 4, 5, 6, 7],
-            "start_time": "09:00",
-            "end_time": "18:00",
-        },
+    opened = api.open_salon(
+        admin_token, name="Paris", timezone="Europe/Paris", stylists=("Zoe", "Yan"), days=(DAY, DAY)
     )
-    job = api.post(
-        "/admin/v1/slots/generate",
-        admin_token,
-        {"from": DAY.isoformat(), "to": DAY.isoformat(), "location_id": loc["id"]},
-    ).json
-    assert api.wait_job(admin_token, job["id"])["created"] == 2 * 36
+    assert opened["job"]["created"] == 2 * 36
     return {
-        "location": loc["id"],
-        "stylists": [s["id"] for s in stylists],
-        "service": service["id"],
+        "location": opened["location"],
+        "stylists": opened["stylists"],
+        "service": opened["service"],
         "admin": admin_token,
         "tenant": tenant,
     }

@@ -19,39 +19,16 @@ STARTS_PER_STYLIST = 33  # 09:00-18:00, 15-minute slots, 60-minute service: 09:0
 
 @pytest.fixture
 def shop(api, admin_token, worker):  # type: ignore[no-untyped-def]
-    loc = api.post(
-        "/admin/v1/locations", admin_token, {"name": "Bath", "timezone": "Europe/London"}
-    ).json
-    a = api.post("/admin/v1/stylists", admin_token, {"name": "A", "location_ids": [loc["id"]]}).json
-    b = api.post("/admin/v1/stylists", admin_token, {"name": "B", "location_ids": [loc["id"]]}).json
-    service = api.post(
-        "/admin/v1/services",
+    opened = api.open_salon(
         admin_token,
-        {"location_id": loc["id"], "name": "Cut", "duration_minutes": 60},
-    ).json
-    rule = api.post(
-        "/admin/v1/availabilities",
-        admin_token,
-        {
-            "location_id": loc["id"],
-            "rule_kind": "WEEKLY",
-            "days_of_week": [1, 2, 3, 4, 5, 6, 7],
-            "start_time": "09:00",
-            "end_time": "18:00",
-        },
+        name="Bath",
+        timezone="Europe/London",
+        stylists=("A", "B"),
+        days=(DAY, DAY + dt.timedelta(days=6)),
     )
-    assert rule.status_code == 201, rule.text
-    job = api.post(
-        "/admin/v1/slots/generate",
-        admin_token,
-        {
-            "from": DAY.isoformat(),
-            "to": (DAY + dt.timedelta(days=6)).isoformat(),
-            "location_id": loc["id"],
-        },
-    ).json
-    assert api.wait_job(admin_token, job["id"])["status"] == "succeeded"
-    return {"location": loc["id"], "a": a["id"], "b": b["id"], "service": service["id"]}
+    assert opened["job"]["status"] == "succeeded"
+    a, b = opened["stylists"]
+    return {"location": opened["location"], "a": a, "b": b, "service": opened["service"]}
 
 
 def slots(
