@@ -47,9 +47,6 @@ class Lookup:
     catalogue_version: int  # -1: unknown (Redis unreachable)
     state: dict[str, Any] | None = None  # what the stored answer was computed from
 
-    def previous_versions(self) -> Versions | None:
-        return Versions.from_doc(self.state["versions"]) if self.state else None
-
 
 class PublicReads:
     """What /v1/slots and /v1/dates share: offers, day free-time lists, stored answers.
