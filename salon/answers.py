@@ -94,7 +94,7 @@ class PublicReads:
         return [catalogue_key(self.ns), *(version_key(self.ns, s) for s in stylists)]
 
     def versions(self, o: Offer) -> Versions | None:
-        stylists = sorted(str(s) for s in o.needs)
+        stylists = list(o.stylist_keys)
         try:
             raw = self.redis.mget(self.version_keys(stylists))
             if raw[0] is None:

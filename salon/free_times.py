@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,12 @@ class Offer:
     service: Service
     needs: dict[uuid.UUID, int]  # stylist -> minutes a booking occupies (duration + buffer)
     durations: dict[uuid.UUID, int]  # stylist -> minutes of the service itself
+
+    @cached_property
+    def stylist_keys(self) -> tuple[str, ...]:
+        """The stylists' ids as text, sorted: how versions and kept answers name them (an
+        offer is kept per process and asked this at every request)."""
+        return tuple(sorted(str(s) for s in self.needs))
 
     @property
     def shortest(self) -> dt.timedelta:
