@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -346,15 +347,24 @@ def test_worker_sigkilled_twice_during_1000_holds_loses_and_doubles_nothing(
             progress.notify_all()
 
     def killer() -> None:
-        # SIGKILL the worker (its whole process group) at 25 % and 60 % of the burst, leave it
-        # dead for 1.5 s, start it again; the 16 clients keep sending meanwhile.
+        # SIGKILL the worker (its whole process group) at 25 % and 60 % of the burst, while it
+        # holds writes it has fetched and not acknowledged, leave it dead for 1.5 s, start it
+        # again; the 16 clients keep sending meanwhile.
         for mark in (250, 600):
             with progress:
                 progress.wait_for(lambda m=mark: answered[0] >= m, timeout=120)  # type: ignore[misc]
+            wait_until(worker_holds_writes, 10, "the worker holding fetched writes")
             kills.append((time.monotonic() - started, answered[0]))
             system.worker.kill()
             time.sleep(1.5)
             system.worker.start()
+
+    broker = redis.Redis.from_url(system.env["REDIS_URL"])
+    acks = f"{system.env['REDIS_NAMESPACE']}-dramatiq:__acks__.*.writes"
+
+    def worker_holds_writes() -> bool:
+        # Dramatiq keeps each fetched, unacknowledged message in a set per worker and queue.
+        return any(broker.scard(key) for key in broker.scan_iter(acks))
 
     started = time.monotonic()
     chaos = threading.Thread(target=killer)
@@ -366,6 +376,7 @@ def test_worker_sigkilled_twice_during_1000_holds_loses_and_doubles_nothing(
             answered[0] = len(holds)
             progress.notify_all()
         chaos.join()
+        broker.close()
     burst_seconds = time.monotonic() - started
     # Both kills landed while holds were still being sent.
     assert len(kills) == 2 and all(n < len(holds) for _, n in kills), kills
