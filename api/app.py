@@ -1,4 +1,4 @@
-"""The Falcon app factory. `get_app()` is what gunicorn serves (`api.app:get_app()`)."""
+"""The app factory. `get_app()` is what gunicorn serves (`api.app:get_app()`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from api.errors import PROBLEM_JSON
 from api.metrics import Metrics, MetricsMiddleware
 from api.middleware import AuthMiddleware, RateLimitMiddleware, RequestIdMiddleware
 from api.openapi import build_spec
+from api.repeats import StickyRepeats
 from api.resources import (
     availability,
     availability_public,
@@ -27,13 +28,13 @@ from api.resources import (
 from salon.answers import PublicReads
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
+from salon.exposures import ExposureService
 
 Route = tuple[str, object, str | None]
 
 
-def routes(container: Container) -> list[Route]:
+def routes(container: Container, reads: PublicReads) -> list[Route]:
     c = container
-    reads = PublicReads(c)
     return [
         ("/healthz", health.Healthz(), None),
         ("/readyz", health.Readyz(c), None),
@@ -73,7 +74,10 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(container: Container) -> falcon.App[falcon.Request, falcon.Response]:
+def create_app(
+    container: Container, reads: PublicReads | None = None
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """The Falcon app alone. `reads`: the process's public-read caches (a new one if None)."""
     middleware: list[Any] = [
         MetricsMiddleware(),
         RequestIdMiddleware(),
@@ -92,7 +96,7 @@ def create_app(container: Container) -> falcon.App[falcon.Request, falcon.Respon
     errors.register(app)
     spec: dict[str, object] = {}  # filled below: the docs routes describe themselves too
     table = [
-        *routes(container),
+        *routes(container, reads or PublicReads(container)),
         ("/openapi.yaml", docs.OpenApiYaml(spec), None),
         ("/openapi.json", docs.OpenApiJson(spec), None),
         ("/docs", docs.HtmlPage(docs.SWAGGER_PAGE), None),
@@ -105,10 +109,16 @@ def create_app(container: Container) -> falcon.App[falcon.Request, falcon.Respon
     return app
 
 
-def get_app() -> falcon.App[falcon.Request, falcon.Response]:
+def wsgi_app(container: Container) -> StickyRepeats:
+    """What is served: the Falcon app behind the layer that answers repeated exposures."""
+    reads = PublicReads(container)
+    return StickyRepeats(create_app(container, reads), container, ExposureService(container, reads))
+
+
+def get_app() -> StickyRepeats:
     from salon.logs import configure
     from salon.settings import Settings
 
     settings = Settings.from_env()
     configure(settings.log_level, json_logs=settings.log_json)
-    return create_app(bootstrap(settings))
+    return wsgi_app(bootstrap(settings))

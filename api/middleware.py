@@ -18,14 +18,36 @@ from salon.logs import request_id_var
 log = logging.getLogger("api.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Set by `api.repeats` when it already counted this request against the caller's rate.
+ENV_RATE_COUNT = "salon.rate_count"
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def request_id(given: str | None) -> str:
+    """The caller's X-Request-Id when it is a sane token, else a fresh one."""
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def log_access(method: str, path: str, status: str, elapsed_ms: float | None) -> None:
+    log.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={"status": falcon.http_status_to_code(status), "ms": elapsed_ms},
+    )
+
+
+def rate_key(prefix: str, who: str, now: float) -> str:
+    """The caller's counter of the current one-minute window."""
+    return f"{prefix}:{who}:{int(now // 60)}"
 
 
 class RequestIdMiddleware:
     """Echo a caller's X-Request-Id (or make one) and tag every log line of the request."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        given = req.get_header("X-Request-Id")
-        rid = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        rid = request_id(req.get_header("X-Request-Id"))
         req.context.request_id = rid
         req.context.started = time.perf_counter()
         request_id_var.set(rid)
@@ -36,13 +58,7 @@ class RequestIdMiddleware:
     ) -> None:
         started = getattr(req.context, "started", None)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
-        log.info(
-            "%s %s %s",
-            req.method,
-            req.path,
-            resp.status,
-            extra={"status": falcon.http_status_to_code(resp.status), "ms": elapsed_ms},
-        )
+        log_access(req.method, req.path, str(resp.status), elapsed_ms)
         request_id_var.set(None)
 
 
@@ -80,19 +96,20 @@ class RateLimitMiddleware:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, str]
     ) -> None:
-        if self.limit <= 0 or req.path in ("/healthz", "/readyz", "/metrics"):
+        if self.limit <= 0 or req.path in UNLIMITED_PATHS:
             return
-        principal = req.context.principal
-        who = principal.key if principal else (req.access_route[0] if req.access_route else "-")
-        window = int(time.time() // 60)
-        key = f"{self.prefix}:{who}:{window}"
-        try:
-            pipe = self.redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, 61)
-            count, _ = pipe.execute()
-        except redis.RedisError:
-            return  # an outage must not turn reads into errors; writes fail on their own
+        count = req.env.get(ENV_RATE_COUNT)
+        if count is None:
+            principal = req.context.principal
+            who = principal.key if principal else (req.access_route[0] if req.access_route else "-")
+            key = rate_key(self.prefix, who, time.time())
+            try:
+                pipe = self.redis.pipeline()
+                pipe.incr(key)
+                pipe.expire(key, 61)
+                count, _ = pipe.execute()
+            except redis.RedisError:
+                return  # an outage must not turn reads into errors; writes fail on their own
         if int(count) > self.limit:
             resp.set_header("Retry-After", str(60 - int(time.time()) % 60))
             raise ProblemError(429, "Too many requests", f"limit is {self.limit} per minute")

@@ -25,8 +25,14 @@ from salon.versions import Versions, version_key
 if TYPE_CHECKING:
     from salon.bootstrap import Container
 
-# KEYS[1]: the answer, KEYS[2]: the catalogue version. ARGV[1]: now (epoch seconds).
+# KEYS[1]: the answer, KEYS[2]: the catalogue version, KEYS[3] (optional): the caller's
+# rate-limit counter of this minute, counted in the same call. ARGV[1]: now (epoch seconds).
 _LOOKUP = """
+local count = 0
+if KEYS[3] then
+  count = redis.call('INCR', KEYS[3])
+  if count == 1 then redis.call('EXPIRE', KEYS[3], 61) end
+end
 local h = redis.call('HMGET', KEYS[1], 'response', 'vkeys', 'versions', 'until', 'state')
 local catalogue = redis.call('GET', KEYS[2]) or '0'
 if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
@@ -35,9 +41,9 @@ if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
   local current = redis.call('MGET', unpack(keys))
   local parts = {}
   for i, v in ipairs(current) do parts[i] = v or '0' end
-  if table.concat(parts, ',') == h[3] then return {1, h[1]} end
+  if table.concat(parts, ',') == h[3] then return {1, count, h[1]} end
 end
-return {0, catalogue, h[5]}
+return {0, count, catalogue, h[5]}
 """
 
 
@@ -46,6 +52,7 @@ class Lookup:
     answer: bytes | None
     catalogue_version: int  # -1: unknown (Redis unreachable)
     state: dict[str, Any] | None = None  # what the stored answer was computed from
+    rate_count: int | None = None  # the caller's requests this minute, when it was counted
 
 
 class PublicReads:
@@ -64,15 +71,19 @@ class PublicReads:
         settings = self.container.settings
         return Window.from_now(now, settings.min_notice_minutes, settings.booking_horizon_days)
 
-    def lookup(self, key: str, now: dt.datetime) -> Lookup:
+    def lookup(self, key: str, now: dt.datetime, rate_key: str | None = None) -> Lookup:
+        """The stored answer under `key` if still valid; with `rate_key`, also count the
+        caller's request (the rate limiter's counter) in the same round trip."""
+        keys = [key, catalogue_key(self.ns), *([rate_key] if rate_key else [])]
         try:
-            reply = self._lookup(keys=[key, catalogue_key(self.ns)], args=[int(now.timestamp())])
+            reply = self._lookup(keys=keys, args=[int(now.timestamp())])
         except redis.RedisError:
             return Lookup(None, -1)
+        count = int(reply[1]) if rate_key else None
         if int(reply[0]) == 1:
-            return Lookup(bytes(reply[1]), 0)
-        state = json.loads(reply[2]) if reply[2] is not None else None
-        return Lookup(None, int(reply[1]), state)
+            return Lookup(bytes(reply[2]), 0, rate_count=count)
+        state = json.loads(reply[3]) if reply[3] is not None else None
+        return Lookup(None, int(reply[2]), state, rate_count=count)
 
     def offer(
         self,

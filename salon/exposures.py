@@ -20,7 +20,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from models.exposure import Candidate, replace_taken, seed_for
-from salon.answers import PublicReads
+from salon.answers import Lookup, PublicReads
 from salon.encoding import rfc3339
 from salon.errors import InvalidInput
 from salon.free_times import Offer, Window, free_days, local_today
@@ -109,12 +109,19 @@ class ExposureService:
         day: dt.date,
         variant: str,
         now: dt.datetime,
+        looked_up: tuple[str, Lookup] | None = None,
     ) -> bytes:
         """The customer's exposure as JSON: the stored one while none of its stylists' time
         (nor the catalogue) changed, without SQL; else chosen again over the day's live
-        times, keeping the shown times still free and replacing each taken one."""
+        times, keeping the shown times still free and replacing each taken one.
+
+        `looked_up`: (key, what the lookup found) when the caller already looked this ask up
+        (`api.repeats`); used only if the key is this ask's."""
         key = self.key(subject, location_id, service_id, stylist_id, day, variant)
-        found = self.reads.lookup(key, now)
+        if looked_up is not None and looked_up[0] == key:
+            found = looked_up[1]
+        else:
+            found = self.reads.lookup(key, now)
         if found.answer is not None:
             return found.answer
         o, versions = self.reads.offer(found.catalogue_version, location_id, service_id, stylist_id)

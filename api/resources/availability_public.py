@@ -21,7 +21,15 @@ from salon.calendars import Calendars
 from salon.exposures import ExposureService
 
 SESSION_COOKIE = "salon_sid"
+# Set by `api.repeats`: (exposure key, what the lookup under it found), so it is not repeated.
+ENV_LOOKUP = "salon.exposure_lookup"
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
+
+
+def session_id_of(given: str | None) -> str | None:
+    """The anonymous session id a caller sent (header or cookie), normalized; None if unusable."""
+    session_id = given.lower().replace("-", "") if given else ""
+    return session_id if _SESSION.match(session_id) else None
 
 
 def subject_for(req: falcon.Request, resp: falcon.Response) -> str:
@@ -29,9 +37,8 @@ def subject_for(req: falcon.Request, resp: falcon.Response) -> str:
     principal = req.context.principal
     if principal is not None:
         return f"user:{principal.sub}"
-    given = req.get_header("X-Session-Id") or req.cookies.get(SESSION_COOKIE)
-    session_id = given.lower().replace("-", "") if given else ""
-    if not _SESSION.match(session_id):
+    session_id = session_id_of(req.get_header("X-Session-Id") or req.cookies.get(SESSION_COOKIE))
+    if session_id is None:
         # Two anonymous callers never share an exposure: each gets a fresh random id.
         session_id = uuid.uuid4().hex
         resp.set_cookie(
@@ -97,6 +104,7 @@ class Slots(PublicResource):
             )
         subject = subject_for(req, resp)
         resp.set_header("X-Exposure-Variant", variant)
+        looked_up = req.env.get(ENV_LOOKUP)  # what api.repeats found under this ask's key
         resp.data = self.exposures.exposure(
             subject=subject,
             location_id=q.location_id,
@@ -105,6 +113,7 @@ class Slots(PublicResource):
             day=q.date,
             variant=variant,
             now=dt.datetime.now(dt.UTC),
+            looked_up=looked_up,
         )
         resp.content_type = falcon.MEDIA_JSON
 

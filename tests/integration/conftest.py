@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from falcon import testing
 
-from api.app import create_app
+from api.app import wsgi_app
 from tests.conftest import token_for
 
 
@@ -97,7 +97,7 @@ class Api:
 
 @pytest.fixture(scope="session")
 def app(container):  # type: ignore[no-untyped-def]
-    return create_app(container)
+    return wsgi_app(container)
 
 
 @pytest.fixture
@@ -122,4 +122,4 @@ def idle_container(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def idle_api(idle_container, settings) -> Api:  # type: ignore[no-untyped-def]
-    return Api(testing.TestClient(create_app(idle_container)), settings)
+    return Api(testing.TestClient(wsgi_app(idle_container)), settings)

@@ -1,0 +1,76 @@
+"""The parsing `api.repeats` does in front of Falcon agrees with Falcon's own, or declines."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from falcon import testing
+
+from api.repeats import client_address, cookie_session, plain_query
+
+LOC = str(uuid.uuid4())
+SVC = str(uuid.uuid4())
+
+
+def test_a_plain_query_is_read_and_its_ids_lowercased():
+    fields = plain_query(f"date=2026-12-01&location_id={LOC.upper()}&service_id={SVC}")
+    assert fields == {"date": "2026-12-01", "location_id": LOC, "service_id": SVC}
+    with_stylist = plain_query(
+        f"service_id={SVC}&stylist_id={LOC}&date=2026-12-01&location_id={LOC}"
+    )
+    assert with_stylist is not None and with_stylist["stylist_id"] == LOC
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        f"date=2026-12-01&location_id={LOC}",  # service missing
+        f"date=2026-02-30&location_id={LOC}&service_id={SVC}",  # no such day
+        f"date=20261201&location_id={LOC}&service_id={SVC}",  # another spelling
+        f"date=2026-12-01&location_id={LOC.replace('-', '')}&service_id={SVC}",
+        f"date=2026-12-01&location_id=%7B{LOC}%7D&service_id={SVC}",
+        f"date=2026-12-01&location_id={LOC}&service_id={SVC}&timezone=UTC",
+        f"date=2026-12-01&location_id={LOC}&service_id={SVC}&stylist_id=",
+        f"date=2026-12-01&date=2026-12-02&location_id={LOC}&service_id={SVC}",
+        f"date=2026-12-01&location_id={LOC}&service_id={SVC}&",
+    ],
+)
+def test_anything_else_is_left_to_falcon(query):
+    assert plain_query(query) is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "salon_sid=" + "a" * 32,
+        "theme=dark; salon_sid=" + "b" * 32,
+        "salon_sid=" + "c" * 32 + "; salon_sid=" + "d" * 32,
+        "xsalon_sid=" + "e" * 32 + "; salon_sid=" + "f" * 32,
+        "theme=dark",
+    ],
+)
+def test_the_session_cookie_is_the_one_falcon_reads(header):
+    req = testing.create_req(headers={"Cookie": header})
+    assert cookie_session(header) == req.cookies.get("salon_sid")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Forwarded-For": "203.0.113.9, 10.0.0.1"},
+        {"X-Forwarded-For": " 198.51.100.3 "},
+        {"X-Real-IP": "192.0.2.44"},
+        {"X-Real-IP": "192.0.2.44", "X-Forwarded-For": "203.0.113.9"},
+    ],
+)
+def test_the_rate_limited_caller_is_falcons_first_hop(headers):
+    req = testing.create_req(headers=headers, remote_addr="10.9.8.7")
+    assert client_address(req.env) == req.access_route[0]
+
+
+def test_a_forwarded_header_is_left_to_falcon():
+    req = testing.create_req(headers={"Forwarded": "for=192.0.2.60;proto=http"})
+    assert client_address(req.env) is None
