@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +22,25 @@ import redis
 from salon.free_times import Offer, Window
 from salon.live_times import LiveTimes
 from salon.offers import OfferCache, catalogue_key, queue_catalogue_bump
+from salon.version_mirror import VersionMirror
 from salon.versions import Versions, version_key
+
+
+def version_mirror(client: redis.Redis, namespace: str) -> VersionMirror | None:
+    """A mirror of the namespace's counters (None over TLS: the mirror speaks plain RESP)."""
+    pool = client.connection_pool
+    if pool.connection_class not in (redis.Connection, redis.UnixDomainSocketConnection):
+        return None
+    prefixes = [catalogue_key(namespace), version_key(namespace, "")]
+    name = "salon-versions-" + "".join(c if c.isalnum() else "-" for c in namespace)
+    return VersionMirror(dict(pool.connection_kwargs), prefixes, name)
+
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
+
+# Stored answers this process keeps to answer repeats without Redis (a few KB each).
+MAX_KEPT_ANSWERS = 8192
 
 # KEYS[1]: the answer, KEYS[2]: the catalogue version, KEYS[3] (optional): the caller's
 # rate-limit counter of this minute, counted in the same call. ARGV[1]: now (epoch seconds).
@@ -41,10 +58,20 @@ if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
   local current = redis.call('MGET', unpack(keys))
   local parts = {}
   for i, v in ipairs(current) do parts[i] = v or '0' end
-  if table.concat(parts, ',') == h[3] then return {1, count, h[1]} end
+  if table.concat(parts, ',') == h[3] then return {1, count, h[1], h[2], h[3], h[4]} end
 end
 return {0, count, catalogue, h[5]}
 """
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """A stored answer this process has seen, valid while the mirrored counters agree."""
+
+    response: bytes
+    version_keys: tuple[str, ...]
+    versions: tuple[int, ...]
+    until: int  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,9 @@ class PublicReads:
         self.offers = OfferCache(container)
         self.live = LiveTimes(container)
         self._lookup = container.redis.register_script(_LOOKUP)
+        self.mirror = version_mirror(container.redis, self.ns)
+        self._kept: OrderedDict[str, KeptAnswer] = OrderedDict()
+        self._kept_lock = threading.Lock()
 
     def window(self, now: dt.datetime) -> Window:
         settings = self.container.settings
@@ -74,16 +104,44 @@ class PublicReads:
     def lookup(self, key: str, now: dt.datetime, rate_key: str | None = None) -> Lookup:
         """The stored answer under `key` if still valid; with `rate_key`, also count the
         caller's request (the rate limiter's counter) in the same round trip."""
+        epoch = int(now.timestamp())
+        if rate_key is None and self.mirror is not None:
+            kept = self._kept_answer(key, epoch)
+            if kept is not None:
+                return Lookup(kept, 0)
+        token = self.mirror.token() if self.mirror is not None else None
         keys = [key, catalogue_key(self.ns), *([rate_key] if rate_key else [])]
         try:
-            reply = self._lookup(keys=keys, args=[int(now.timestamp())])
+            reply = self._lookup(keys=keys, args=[epoch])
         except redis.RedisError:
             return Lookup(None, -1)
         count = int(reply[1]) if rate_key else None
         if int(reply[0]) == 1:
-            return Lookup(bytes(reply[2]), 0, rate_count=count)
+            answer = bytes(reply[2])
+            if self.mirror is not None:
+                version_keys = reply[3].decode().split()
+                versions = [int(v) for v in reply[4].split(b",")]
+                self.mirror.learn(token, version_keys, versions)
+                self._keep(
+                    key, KeptAnswer(answer, tuple(version_keys), tuple(versions), int(reply[5]))
+                )
+            return Lookup(answer, 0, rate_count=count)
         state = json.loads(reply[3]) if reply[3] is not None else None
         return Lookup(None, int(reply[2]), state, rate_count=count)
+
+    def _kept_answer(self, key: str, epoch: int) -> bytes | None:
+        with self._kept_lock:
+            kept = self._kept.get(key)
+        if kept is None or epoch >= kept.until or self.mirror is None:
+            return None
+        return kept.response if self.mirror.values(kept.version_keys) == kept.versions else None
+
+    def _keep(self, key: str, kept: KeptAnswer) -> None:
+        with self._kept_lock:
+            self._kept[key] = kept
+            self._kept.move_to_end(key)
+            while len(self._kept) > MAX_KEPT_ANSWERS:
+                self._kept.popitem(last=False)
 
     def offer(
         self,
@@ -133,13 +191,17 @@ class PublicReads:
         ttl: int,
         state: dict[str, Any],
     ) -> None:
+        version_keys = self.version_keys([s for s, _ in versions.stylists])
         fields: dict[str, Any] = {
             "response": answer,
-            "vkeys": " ".join(self.version_keys([s for s, _ in versions.stylists])),
+            "vkeys": " ".join(version_keys),
             "versions": ",".join(map(str, versions.values())),
             "until": int(until.timestamp()),
             "state": json.dumps({**state, "versions": versions.as_doc()}),
         }
+        if self.mirror is not None:
+            kept = KeptAnswer(answer, tuple(version_keys), versions.values(), fields["until"])
+            self._keep(key, kept)
         pipe.delete(key)
         pipe.hset(key, mapping=fields)
         pipe.expire(key, max(1, ttl))

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from typing import Any
 
 import pytest
 from falcon import testing
+from sqlalchemy import text
 
 from api.app import wsgi_app
+from salon.exposures import bump_versions
 from tests.conftest import token_for
 
 
@@ -123,3 +126,39 @@ def idle_container(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def idle_api(idle_container, settings) -> Api:  # type: ignore[no-untyped-def]
     return Api(testing.TestClient(wsgi_app(idle_container)), settings)
+
+
+def book(
+    container,
+    shop,
+    tenant,
+    stylist: str,
+    start: dt.datetime,
+    minutes: int = 60,
+    status: str = "confirmed",
+    expires: dt.datetime | None = None,
+) -> None:
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id,"
+                " service_id, customer_name, customer_phone, status, start_at, end_at,"
+                " hold_expires_at) VALUES (:id, :biz, :loc, :st, :svc, 'C', '+1', :status, :s, :e,"
+                " :x)"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "biz": tenant,
+                "loc": shop["location"],
+                "st": stylist,
+                "svc": shop["service"],
+                "status": status,
+                "s": start,
+                "e": start + dt.timedelta(minutes=minutes),
+                "x": expires,
+            },
+        )
+    # As the booking writes do: the stylist's time changed on these dates.
+    bump_versions(
+        container, [], [(uuid.UUID(stylist), start, start + dt.timedelta(minutes=minutes))]
+    )

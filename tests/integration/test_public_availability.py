@@ -12,6 +12,7 @@ from sqlalchemy import text
 from api.app import create_app
 from salon.bootstrap import bootstrap
 from salon.exposures import bump_versions
+from tests.integration.conftest import book
 
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)
 STARTS_PER_STYLIST = 33  # 09:00-18:00, 15-minute slots, 60-minute service: 09:00..17:00
@@ -44,42 +45,6 @@ def slots(
     if session:
         headers["X-Session-Id"] = session
     return api.client.simulate_get("/v1/slots", params=params, headers=headers)
-
-
-def book(
-    container,
-    shop,
-    tenant,
-    stylist: str,
-    start: dt.datetime,
-    minutes: int = 60,
-    status: str = "confirmed",
-    expires: dt.datetime | None = None,
-) -> None:
-    with container.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id,"
-                " service_id, customer_name, customer_phone, status, start_at, end_at,"
-                " hold_expires_at) VALUES (:id, :biz, :loc, :st, :svc, 'C', '+1', :status, :s, :e,"
-                " :x)"
-            ),
-            {
-                "id": uuid.uuid4(),
-                "biz": tenant,
-                "loc": shop["location"],
-                "st": stylist,
-                "svc": shop["service"],
-                "status": status,
-                "s": start,
-                "e": start + dt.timedelta(minutes=minutes),
-                "x": expires,
-            },
-        )
-    # As the booking writes do: the stylist's time changed on these dates.
-    bump_versions(
-        container, [], [(uuid.UUID(stylist), start, start + dt.timedelta(minutes=minutes))]
-    )
 
 
 def at(hour: int, minute: int = 0) -> dt.datetime:
