@@ -131,13 +131,48 @@ def choose(
     return FreeDay.of(candidates, shortest_service).choose(seed=seed, variant=variant)
 
 
+# A candidate as plain values: (key, stylist id hex, slot id hex, start_at, end_at, local_start,
+# gap_before, gap_after). A kept day is tuples of these, which the garbage collector stops
+# tracking after one pass; as Candidate objects (two UUIDs each) a process's kept days were
+# ~150,000 tracked objects, and every full collection walked them: 50-150 ms pauses.
+CandidateRow = tuple[str, str, str, datetime, datetime, datetime, timedelta, timedelta]
+
+
+def _row(c: Candidate) -> CandidateRow:
+    return (
+        c.key,
+        c.stylist_id.hex,
+        c.slot_id.hex,
+        c.start_at,
+        c.end_at,
+        c.local_start,
+        c.gap_before,
+        c.gap_after,
+    )
+
+
+def _candidate(r: CandidateRow) -> Candidate:
+    return Candidate(
+        key=r[0],
+        stylist_id=uuid.UUID(hex=r[1]),
+        slot_id=uuid.UUID(hex=r[2]),
+        start_at=r[3],
+        end_at=r[4],
+        local_start=r[5],
+        gap_before=r[6],
+        gap_after=r[7],
+    )
+
+
 @dataclass(frozen=True)
 class FreeDay:
     """A day's candidates grouped by start time once, each time with its day part and best
     gap score, so that many customers can choose among them: the server keeps one per
-    location, service and day. `FreeDay.of(cs, s).choose(...)` is `choose(cs, s, ...)`."""
+    location, service and day. `FreeDay.of(cs, s).choose(...)` is `choose(cs, s, ...)`.
 
-    times: tuple[StartTime, ...]
+    Candidates are kept as plain rows and built only when returned (see `CandidateRow`)."""
+
+    rows: tuple[tuple[CandidateRow, ...], ...]  # per start time, its candidates in order
     shortest_service: timedelta
     parts: tuple[str, ...]
     scores: tuple[int, ...]  # per time: the best of its candidates' gap scores
@@ -146,38 +181,52 @@ class FreeDay:
     def of(cls, candidates: Sequence[Candidate], shortest_service: timedelta) -> FreeDay:
         if shortest_service < _ZERO:
             raise ValueError("shortest_service must not be negative")
-        times = tuple(group(candidates))
+        times = group(candidates)
         return cls(
-            times,
+            tuple(tuple(_row(c) for c in t) for t in times),
             shortest_service,
             tuple(day_part(t[0].local_start) for t in times),
             tuple(max(_gap_score(c, shortest_service) for c in t) for t in times),
         )
 
+    @property
+    def count(self) -> int:
+        """How many distinct start times."""
+        return len(self.rows)
+
+    @property
+    def times(self) -> tuple[StartTime, ...]:
+        return tuple(tuple(_candidate(r) for r in t) for t in self.rows)
+
     def between(self, earliest: datetime, latest: datetime) -> FreeDay:
         """The start times from `earliest` to `latest`, inclusive."""
-        starts = [t[0].start_at for t in self.times]
+        starts = [t[0][3] for t in self.rows]
         lo, hi = bisect.bisect_left(starts, earliest), bisect.bisect_right(starts, latest)
         return FreeDay(
-            self.times[lo:hi], self.shortest_service, self.parts[lo:hi], self.scores[lo:hi]
+            self.rows[lo:hi], self.shortest_service, self.parts[lo:hi], self.scores[lo:hi]
         )
 
     def candidates(self) -> list[Candidate]:
-        return [c for t in self.times for c in t]
+        return [_candidate(r) for t in self.rows for r in t]
 
     def choose(self, *, seed: int, variant: str = "balanced") -> list[Candidate]:
-        weigh = _weigher(self.shortest_service, variant)
+        _weigher(self.shortest_service, variant)  # validates the variant
         base = _BASES[variant]
+        shortest = self.shortest_service
+
+        def weigh(r: CandidateRow) -> float:
+            return float(base ** _gaps_score(r[6], r[7], shortest))
+
         # A time weighs as its best stylist: base ** max(score) (every base is >= 1).
         weights = [float(base**score) for score in self.scores]
         rng = random.Random(seed)
-        if len(self.times) <= SHOW_ALL_UP_TO:
-            picked = list(range(len(self.times)))
+        if len(self.rows) <= SHOW_ALL_UP_TO:
+            picked = list(range(len(self.rows)))
         else:
             k = rng.choices(list(K_WEIGHTS), weights=list(K_WEIGHTS.values()))[0]
             picked = self._pick_times(k, rng, weights)
         # Stylists are drawn in start order so the draws do not depend on the order of the picks.
-        chosen = (_pick_one(self.times[i], rng, weigh) for i in sorted(picked))
+        chosen = (_candidate(_pick_one(self.rows[i], rng, weigh)) for i in sorted(picked))
         return sorted(chosen, key=_order)
 
     def _pick_times(self, k: int, rng: random.Random, weights: list[float]) -> list[int]:
@@ -189,7 +238,7 @@ class FreeDay:
             parts = _sample(parts, k, rng, lambda part: float(len(by_part[part])))
         picked = [_sample(by_part[part], 1, rng, weights.__getitem__)[0] for part in parts]
         taken = set(picked)
-        rest = [i for i in range(len(self.times)) if i not in taken]
+        rest = [i for i in range(len(self.rows)) if i not in taken]
         return picked + _sample(rest, k - len(picked), rng, weights.__getitem__)
 
 
@@ -251,8 +300,12 @@ def group(candidates: Sequence[Candidate]) -> list[StartTime]:
 
 
 def _gap_score(c: Candidate, shortest_service: timedelta) -> int:
+    return _gaps_score(c.gap_before, c.gap_after, shortest_service)
+
+
+def _gaps_score(gap_before: timedelta, gap_after: timedelta, shortest_service: timedelta) -> int:
     score = 0
-    for gap in (c.gap_before, c.gap_after):
+    for gap in (gap_before, gap_after):
         if gap == _ZERO:
             score += 1
         elif gap < shortest_service:
@@ -285,9 +338,7 @@ def _sample(
     return [items[index] for index in best[:count]]
 
 
-def _pick_one(
-    options: StartTime, rng: random.Random, weigh: Callable[[Candidate], float]
-) -> Candidate:
+def _pick_one(options: Sequence[_T], rng: random.Random, weigh: Callable[[_T], float]) -> _T:
     if len(options) == 1:
         return options[0]
     return _sample(options, 1, rng, weigh)[0]

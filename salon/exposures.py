@@ -153,7 +153,7 @@ class ExposureService:
             )
             shown = free.choose(seed=seed, variant=variant)
             expires_at = now + dt.timedelta(seconds=self.settings.exposure_ttl_seconds)
-        total = len(free.times)
+        total = free.count
         response = {
             "date": day.isoformat(),
             "location_id": str(o.location.id),

@@ -372,3 +372,19 @@ def test_a_kept_day_cut_to_a_window_chooses_as_the_candidates_in_that_window(
     assert kept.choose(seed=seed, variant=variant) == choose(
         inside, seed=seed, shortest_service=SHORTEST, variant=variant
     )
+
+
+def test_a_kept_day_is_not_walked_by_the_garbage_collector() -> None:
+    """A process keeps hundreds of days; as tracked objects each full collection walked them
+    all (50-150 ms pauses). Its rows hold plain values only, which the collector untracks."""
+    import gc
+
+    from models.exposure import FreeDay
+
+    kept = FreeDay.of(make_day(3, {0: [("12:00", "13:00")]}), SHORTEST)
+    for _ in range(3):  # one collection per level of nesting: a tuple goes after its items
+        gc.collect()
+    assert kept.count > 0
+    assert not gc.is_tracked(kept.rows)
+    assert all(not gc.is_tracked(t) for t in kept.rows)
+    assert kept.times[0][0].stylist_id == uuid.UUID(hex=kept.rows[0][0][1])
