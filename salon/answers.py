@@ -164,8 +164,14 @@ class PublicReads:
 
     def versions(self, o: Offer) -> Versions | None:
         stylists = list(o.stylist_keys)
+        keys = self.version_keys(stylists)
+        # Counters this process is told about when they change need no round trip.
+        known = self.mirror.values(keys) if self.mirror is not None else None
+        if known is not None:
+            return Versions(known[0], tuple(zip(stylists, known[1:], strict=True)))
+        token = self.mirror.token() if self.mirror is not None else None
         try:
-            raw = self.redis.mget(self.version_keys(stylists))
+            raw = self.redis.mget(keys)
             if raw[0] is None:
                 # A Redis that lost its data (a restart) also lost the counters, which would
                 # start again from 0 and could match what a process kept from before. The
@@ -174,10 +180,13 @@ class PublicReads:
                 pipe = self.redis.pipeline(transaction=False)
                 queue_catalogue_bump(pipe, self.ns)
                 pipe.execute()
-                raw = self.redis.mget(self.version_keys(stylists))
+                token = None
+                raw = self.redis.mget(keys)
         except redis.RedisError:
             return None
         values = [int(v or 0) for v in raw]
+        if self.mirror is not None:
+            self.mirror.learn(token, keys, values)
         return Versions(values[0], tuple(zip(stylists, values[1:], strict=True)))
 
     def store(
