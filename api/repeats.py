@@ -5,8 +5,10 @@ answered with the stored bytes (`salon.answers`). Building Falcon's request and 
 running four middlewares costs more CPU than that answer (docs/performance.md), so a repeat in
 its plain form (a session id or a valid token, the canonical query, a known variant) is
 answered here, with the same headers, metrics, access log and rate limit as the full path.
-Anything else, and every miss, goes on to Falcon, carrying what the lookup found so the ask is
-not looked up twice. Falling through is always safe: the full path gives the same answer.
+A miss in that form (a new ask) is chosen here too, by the same call the resource makes.
+Anything else goes on to Falcon, carrying what the lookup found so the ask is not looked up
+twice, and so does a failure, which Falcon's error handlers answer as a problem. Falling
+through is always safe: the full path gives the same answer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from typing import Any
 
 from api.metrics import REQUEST_SECONDS
 from api.middleware import ENV_RATE_COUNT, log_access, rate_key, request_id
-from api.resources.availability_public import ENV_LOOKUP, SESSION_COOKIE, session_id_of
+from api.resources.availability_public import (
+    ENV_FAILURE,
+    ENV_LOOKUP,
+    SESSION_COOKIE,
+    session_id_of,
+)
 from models.exposure import VARIANTS
 from salon.auth import InvalidToken, decode_token
 from salon.bootstrap import Container
@@ -163,7 +170,22 @@ class StickyRepeats:
             environ[ENV_RATE_COUNT] = found.rate_count
             if found.rate_count > self.rate_limit:
                 return None  # Falcon's middleware answers 429 from the count
-        if found.answer is None:
-            return None
-        headers.append(("Content-Length", str(len(found.answer))))
-        return found.answer, headers
+        answer = found.answer
+        if answer is None:
+            # A new ask: chosen here as Falcon's resource would (same call, same lookup).
+            try:
+                answer = self.exposures.exposure(
+                    subject=subject,
+                    location_id=uuid.UUID(fields["location_id"]),
+                    service_id=uuid.UUID(fields["service_id"]),
+                    stylist_id=uuid.UUID(stylist) if stylist else None,
+                    day=dt.date.fromisoformat(fields["date"]),
+                    variant=variant,
+                    now=dt.datetime.fromtimestamp(now, dt.UTC),
+                    looked_up=(key, found),
+                )
+            except Exception as exc:  # Falcon's error handlers answer it
+                environ[ENV_FAILURE] = exc
+                return None
+        headers.append(("Content-Length", str(len(answer))))
+        return answer, headers

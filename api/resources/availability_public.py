@@ -23,6 +23,9 @@ from salon.exposures import ExposureService
 SESSION_COOKIE = "salon_sid"
 # Set by `api.repeats`: (exposure key, what the lookup under it found), so it is not repeated.
 ENV_LOOKUP = "salon.exposure_lookup"
+# Set by `api.repeats` when choosing this request's new ask failed: the exception, raised
+# here again so Falcon's error handlers answer it (an outage is not waited for twice).
+ENV_FAILURE = "salon.exposure_failure"
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -105,6 +108,9 @@ class Slots(PublicResource):
         subject = subject_for(req, resp)
         resp.set_header("X-Exposure-Variant", variant)
         looked_up = req.env.get(ENV_LOOKUP)  # what api.repeats found under this ask's key
+        failed = req.env.get(ENV_FAILURE)
+        if failed is not None:
+            raise failed
         resp.data = self.exposures.exposure(
             subject=subject,
             location_id=q.location_id,

@@ -3,6 +3,7 @@ hang, and nothing accepted is lost."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 
@@ -10,7 +11,7 @@ import pytest
 from falcon import testing
 from sqlalchemy import select
 
-from api.app import create_app
+from api.app import create_app, wsgi_app
 from models.tables import Location, WriteRequest
 from salon import writes
 from salon.bootstrap import bootstrap
@@ -106,6 +107,39 @@ def test_database_down_answers_503_within_two_seconds(db_down_app, settings, ten
         assert resp.json["type"].endswith("/service-unavailable")
         assert resp.headers["Retry-After"]
         assert elapsed < 2.0, (path, elapsed)
+
+
+def test_database_down_a_new_slots_ask_answers_503_within_two_seconds(settings, monkeypatch):
+    """Chosen in front of Falcon (`api.repeats`), the ask's failure is answered by Falcon's
+    error handlers from the exception itself: the outage is not met twice."""
+    from salon.answers import PublicReads
+
+    offers: list[object] = []
+    real_offer = PublicReads.offer
+
+    def counted_offer(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        offers.append(args)
+        return real_offer(self, *args, **kwargs)
+
+    monkeypatch.setattr(PublicReads, "offer", counted_offer)
+    c = bootstrap(settings.with_(database_url=BLACKHOLE_DB))
+    try:
+        client = testing.TestClient(wsgi_app(c))
+        params = {
+            "date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            "location_id": str(uuid.uuid4()),
+            "service_id": str(uuid.uuid4()),
+        }
+        started = time.monotonic()
+        resp = client.simulate_get("/v1/slots", params=params, headers={"X-Session-Id": "c" * 32})
+        elapsed = time.monotonic() - started
+    finally:
+        c.close()
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    assert resp.json["type"].endswith("/service-unavailable")
+    assert elapsed < 2.0, elapsed
+    assert len(offers) == 1  # tried once, in front; Falcon answered from its failure
 
 
 def test_readyz_is_200_when_everything_answers(api):

@@ -1,6 +1,6 @@
-"""Repeated /v1/slots asks answered in front of Falcon (`api.repeats`), against real
+"""/v1/slots asks in their plain form answered in front of Falcon (`api.repeats`), against real
 PostgreSQL and Redis: the same bytes and headers as the full path, the same rate limit,
-metrics and access log, and everything unusual left to Falcon."""
+metrics and access log, and everything unusual (and every failure) left to Falcon."""
 
 from __future__ import annotations
 
@@ -92,29 +92,51 @@ def comparable(result: testing.Result) -> dict[str, str]:
     return {k.lower(): v for k, v in result.headers.items() if k.lower() != "x-request-id"}
 
 
-def test_a_repeat_gets_the_full_paths_bytes_and_headers_without_reaching_falcon(
+def test_a_new_ask_and_its_repeat_get_the_full_paths_bytes_and_headers_without_falcon(
     layered, salon, container
 ):
     first = ask(layered.client, salon, **{"X-Session-Id": SESSION})
     assert first.status_code == 200, first.text
-    assert len(layered.reached) == 1  # a miss: computed by the full path
+    assert len(layered.reached) == 0  # a new ask in the plain form: chosen in front
     again = ask(layered.client, salon, **{"X-Session-Id": SESSION, "X-Request-Id": "req-7"})
-    assert len(layered.reached) == 1
+    assert len(layered.reached) == 0
     assert again.status_code == 200
     assert again.content == first.content
     assert again.headers["X-Request-Id"] == "req-7"
     # The full path's own answer to the same repeat: same bytes, same headers.
     plain = ask(testing.TestClient(create_app(container)), salon, **{"X-Session-Id": SESSION})
     assert plain.content == again.content
-    assert comparable(plain) == comparable(again)
+    assert comparable(plain) == comparable(again) == comparable(first)
     assert comparable(again)["x-session-id"] == SESSION
+    # A new ask the full path chooses looks the same as one chosen in front.
+    other = {"X-Session-Id": "4" * 32}
+    full = ask(testing.TestClient(create_app(container)), salon, **other)
+    assert comparable(full) == comparable(ask(layered.client, salon, **other))
 
 
-def test_a_miss_reaches_falcon_with_what_the_lookup_found(layered, salon):
+def test_a_failed_new_ask_reaches_falcon_which_answers_the_problem_without_asking_again(
+    layered, salon
+):
     before = layered.lookups
-    assert ask(layered.client, salon, **{"X-Session-Id": "6" * 32}).status_code == 200
+    past = {**salon, "date": (DAY - dt.timedelta(days=400)).isoformat()}
+    failed = layered.client.simulate_get(
+        "/v1/slots", params=past, headers={"X-Session-Id": "6" * 32}
+    )
+    assert failed.status_code == 422
+    assert failed.headers["Content-Type"] == "application/problem+json"
+    assert "past" in failed.json["detail"]
     assert len(layered.reached) == 1
     assert layered.lookups == before + 1  # looked up once, in front; Falcon reused it
+
+
+def test_a_caller_without_a_session_gets_one_from_falcon(layered, salon):
+    first = ask(layered.client, salon)
+    assert first.status_code == 200
+    assert len(layered.reached) == 1
+    session = first.headers["X-Session-Id"]
+    assert f"salon_sid={session}" in first.headers["Set-Cookie"]
+    again = ask(layered.client, salon, Cookie=f"salon_sid={session}")
+    assert again.content == first.content and len(layered.reached) == 1
 
 
 @pytest.mark.parametrize(
@@ -135,7 +157,7 @@ def test_unusual_asks_are_left_to_falcon_and_answered_alike(layered, salon, quer
         query_string=f"{base}&service_id={salon['service_id']}&{extra}",
         headers=headers,
     )
-    assert len(layered.reached) == 2
+    assert len(layered.reached) == 1
     if refused:
         assert unusual.status_code == 422
         assert unusual.headers["Content-Type"] == "application/problem+json"
@@ -148,7 +170,7 @@ def test_uppercase_ids_and_cookies_are_the_same_ask(layered, salon):
     first = ask(layered.client, salon, **{"X-Session-Id": "8" * 32})
     upper = {k: v.upper() for k, v in salon.items()}
     again = ask(layered.client, upper, Cookie=f"theme=dark; salon_sid={'8' * 32}", Origin="x.test")
-    assert len(layered.reached) == 1
+    assert len(layered.reached) == 0
     assert again.content == first.content
     assert again.headers["X-Session-Id"] == "8" * 32
     assert again.headers["Access-Control-Allow-Origin"] == "*"
@@ -161,12 +183,12 @@ def test_a_customer_token_is_verified_in_front_and_a_bad_one_gets_falcons_401(
     first = ask(layered.client, salon, Authorization=f"Bearer {token}")
     again = ask(layered.client, salon, Authorization=f"Bearer {token}")
     assert first.status_code == again.status_code == 200
-    assert len(layered.reached) == 1
+    assert len(layered.reached) == 0
     assert again.content == first.content and "X-Session-Id" not in again.headers
     bad = ask(layered.client, salon, Authorization=f"Bearer {token[:-4]}AAAA")
     assert bad.status_code == 401
     assert bad.headers["Content-Type"] == "application/problem+json"
-    assert len(layered.reached) == 2
+    assert len(layered.reached) == 1
 
 
 def test_the_rate_limit_counts_each_request_once_and_refuses_with_falcons_429(
@@ -177,7 +199,7 @@ def test_the_rate_limit_counts_each_request_once_and_refuses_with_falcons_429(
     layered = Layered(limited)
     codes = [ask(layered.client, salon, **{"X-Session-Id": "9" * 32}) for _ in range(5)]
     assert [r.status_code for r in codes] == [200, 200, 200, 429, 429]
-    assert len(layered.reached) == 3  # the first (a miss) and the two refusals
+    assert len(layered.reached) == 2  # the two refusals
     refused = codes[3]
     assert refused.headers["Content-Type"] == "application/problem+json"
     assert int(refused.headers["Retry-After"]) <= 60
@@ -195,7 +217,7 @@ def test_a_repeat_is_measured_and_logged_with_its_request_id(layered, salon, cap
     caplog.handler.addFilter(RequestIdFilter())
     with caplog.at_level(logging.INFO, logger="api.access"):
         ask(layered.client, salon, **{"X-Session-Id": "a" * 32, "X-Request-Id": "rid-42"})
-    assert len(layered.reached) == 1
+    assert len(layered.reached) == 0
     assert served() == before + 1
     lines = [r for r in caplog.records if r.name == "api.access"]
     assert [(r.getMessage(), getattr(r, "request_id", None)) for r in lines] == [
