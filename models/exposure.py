@@ -61,6 +61,13 @@ SHOW_ALL_UP_TO = 5
 
 # Weight per point of gap score (see the module docstring): the square gives the band's ends.
 _BASES: dict[str, float] = {"balanced": math.sqrt(2.0), "uniform": 1.0, "compact": 2.0}
+# Per variant, the weight of each gap score (-2..2): base ** score, computed once.
+_WEIGHTS: dict[str, dict[int, float]] = {
+    variant: {score: float(base**score) for score in range(-2, 3)}
+    for variant, base in _BASES.items()
+}
+_KS = list(K_WEIGHTS)
+_K_CHANCES = list(K_WEIGHTS.values())
 _ZERO = timedelta(0)
 _T = TypeVar("_T")
 
@@ -211,19 +218,19 @@ class FreeDay:
 
     def choose(self, *, seed: int, variant: str = "balanced") -> list[Candidate]:
         _weigher(self.shortest_service, variant)  # validates the variant
-        base = _BASES[variant]
+        weight_of = _WEIGHTS[variant]
         shortest = self.shortest_service
 
         def weigh(r: CandidateRow) -> float:
-            return float(base ** _gaps_score(r[6], r[7], shortest))
+            return weight_of[_gaps_score(r[6], r[7], shortest)]
 
         # A time weighs as its best stylist: base ** max(score) (every base is >= 1).
-        weights = [float(base**score) for score in self.scores]
+        weights = [weight_of[score] for score in self.scores]
         rng = random.Random(seed)
         if len(self.rows) <= SHOW_ALL_UP_TO:
             picked = list(range(len(self.rows)))
         else:
-            k = rng.choices(list(K_WEIGHTS), weights=list(K_WEIGHTS.values()))[0]
+            k = rng.choices(_KS, weights=_K_CHANCES)[0]
             picked = self._pick_times(k, rng, weights)
         # Stylists are drawn in start order so the draws do not depend on the order of the picks.
         chosen = (_candidate(_pick_one(self.rows[i], rng, weigh)) for i in sorted(picked))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -39,6 +40,8 @@ def version_mirror(client: redis.Redis, namespace: str) -> VersionMirror | None:
 if TYPE_CHECKING:
     from salon.bootstrap import Container
 
+log = logging.getLogger(__name__)
+
 # Stored answers this process keeps to answer repeats without Redis (a few KB each).
 MAX_KEPT_ANSWERS = 8192
 
@@ -61,6 +64,20 @@ if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
   if table.concat(parts, ',') == h[3] then return {1, count, h[1], h[2], h[3], h[4]} end
 end
 return {0, count, catalogue, h[5]}
+"""
+
+
+# KEYS[1]: the answer, KEYS[2]: a stream. ARGV: the stream's MINID, the answer's TTL, how many
+# answer fields (0: none to store), then the answer's fields and values, then the entry's.
+_STORE_WITH_ENTRY = """
+local n = tonumber(ARGV[3])
+if n > 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n))
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[1], '*', unpack(ARGV, 4 + 2 * n))
+return n
 """
 
 
@@ -93,6 +110,7 @@ class PublicReads:
         self.offers = OfferCache(container)
         self.live = LiveTimes(container)
         self._lookup = container.redis.register_script(_LOOKUP)
+        self._store_with_entry = container.redis.register_script(_STORE_WITH_ENTRY)
         self.mirror = version_mirror(container.redis, self.ns)
         self._kept: OrderedDict[str, KeptAnswer] = OrderedDict()
         self._kept_lock = threading.Lock()
@@ -200,6 +218,46 @@ class PublicReads:
         ttl: int,
         state: dict[str, Any],
     ) -> None:
+        fields = self._stored_fields(key, answer, versions, until, state)
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, max(1, ttl))
+
+    def store_with_entry(
+        self,
+        key: str,
+        answer: bytes,
+        versions: Versions | None,
+        *,
+        until: dt.datetime,
+        ttl: int,
+        state: dict[str, Any],
+        stream: str,
+        entry: dict[str, str],
+        min_id: str,
+    ) -> None:
+        """`store` (when the versions are known) and a stream entry, in one script call:
+        a new exposure and its ledger entry. Best effort: with Redis down, neither."""
+        fields = (
+            self._stored_fields(key, answer, versions, until, state) if versions is not None else {}
+        )
+        args: list[Any] = [min_id, max(1, ttl), len(fields)]
+        for pairs in (fields, entry):
+            for name, value in pairs.items():
+                args += [name, value]
+        try:
+            self._store_with_entry(keys=[key, stream], args=args)
+        except redis.RedisError:
+            log.warning("could not store an answer or its stream entry")
+
+    def _stored_fields(
+        self,
+        key: str,
+        answer: bytes,
+        versions: Versions,
+        until: dt.datetime,
+        state: dict[str, Any],
+    ) -> dict[str, Any]:
         version_keys = self.version_keys([s for s, _ in versions.stylists])
         fields: dict[str, Any] = {
             "response": answer,
@@ -211,6 +269,4 @@ class PublicReads:
         if self.mirror is not None:
             kept = KeptAnswer(answer, tuple(version_keys), versions.values(), fields["until"])
             self._keep(key, kept)
-        pipe.delete(key)
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, max(1, ttl))
+        return fields

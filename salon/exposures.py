@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import redis
 from sqlalchemy.orm import Session
 
 from models.exposure import Candidate, replace_taken, seed_for
@@ -31,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExposureService", "bump_versions", "version_key"]
 
-log = logging.getLogger(__name__)
 
 # The seed changes every hour, so a time nobody was shown gets its chance (seed doc, "rotate").
 SEED_ROTATION_SECONDS = 3600
@@ -173,26 +170,22 @@ class ExposureService:
         answer = json.dumps(response).encode()
         # Served until the exposure expires, and never once its day is over at the location.
         day_over = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone)
-        pipe = self.container.redis.pipeline(transaction=False)
-        if versions is not None:
-            self.reads.store(
-                pipe,
-                key,
-                answer,
-                versions,
-                until=min(expires_at, day_over),
-                ttl=int((expires_at - now).total_seconds()),
-                state={
-                    "shown": [_candidate_doc(c) for c in shown],
-                    "seed": str(seed),
-                    "expires_at": expires_at.isoformat(),
-                },
-            )
-        self._ledger(pipe, subject, o, day, stylist_part, variant, seed, shown, total, now)
-        try:
-            pipe.execute()
-        except redis.RedisError:
-            log.warning("could not store an exposure or its ledger entry")
+        entry = self._ledger_entry(subject, o, day, stylist_part, variant, seed, shown, total, now)
+        self.reads.store_with_entry(
+            key,
+            answer,
+            versions,
+            until=min(expires_at, day_over),
+            ttl=int((expires_at - now).total_seconds()),
+            state={
+                "shown": [_candidate_doc(c) for c in shown],
+                "seed": str(seed),
+                "expires_at": expires_at.isoformat(),
+            },
+            stream=f"{self.ns}:exposures",
+            entry=entry,
+            min_id=f"{int((time.time() - LEDGER_DAYS * 86400) * 1000)}-0",
+        )
         return answer
 
     def next_available_date(
@@ -204,9 +197,8 @@ class ExposureService:
         days = free_days(session, o, after + dt.timedelta(days=1), last, window)
         return min((d for d, n in days.items() if n > 0), default=None)
 
-    def _ledger(
+    def _ledger_entry(
         self,
-        pipe: Any,
         subject: str,
         o: Offer,
         day: dt.date,
@@ -216,10 +208,9 @@ class ExposureService:
         shown: list[Candidate],
         total: int,
         now: dt.datetime,
-    ) -> None:
+    ) -> dict[str, str]:
         """One stream entry per exposure computed (not per sticky repeat), trimmed by age."""
-        min_id = f"{int((time.time() - LEDGER_DAYS * 86400) * 1000)}-0"
-        entry: dict[Any, Any] = {
+        return {
             "subject": subject,
             "biz": str(o.location.biz_entity_id),
             "location_id": str(o.location.id),
@@ -232,7 +223,6 @@ class ExposureService:
             "total_available": str(total),
             "at": rfc3339(now),
         }
-        pipe.xadd(f"{self.ns}:exposures", entry, minid=min_id, approximate=True)
 
     def ledger(
         self, *, biz: uuid.UUID, subject: str | None, day: dt.date | None, limit: int
