@@ -150,14 +150,10 @@ class StickyRepeats:
             subject, who = f"session:{session_id}", address
             headers.append(("X-Session-Id", session_id))
         stylist = fields.get("stylist_id")
-        key = self.exposures.key(
-            subject,
-            uuid.UUID(fields["location_id"]),
-            uuid.UUID(fields["service_id"]),
-            uuid.UUID(stylist) if stylist else None,
-            dt.date.fromisoformat(fields["date"]),
-            variant,
-        )
+        location_id, service_id = uuid.UUID(fields["location_id"]), uuid.UUID(fields["service_id"])
+        stylist_id = uuid.UUID(stylist) if stylist else None
+        day = dt.date.fromisoformat(fields["date"])
+        key = self.exposures.key(subject, location_id, service_id, stylist_id, day, variant)
         counted = self.rate_limit > 0
         now = time.time()
         found = self.exposures.reads.lookup(
@@ -176,10 +172,10 @@ class StickyRepeats:
             try:
                 answer = self.exposures.exposure(
                     subject=subject,
-                    location_id=uuid.UUID(fields["location_id"]),
-                    service_id=uuid.UUID(fields["service_id"]),
-                    stylist_id=uuid.UUID(stylist) if stylist else None,
-                    day=dt.date.fromisoformat(fields["date"]),
+                    location_id=location_id,
+                    service_id=service_id,
+                    stylist_id=stylist_id,
+                    day=day,
                     variant=variant,
                     now=dt.datetime.fromtimestamp(now, dt.UTC),
                     looked_up=(key, found),

@@ -141,8 +141,8 @@ class ExposureService:
             epoch = int(now.timestamp()) // SEED_ROTATION_SECONDS
             seed = seed_for(
                 subject,
-                str(o.location.id),
-                str(o.service.id),
+                o.location_key,
+                o.service_key,
                 stylist_part,
                 day.isoformat(),
                 str(epoch),
@@ -153,8 +153,8 @@ class ExposureService:
         total = free.count
         response = {
             "date": day.isoformat(),
-            "location_id": str(o.location.id),
-            "service_id": str(o.service.id),
+            "location_id": o.location_key,
+            "service_id": o.service_key,
             "stylist_id": str(stylist_id) if stylist_id else None,
             "timezone": o.location.timezone,
             "exposed_slots": [_shown_view(o, c) for c in shown],
@@ -212,9 +212,9 @@ class ExposureService:
         """One stream entry per exposure computed (not per sticky repeat), trimmed by age."""
         return {
             "subject": subject,
-            "biz": str(o.location.biz_entity_id),
-            "location_id": str(o.location.id),
-            "service_id": str(o.service.id),
+            "biz": o.biz_key,
+            "location_id": o.location_key,
+            "service_id": o.service_key,
             "stylist": stylist_part,
             "date": day.isoformat(),
             "variant": variant,

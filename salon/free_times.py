@@ -40,7 +40,19 @@ class Offer:
         offer is kept per process and asked this at every request)."""
         return tuple(sorted(str(s) for s in self.needs))
 
-    @property
+    @cached_property
+    def location_key(self) -> str:
+        return str(self.location.id)
+
+    @cached_property
+    def service_key(self) -> str:
+        return str(self.service.id)
+
+    @cached_property
+    def biz_key(self) -> str:
+        return str(self.location.biz_entity_id)
+
+    @cached_property
     def shortest(self) -> dt.timedelta:
         return dt.timedelta(minutes=min(self.durations.values(), default=0))
 

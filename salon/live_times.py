@@ -78,7 +78,7 @@ class LiveTimes:
     def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
         a kept list is current: always compute)."""
-        key = (str(o.location.id), str(o.service.id), ",".join(o.stylist_keys), day)
+        key = (o.location_key, o.service_key, ",".join(o.stylist_keys), day)
         if versions is not None:
             with self._lock:
                 hit = self._days.get(key)
