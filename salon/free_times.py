@@ -215,18 +215,11 @@ def _params(
 
 
 def free_starts(
-    session: Session,
-    o: Offer,
-    day: dt.date,
-    window: Window,
-    exclude: uuid.UUID | None = None,
-    *,
-    last: dt.date | None = None,
+    session: Session, o: Offer, day: dt.date, window: Window, exclude: uuid.UUID | None = None
 ) -> list[Row[Any]]:
-    """Every start that fits on local date `day` (to `last`, when given), in start order."""
     if not o.needs:
         return []
-    return list(session.execute(FREE_STARTS, _params(o, day, last or day, window, exclude)))
+    return list(session.execute(FREE_STARTS, _params(o, day, day, window, exclude)))
 
 
 def free_days(

@@ -8,9 +8,7 @@ Redis by every request anyway; when they moved, the changed dates say whether th
 still current) and with the moment the first live hold in it expires, since
 an expired hold frees its time without any write.
 
-The list ignores the notice window (it moves with the clock); callers filter by `Window`. A
-day the process has never kept is computed with the six days after it, in one statement: a
-process starting cold (a deploy) then fills in a seventh of the statements.
+The list ignores the notice window (it moves with the clock); callers filter by `Window`.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ if TYPE_CHECKING:
 # The longest a list is trusted without any version moving (a lost version bump).
 MAX_AGE = dt.timedelta(minutes=5)
 MAX_ENTRIES = 1024
-# A day missing from what the process keeps is computed with the days after it, up to this many.
-BATCH_DAYS = 7
 
 DayKey = tuple[str, str, str, dt.date]
 NO_VERSIONS = Versions(-1, ())
@@ -65,12 +61,10 @@ def candidates(o: Offer, rows: Any) -> list[Candidate]:
     ]
 
 
-def whole_days(first: dt.date, last: dt.date | None = None) -> Window:
-    """A window wider than any zone's version of these dates: only the generated slots bound
-    it."""
-    start = dt.datetime.combine(first, dt.time(), dt.UTC)
-    end = dt.datetime.combine(last or first, dt.time(), dt.UTC)
-    return Window(start - dt.timedelta(days=2), end + dt.timedelta(days=3))
+def whole_days(day: dt.date) -> Window:
+    """A window wider than any zone's version of `day`: only the generated slots bound it."""
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return Window(start - dt.timedelta(days=2), start + dt.timedelta(days=3))
 
 
 class LiveTimes:
@@ -84,61 +78,30 @@ class LiveTimes:
     def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
         a kept list is current: always compute)."""
-        key = self._key(o, day)
-        with self._lock:
-            hit = self._days.get(key)
-        if versions is not None and hit is not None and now < hit.valid_until:
-            if hit.versions == versions:
-                return hit
-            # Versions moved: still current if no change reached this day.
-            ns = self.container.settings.redis_namespace
-            dirty = dirty_local_dates(self.container.redis, ns, versions, hit.versions)
-            if dirty is not None and day not in dirty:
-                return self._keep(key, replace(hit, versions=versions))
+        key = (o.location_key, o.service_key, ",".join(o.stylist_keys), day)
+        if versions is not None:
+            with self._lock:
+                hit = self._days.get(key)
+            if hit is not None and now < hit.valid_until:
+                if hit.versions == versions:
+                    return hit
+                # Versions moved: still current if no change reached this day.
+                ns = self.container.settings.redis_namespace
+                dirty = dirty_local_dates(self.container.redis, ns, versions, hit.versions)
+                if dirty is not None and day not in dirty:
+                    return self._keep(key, replace(hit, versions=versions))
         if versions is None:
-            return self._compute(o, day, 1, NO_VERSIONS, now)[day]
-        # A day this process never kept (rather than one a write changed): its week with it.
-        days = BATCH_DAYS if hit is None else 1
+            return self._compute(o, day, NO_VERSIONS, now)
         return self._flights.run(
-            (key, versions), lambda: self._compute_and_keep(o, day, days, versions, now)
+            (key, versions), lambda: self._keep(key, self._compute(o, day, versions, now))
         )
 
-    def _compute_and_keep(
-        self, o: Offer, day: dt.date, days: int, versions: Versions, now: dt.datetime
-    ) -> DayTimes:
-        """The day, and of the `days - 1` after it those this process does not keep yet: one
-        statement for a week costs about what two single days do."""
-        computed = self._compute(o, day, days, versions, now)
-        for other, times in computed.items():
-            key = self._key(o, other)
-            with self._lock:
-                kept = key in self._days
-            if other == day or not kept:
-                self._keep(key, times)
-        return computed[day]
-
-    def _compute(
-        self, o: Offer, first: dt.date, days: int, versions: Versions, now: dt.datetime
-    ) -> dict[dt.date, DayTimes]:
-        last = first + dt.timedelta(days=days - 1)
+    def _compute(self, o: Offer, day: dt.date, versions: Versions, now: dt.datetime) -> DayTimes:
         with self.container.sessions() as session:
-            rows = free_starts(session, o, first, whole_days(first, last), last=last)
-            expiries = hold_expiries(session, o, first, last)
-        by_date: dict[dt.date, list[Any]] = {}
-        for r in rows:
-            by_date.setdefault(r.local_date, []).append(r)
-        computed = {}
-        for offset in range(days):
-            d = first + dt.timedelta(days=offset)
-            expiry = expiries.get(d)
-            valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
-            free = FreeDay.of(candidates(o, by_date.get(d, [])), o.shortest)
-            computed[d] = DayTimes(free, versions, valid_until)
-        return computed
-
-    @staticmethod
-    def _key(o: Offer, day: dt.date) -> DayKey:
-        return (o.location_key, o.service_key, ",".join(o.stylist_keys), day)
+            rows = free_starts(session, o, day, whole_days(day))
+            expiry = hold_expiries(session, o, day, day).get(day)
+        valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
+        return DayTimes(FreeDay.of(candidates(o, rows), o.shortest), versions, valid_until)
 
     def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
         with self._lock:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from falcon import testing
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from api.app import create_app
 from salon.bootstrap import bootstrap
@@ -440,6 +440,7 @@ def dates_of(api, shop, days: int = 9) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_a_calendar_recomputes_only_the_days_a_booking_touched(api, shop, container, tenant):
+    from sqlalchemy import event
 
     before = dates_of(api, shop)
     computed: list[tuple[dt.date, dt.date]] = []
@@ -538,32 +539,3 @@ def test_an_offers_versions_come_from_the_mirror_once_learned_and_a_bump_is_seen
     assert bumped is not None and len(mgets) == 1
     assert dict(bumped.stylists)[shop["a"]] == dict(learned.stylists)[shop["a"]] + 1
     assert reads.versions(o) == bumped and len(mgets) == 1  # learned again
-
-
-def test_a_day_never_kept_is_computed_with_the_six_after_it_in_one_statement(
-    shop, container, tenant
-):
-    from salon.answers import PublicReads
-
-    book(container, shop, tenant, shop["a"], at(11) + dt.timedelta(days=3))
-    reads = PublicReads(container)
-    o, versions = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
-    assert versions is not None
-    now = dt.datetime.now(dt.UTC)
-    computed: list[tuple[dt.date, dt.date]] = []
-
-    def spy(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if isinstance(parameters, dict) and "earliest" in parameters:
-            computed.append((parameters["first"], parameters["last"]))
-
-    event.listen(container.engine, "before_cursor_execute", spy)
-    try:
-        week = [reads.live.day(o, DAY + dt.timedelta(days=k), versions, now) for k in range(7)]
-    finally:
-        event.remove(container.engine, "before_cursor_execute", spy)
-    assert computed == [(DAY, DAY + dt.timedelta(days=6))]
-    for k, kept in enumerate(week):
-        alone = reads.live._compute(o, DAY + dt.timedelta(days=k), 1, versions, now)
-        assert kept.free == next(iter(alone.values())).free, k
-    assert week[3].free.count == STARTS_PER_STYLIST  # B is free all day; A's booking hides none
-    assert len(week[3].free.candidates()) == 2 * STARTS_PER_STYLIST - 7
