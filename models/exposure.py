@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import operator
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "K_WEIGHTS",
     "VARIANTS",
     "Candidate",
+    "CandidateRow",
     "FreeDay",
     "StartTime",
     "choose",
@@ -145,6 +147,9 @@ def choose(
 CandidateRow = tuple[str, str, str, datetime, datetime, datetime, timedelta, timedelta]
 
 
+_ROW_ORDER = operator.itemgetter(3, 1, 0)
+
+
 def _row(c: Candidate) -> CandidateRow:
     return (
         c.key,
@@ -186,14 +191,31 @@ class FreeDay:
 
     @classmethod
     def of(cls, candidates: Sequence[Candidate], shortest_service: timedelta) -> FreeDay:
+        return cls.of_rows([_row(c) for c in candidates], shortest_service)
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[CandidateRow], shortest_service: timedelta) -> FreeDay:
+        """`of` for candidates given as rows (aware datetimes, gaps not negative)."""
         if shortest_service < _ZERO:
             raise ValueError("shortest_service must not be negative")
-        times = group(candidates)
+        # Canonical order (start, stylist, key; hex ids order as the UUIDs do), one per key.
+        unique: dict[str, CandidateRow] = {}
+        for r in sorted(rows, key=_ROW_ORDER):
+            unique.setdefault(r[0], r)
+        times: list[tuple[CandidateRow, ...]] = []
+        current: list[CandidateRow] = []
+        for r in unique.values():
+            if current and current[0][3] != r[3]:
+                times.append(tuple(current))
+                current = []
+            current.append(r)
+        if current:
+            times.append(tuple(current))
         return cls(
-            tuple(tuple(_row(c) for c in t) for t in times),
+            tuple(times),
             shortest_service,
-            tuple(day_part(t[0].local_start) for t in times),
-            tuple(max(_gap_score(c, shortest_service) for c in t) for t in times),
+            tuple(day_part(t[0][5]) for t in times),
+            tuple(max(_gaps_score(r[6], r[7], shortest_service) for r in t) for t in times),
         )
 
     @property

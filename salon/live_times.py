@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from models.exposure import Candidate, FreeDay
+from models.exposure import CandidateRow, FreeDay
 from salon.free_times import Offer, Window, free_starts, hold_expiries
 from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
@@ -45,20 +45,33 @@ class DayTimes:
         return self.free.between(window.earliest, window.latest)
 
 
-def candidates(o: Offer, rows: Any) -> list[Candidate]:
-    return [
-        Candidate(
-            key=f"{r.stylist_id}@{r.start_at:%Y%m%dT%H%M%SZ}",
-            stylist_id=r.stylist_id,
-            slot_id=r.slot_id,
-            start_at=r.start_at,
-            end_at=r.end_at,
-            local_start=r.start_at.astimezone(o.zone),
-            gap_before=r.start_at - r.run_start,
-            gap_after=r.run_end - r.end_at,
+def candidate_rows(o: Offer, rows: Any) -> list[CandidateRow]:
+    """The free-start rows as `FreeDay` keeps them (see `models.exposure.CandidateRow`); what
+    many rows share (a start's text and local time, a stylist's ids) is made once."""
+    starts: dict[dt.datetime, tuple[str, dt.datetime]] = {}
+    stylists: dict[Any, tuple[str, str]] = {}
+    out: list[CandidateRow] = []
+    for r in rows:
+        start = r.start_at
+        stamp = starts.get(start)
+        if stamp is None:
+            stamp = starts[start] = (f"{start:%Y%m%dT%H%M%SZ}", start.astimezone(o.zone))
+        ids = stylists.get(r.stylist_id)
+        if ids is None:
+            ids = stylists[r.stylist_id] = (str(r.stylist_id), r.stylist_id.hex)
+        out.append(
+            (
+                f"{ids[0]}@{stamp[0]}",
+                ids[1],
+                r.slot_id.hex,
+                start,
+                r.end_at,
+                stamp[1],
+                start - r.run_start,
+                r.run_end - r.end_at,
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 def whole_days(day: dt.date) -> Window:
@@ -101,7 +114,7 @@ class LiveTimes:
             rows = free_starts(session, o, day, whole_days(day))
             expiry = hold_expiries(session, o, day, day).get(day)
         valid_until = now + MAX_AGE if expiry is None else min(expiry, now + MAX_AGE)
-        return DayTimes(FreeDay.of(candidates(o, rows), o.shortest), versions, valid_until)
+        return DayTimes(FreeDay.of_rows(candidate_rows(o, rows), o.shortest), versions, valid_until)
 
     def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
         with self._lock:

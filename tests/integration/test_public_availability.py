@@ -539,3 +539,35 @@ def test_an_offers_versions_come_from_the_mirror_once_learned_and_a_bump_is_seen
     assert bumped is not None and len(mgets) == 1
     assert dict(bumped.stylists)[shop["a"]] == dict(learned.stylists)[shop["a"]] + 1
     assert reads.versions(o) == bumped and len(mgets) == 1  # learned again
+
+
+def test_a_day_built_from_its_rows_is_the_day_built_from_candidates(shop, container, tenant):
+    """A process builds its day lists straight from the free-start rows (no `Candidate`s):
+    the same list as from candidates, keys and all (stored exposures refer to them)."""
+    from models.exposure import Candidate, FreeDay
+    from salon.answers import PublicReads
+    from salon.free_times import free_starts
+    from salon.live_times import candidate_rows, whole_days
+
+    book(container, shop, tenant, shop["a"], at(11))
+    reads = PublicReads(container)
+    o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
+    with container.sessions() as session:
+        rows = free_starts(session, o, DAY, whole_days(DAY))
+    assert len(rows) == 2 * STARTS_PER_STYLIST - 7
+    candidates = [
+        Candidate(
+            key=f"{r.stylist_id}@{r.start_at:%Y%m%dT%H%M%SZ}",
+            stylist_id=r.stylist_id,
+            slot_id=r.slot_id,
+            start_at=r.start_at,
+            end_at=r.end_at,
+            local_start=r.start_at.astimezone(o.zone),
+            gap_before=r.start_at - r.run_start,
+            gap_after=r.run_end - r.end_at,
+        )
+        for r in rows
+    ]
+    built = FreeDay.of_rows(candidate_rows(o, rows), o.shortest)
+    assert built == FreeDay.of(candidates, o.shortest)
+    assert built.candidates() == sorted(candidates, key=lambda c: (c.start_at, c.stylist_id))
