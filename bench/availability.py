@@ -257,6 +257,7 @@ class Options:
     booking_share: float = 0.3
     # Bookings a second landing on random stylists and dates during the "busy" loads.
     booking_rate: float = 20.0
+    repeat_share: float = 0.8
     seed: int = 20261125
     keep: bool = False
     profile_dir: Path | None = None
@@ -288,7 +289,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
         return min(cap, max(8000, int(est_rps[0] * opts.duration * 1.5) + 2000))
 
     def fresh_slots() -> list[Request]:
-        reqs, _ = slots_mix(salon, mix_size(), rng)
+        reqs, _ = slots_mix(salon, mix_size(), rng, repeat_share=opts.repeat_share)
         return reqs
 
     def ledger_len() -> int:
@@ -597,6 +598,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=20.0,
         help="bookings a second (random stylist and date) during the 'dates busy' loads",
     )
+    ap.add_argument(
+        "--repeat-share",
+        type=float,
+        default=0.8,
+        help="share of /v1/slots asks that repeat an earlier one (the issue's mix: 0.8; 0 to "
+        "price new asks alone)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--profile", type=Path, help="py-spy the API workers; collapsed stacks here")
     ap.add_argument("--py-spy", help="path of py-spy (default: on PATH)")
@@ -617,6 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine=args.engine,
         max_other=args.max_other,
         booking_rate=args.booking_rate,
+        repeat_share=args.repeat_share,
         keep=args.keep,
         profile_dir=args.profile,
         py_spy=args.py_spy,
