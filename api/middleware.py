@@ -20,6 +20,10 @@ log = logging.getLogger("api.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Set by `api.repeats` when it already counted this request against the caller's rate.
 ENV_RATE_COUNT = "salon.rate_count"
+# Set by `api.repeats` for a request it passes on: when it arrived and its request id, so
+# the time spent in front of Falcon is measured and logged with the request.
+ENV_STARTED = "salon.started"
+ENV_REQUEST_ID = "salon.request_id"
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
@@ -47,9 +51,9 @@ class RequestIdMiddleware:
     """Echo a caller's X-Request-Id (or make one) and tag every log line of the request."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        rid = request_id(req.get_header("X-Request-Id"))
+        rid = req.env.get(ENV_REQUEST_ID) or request_id(req.get_header("X-Request-Id"))
         req.context.request_id = rid
-        req.context.started = time.perf_counter()
+        req.context.started = req.env.get(ENV_STARTED) or time.perf_counter()
         request_id_var.set(rid)
         resp.set_header("X-Request-Id", rid)
 

@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from api.metrics import REQUEST_SECONDS
-from api.middleware import ENV_RATE_COUNT, log_access, rate_key, request_id
+from api.middleware import (
+    ENV_RATE_COUNT,
+    ENV_REQUEST_ID,
+    ENV_STARTED,
+    log_access,
+    rate_key,
+    request_id,
+)
 from api.resources.availability_public import (
     ENV_FAILURE,
     ENV_LOOKUP,
@@ -108,11 +115,16 @@ class StickyRepeats:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "GET":
             return self.app(environ, start_response)
         started = time.perf_counter()
-        answer = self._answer(environ)
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ[ENV_STARTED], environ[ENV_REQUEST_ID] = started, rid
+        request_id_var.set(rid)  # what a new ask logs carries it
+        try:
+            answer = self._answer(environ)
+        finally:
+            request_id_var.set(None)
         if answer is None:
             return self.app(environ, start_response)
         body, headers = answer
-        rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
         headers.append(("X-Request-Id", rid))
         if environ.get("HTTP_ORIGIN") is not None:
             headers.append(("Access-Control-Allow-Origin", "*"))  # Falcon's cors_enable policy

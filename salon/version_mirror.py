@@ -197,9 +197,16 @@ class VersionMirror:
                     with self._lock:
                         self._live = False
                     return False
-                reader.feed(data)
-                while (message := reader.gets()) is not False:
-                    self._heard_from(message)
+                try:
+                    reader.feed(data)
+                    while (message := reader.gets()) is not False:
+                        self._heard_from(message)
+                except hiredis.ProtocolError:
+                    # Nothing read from here on can be trusted; the connection's thread
+                    # starts over (callers ask Redis meanwhile: never an error of theirs).
+                    with self._lock:
+                        self._live = False
+                    return False
 
     def _heard_from(self, message: Any) -> None:
         kind = message[0] if isinstance(message, list) and message else None

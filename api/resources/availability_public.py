@@ -108,7 +108,7 @@ class Slots(PublicResource):
         subject = subject_for(req, resp)
         resp.set_header("X-Exposure-Variant", variant)
         looked_up = req.env.get(ENV_LOOKUP)  # what api.repeats found under this ask's key
-        failed = req.env.get(ENV_FAILURE)
+        failed = req.env.pop(ENV_FAILURE, None)  # popped: it refers to the environ
         if failed is not None:
             raise failed
         resp.data = self.exposures.exposure(

@@ -129,6 +129,24 @@ def test_a_failed_new_ask_reaches_falcon_which_answers_the_problem_without_askin
     assert layered.lookups == before + 1  # looked up once, in front; Falcon reused it
 
 
+def test_an_ask_passed_on_keeps_the_request_id_it_got_in_front(layered, salon, caplog):
+    caplog.handler.addFilter(RequestIdFilter())
+    past = {**salon, "date": (DAY - dt.timedelta(days=400)).isoformat()}
+    with caplog.at_level(logging.INFO, logger="api.access"):
+        failed = layered.client.simulate_get(
+            "/v1/slots", params=past, headers={"X-Session-Id": "3" * 32}
+        )
+    assert failed.status_code == 422 and len(layered.reached) == 1
+    environ = layered.reached[0]
+    rid = failed.headers["X-Request-Id"]
+    assert environ["salon.request_id"] == rid  # made in front, used by Falcon
+    lines = [r for r in caplog.records if r.name == "api.access"]
+    assert [(r.getMessage(), getattr(r, "request_id", None)) for r in lines] == [
+        ("GET /v1/slots 422 Unprocessable Entity", rid)
+    ]
+    assert "salon.exposure_failure" not in environ  # taken by the resource: no cycle kept
+
+
 def test_a_caller_without_a_session_gets_one_from_falcon(layered, salon):
     first = ask(layered.client, salon)
     assert first.status_code == 200
