@@ -35,7 +35,7 @@ import math
 import operator
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -202,15 +202,7 @@ class FreeDay:
         unique: dict[str, CandidateRow] = {}
         for r in sorted(rows, key=_ROW_ORDER):
             unique.setdefault(r[0], r)
-        times: list[tuple[CandidateRow, ...]] = []
-        current: list[CandidateRow] = []
-        for r in unique.values():
-            if current and current[0][3] != r[3]:
-                times.append(tuple(current))
-                current = []
-            current.append(r)
-        if current:
-            times.append(tuple(current))
+        times = _by_start(unique.values(), operator.itemgetter(3))
         return cls(
             tuple(times),
             shortest_service,
@@ -239,8 +231,7 @@ class FreeDay:
         return [_candidate(r) for t in self.rows for r in t]
 
     def choose(self, *, seed: int, variant: str = "balanced") -> list[Candidate]:
-        _weigher(self.shortest_service, variant)  # validates the variant
-        weight_of = _WEIGHTS[variant]
+        weight_of = _WEIGHTS[_checked(variant, self.shortest_service)]
         shortest = self.shortest_service
 
         def weigh(r: CandidateRow) -> float:
@@ -322,9 +313,14 @@ def _canonical(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 def group(candidates: Sequence[Candidate]) -> list[StartTime]:
     """The distinct start times in order, each with its candidates in canonical order."""
-    by_start: dict[datetime, list[Candidate]] = {}
-    for c in _canonical(candidates):
-        by_start.setdefault(c.start_at, []).append(c)
+    return _by_start(_canonical(candidates), operator.attrgetter("start_at"))
+
+
+def _by_start(ordered: Iterable[_T], start: Callable[[_T], datetime]) -> list[tuple[_T, ...]]:
+    """Candidates (objects or rows) in canonical order, grouped by their start time."""
+    by_start: dict[datetime, list[_T]] = {}
+    for c in ordered:
+        by_start.setdefault(start(c), []).append(c)
     return [tuple(options) for options in by_start.values()]
 
 
@@ -342,12 +338,16 @@ def _gaps_score(gap_before: timedelta, gap_after: timedelta, shortest_service: t
     return score
 
 
-def _weigher(shortest_service: timedelta, variant: str) -> Callable[[Candidate], float]:
+def _checked(variant: str, shortest_service: timedelta) -> str:
     if variant not in _BASES:
         raise ValueError(f"unknown exposure variant {variant!r}; expected one of {VARIANTS}")
     if shortest_service < _ZERO:
         raise ValueError("shortest_service must not be negative")
-    base = _BASES[variant]
+    return variant
+
+
+def _weigher(shortest_service: timedelta, variant: str) -> Callable[[Candidate], float]:
+    base = _BASES[_checked(variant, shortest_service)]
 
     def weigh(c: Candidate) -> float:
         return float(base ** _gap_score(c, shortest_service))

@@ -194,19 +194,21 @@ class VersionMirror:
                 except OSError:
                     data = b""
                 if not data:
-                    with self._lock:
-                        self._live = False
-                    return False
+                    return self._lost()
                 try:
                     reader.feed(data)
                     while (message := reader.gets()) is not False:
                         self._heard_from(message)
                 except hiredis.ProtocolError:
-                    # Nothing read from here on can be trusted; the connection's thread
-                    # starts over (callers ask Redis meanwhile: never an error of theirs).
-                    with self._lock:
-                        self._live = False
-                    return False
+                    # Nothing read from here on can be trusted (callers ask Redis meanwhile:
+                    # never an error of theirs).
+                    return self._lost()
+
+    def _lost(self) -> bool:
+        """The connection can no longer be trusted; its thread starts over."""
+        with self._lock:
+            self._live = False
+        return False
 
     def _heard_from(self, message: Any) -> None:
         kind = message[0] if isinstance(message, list) and message else None
