@@ -286,7 +286,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
     profile: dict[str, Any] = {}
 
     def mix_size() -> int:
-        return min(cap, max(8000, int(est_rps[0] * opts.duration * 1.5) + 2000))
+        return min(cap, max(8000, int(est_rps[0] * opts.duration * 2) + 2000))
 
     def fresh_slots() -> list[Request]:
         reqs, _ = slots_mix(salon, mix_size(), rng, repeat_share=opts.repeat_share)
@@ -587,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-d", "--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("-c", "--connections", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
+    ap.add_argument("--threads", type=int, default=4, help="threads per worker (both servers)")
     ap.add_argument("--dates-connections", type=int, nargs="+", default=[4, 16])
     ap.add_argument(
         "--engine", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
@@ -622,6 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
         connections=args.connections,
         dates_connections=tuple(args.dates_connections),
+        workers=args.workers,
+        threads=args.threads,
         engine=args.engine,
         max_other=args.max_other,
         booking_rate=args.booking_rate,

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.loadgen import HIST_EDGES_US, LoadResult, Request, bucket_labels
 
 MARKER = "BENCH_JSON "
+SPECS_PER_CHUNK = 5_000
 
 
 def lua_str(raw: str | bytes) -> str:
@@ -84,9 +85,18 @@ def build_script(requests: list[Request]) -> str:
         if r.body:
             parts.append(f"wrk.body = {lua_str(r.body)}")
     else:
-        specs = ",\n  ".join(_lua_request(r) for r in requests)
+        # LuaJIT allows 65,536 constants per function: the mix is built by one function
+        # per chunk of it, so its size is not limited.
+        chunks = [
+            requests[i : i + SPECS_PER_CHUNK] for i in range(0, len(requests), SPECS_PER_CHUNK)
+        ]
+        for n, chunk in enumerate(chunks):
+            specs = ",\n  ".join(_lua_request(r) for r in chunk)
+            parts.append(f"local function specs_{n}()\n  return {{\n  {specs}\n}}\nend")
+        builders = ", ".join(f"specs_{n}" for n in range(len(chunks)))
         parts.append(
-            f"local specs = {{\n  {specs}\n}}\n"
+            f"local specs = {{}}\nfor _, build in ipairs({{{builders}}}) do\n"
+            + "  for _, s in ipairs(build()) do specs[#specs + 1] = s end\nend\n"
             + """local reqs = {}
 local i = 0
 local nthreads = 0

@@ -23,15 +23,17 @@ import redis
 from salon.free_times import Offer, Window
 from salon.live_times import LiveTimes
 from salon.offers import OfferCache, catalogue_key, queue_catalogue_bump
+from salon.resp import is_plain
+from salon.script_lane import ScriptLane
 from salon.version_mirror import VersionMirror
 from salon.versions import Versions, version_key
 
 
 def version_mirror(client: redis.Redis, namespace: str) -> VersionMirror | None:
     """A mirror of the namespace's counters (None over TLS: the mirror speaks plain RESP)."""
-    pool = client.connection_pool
-    if pool.connection_class not in (redis.Connection, redis.UnixDomainSocketConnection):
+    if not is_plain(client):
         return None
+    pool = client.connection_pool
     prefixes = [catalogue_key(namespace), version_key(namespace, "")]
     name = "salon-versions-" + "".join(c if c.isalnum() else "-" for c in namespace)
     return VersionMirror(dict(pool.connection_kwargs), prefixes, name)
@@ -109,8 +111,9 @@ class PublicReads:
         self.ns = container.settings.redis_namespace
         self.offers = OfferCache(container)
         self.live = LiveTimes(container)
-        self._lookup = container.redis.register_script(_LOOKUP)
-        self._store_with_entry = container.redis.register_script(_STORE_WITH_ENTRY)
+        # Counting a rate-limited request twice is harmless; a ledger entry twice is not.
+        self._lookup = ScriptLane(container.redis, _LOOKUP, retry=True)
+        self._store_with_entry = ScriptLane(container.redis, _STORE_WITH_ENTRY, retry=False)
         self.mirror = version_mirror(container.redis, self.ns)
         self._kept: OrderedDict[str, KeptAnswer] = OrderedDict()
         self._kept_lock = threading.Lock()
@@ -130,7 +133,7 @@ class PublicReads:
         token = self.mirror.token() if self.mirror is not None else None
         keys = [key, catalogue_key(self.ns), *([rate_key] if rate_key else [])]
         try:
-            reply = self._lookup(keys=keys, args=[epoch])
+            reply = self._lookup(keys, [epoch])
         except redis.RedisError:
             return Lookup(None, -1)
         count = int(reply[1]) if rate_key else None
@@ -246,7 +249,7 @@ class PublicReads:
             for name, value in pairs.items():
                 args += [name, value]
         try:
-            self._store_with_entry(keys=[key, stream], args=args)
+            self._store_with_entry([key, stream], args)
         except redis.RedisError:
             log.warning("could not store an answer or its stream entry")
 

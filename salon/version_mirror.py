@@ -11,7 +11,7 @@ every process.
 A value is learned only from a read made while the mirror is live and only if no
 invalidation arrived during that read (`token`/`learn`), so a change racing the read is never
 lost. The mirror is trusted only while its connection answers its pings; otherwise callers
-ask Redis as before. The connection is a plain socket with hiredis's reader: redis-py keeps
+ask Redis as before. The connection is a plain one (`salon.resp`): redis-py keeps
 `__redis__:invalidate` messages for its own client-side cache.
 """
 
@@ -27,6 +27,8 @@ from typing import Any
 
 import hiredis
 
+from salon import resp
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "__redis__:invalidate"
@@ -35,14 +37,6 @@ PING_EVERY = 1.0
 TRUST_FOR = 3.0
 RETRY_AFTER = 0.5
 MAX_KEYS = 100_000
-
-
-def _command(*args: Any) -> bytes:
-    parts = [f"*{len(args)}\r\n".encode()]
-    for a in args:
-        raw = a if isinstance(a, bytes) else str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
 
 
 class VersionMirror:
@@ -117,50 +111,21 @@ class VersionMirror:
         while not self._stop.is_set():
             try:
                 self._follow()
-            except (OSError, hiredis.ProtocolError, ValueError) as exc:
+            except (OSError, resp.ReplyError) as exc:
                 log.debug("version mirror connection lost: %s", exc)
             self._forget(live=False)
             self._stop.wait(RETRY_AFTER)
 
-    def _connect(self) -> socket.socket:
-        timeout = float(self.kwargs.get("socket_connect_timeout") or 1.0)
-        if self.kwargs.get("path"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(self.kwargs["path"])
-        else:
-            address = (self.kwargs.get("host", "127.0.0.1"), int(self.kwargs.get("port", 6379)))
-            sock = socket.create_connection(address, timeout=timeout)
-        sock.settimeout(TRUST_FOR)
-        return sock
-
     def _follow(self) -> None:
-        sock = self._connect()
-        reader = hiredis.Reader()
-
-        def call(*args: Any) -> Any:
-            sock.sendall(_command(*args))
-            while (reply := reader.gets()) is False:
-                data = sock.recv(65536)
-                if not data:
-                    raise OSError("connection closed")
-                reader.feed(data)
-            if isinstance(reply, hiredis.ReplyError):
-                raise ValueError(str(reply))
-            return reply
-
+        conn = resp.Plain(self.kwargs, timeout=TRUST_FOR, name=self.name)
+        sock, reader = conn.sock, conn.reader
         try:
-            password = self.kwargs.get("password")
-            if password:
-                username = self.kwargs.get("username")
-                call("AUTH", *([username] if username else []), password)
-            call("CLIENT", "SETNAME", self.name)
-            client_id = call("CLIENT", "ID")
+            client_id = conn.call("CLIENT", "ID")
             tracking = ["CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST"]
             for prefix in self.prefixes:
                 tracking += ["PREFIX", prefix]
-            call(*tracking)
-            call("SUBSCRIBE", CHANNEL)
+            conn.call(*tracking)
+            conn.call("SUBSCRIBE", CHANNEL)
             sock.setblocking(False)
             with self._socket_lock:
                 self._socket, self._reader = sock, reader
@@ -170,7 +135,7 @@ class VersionMirror:
                 now = time.monotonic()
                 if now - last_ping >= PING_EVERY:
                     with self._socket_lock:
-                        sock.sendall(_command("PING"))
+                        sock.sendall(hiredis.pack_command(("PING",)))
                     last_ping = now
                 select.select([sock], [], [], PING_EVERY / 2)
                 if not self._drain():

@@ -1,0 +1,85 @@
+"""A plain Redis connection: a socket, hiredis's reader, blocking calls.
+
+For the two places where redis-py's layers cost more than the work: the version mirror (whose
+invalidation messages redis-py would keep for its own client-side cache) and the read path's
+script calls (`salon.script_lane`). Plain TCP or a unix socket only; callers fall back to
+redis-py for anything else (TLS).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import hiredis
+import redis
+
+PLAIN_CONNECTIONS = (redis.Connection, redis.UnixDomainSocketConnection)
+
+
+def is_plain(client: redis.Redis) -> bool:
+    return client.connection_pool.connection_class in PLAIN_CONNECTIONS
+
+
+class ReplyError(Exception):
+    """Redis answered a command with an error."""
+
+
+class Closed(OSError):
+    """The server closed the connection, or what it sent cannot be read."""
+
+
+class Plain:
+    """One connection, opened on construction (authenticated, database selected)."""
+
+    def __init__(self, kwargs: dict[str, Any], *, timeout: float, name: str | None = None):
+        connect_timeout = float(kwargs.get("socket_connect_timeout") or timeout)
+        if kwargs.get("path"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(connect_timeout)
+            try:
+                sock.connect(kwargs["path"])
+            except OSError:
+                sock.close()
+                raise
+        else:
+            address = (kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379)))
+            sock = socket.create_connection(address, timeout=connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        self.sock = sock
+        self.reader = hiredis.Reader()
+        try:
+            password = kwargs.get("password")
+            if password:
+                username = kwargs.get("username")
+                self.call("AUTH", *([username] if username else []), password)
+            if int(kwargs.get("db") or 0):
+                self.call("SELECT", int(kwargs["db"]))
+            if name:
+                self.call("CLIENT", "SETNAME", name)
+        except BaseException:
+            sock.close()
+            raise
+
+    def call(self, *args: Any) -> Any:
+        """Send one command and wait for its reply (ReplyError if Redis refused it)."""
+        self.sock.sendall(hiredis.pack_command(args))
+        reply = self.read()
+        if isinstance(reply, hiredis.ReplyError):
+            raise ReplyError(str(reply))
+        return reply
+
+    def read(self) -> Any:
+        try:
+            while (reply := self.reader.gets()) is False:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise Closed("connection closed by the server")
+                self.reader.feed(data)
+        except hiredis.ProtocolError as exc:
+            raise Closed(f"unreadable reply: {exc}") from exc
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()

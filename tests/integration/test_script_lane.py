@@ -1,0 +1,142 @@
+"""The read path's script calls on plain per-thread connections, against a real Redis: the
+same replies as redis-py, and redis-py's errors when Redis restarts, forgets the script,
+hangs or is not there."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from salon.script_lane import ScriptLane
+
+ECHO = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1]), redis.call('GET', 'missing')}"
+
+
+@pytest.fixture
+def client(settings) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
+    c = redis.Redis.from_url(settings.redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def key(client: redis.Redis) -> Iterator[str]:
+    k = f"lane-test:{uuid.uuid4().hex}"
+    yield k
+    client.delete(k)
+
+
+def kill_lane_connections(client: redis.Redis, name: str) -> int:
+    killed = 0
+    for info in client.client_list():
+        if info.get("name") == name:
+            killed += int(client.execute_command("CLIENT", "KILL", "ID", info["id"]))
+    return killed
+
+
+def test_replies_are_redis_pys(client: redis.Redis, key: str) -> None:
+    lane = ScriptLane(client, ECHO, retry=True)
+    via_redis_py = client.register_script(ECHO)
+    assert lane([key], ["x"]) == [key.encode(), b"x", 1, None]
+    assert via_redis_py(keys=[key], args=["x"]) == [key.encode(), b"x", 2, None]
+    assert lane([key], [7]) == [key.encode(), b"7", 3, None]
+
+
+def test_a_script_redis_forgot_is_loaded_again(client: redis.Redis, key: str) -> None:
+    lane = ScriptLane(client, ECHO, retry=False)
+    assert lane([key], ["a"])[2] == 1
+    client.script_flush()
+    assert lane([key], ["b"])[2] == 2  # NOSCRIPT, SCRIPT LOAD, the call: one lane call
+
+
+def test_a_script_error_is_a_response_error(client: redis.Redis, key: str) -> None:
+    lane = ScriptLane(client, "return redis.error_reply('no such thing')", retry=True)
+    with pytest.raises(redis.ResponseError, match="no such thing"):
+        lane([key], [])
+
+
+def test_a_dead_connection_is_replaced(client: redis.Redis, key: str) -> None:
+    name = f"lane-{uuid.uuid4().hex[:8]}"
+    retrying = ScriptLane(client, ECHO, retry=True, name=name)
+    once = ScriptLane(client, ECHO, retry=False, name=name)
+    assert retrying([key], ["a"])[2] == 1
+    assert once([key], ["a"])[2] == 2
+    assert kill_lane_connections(client, name) == 2
+    # A read may run twice: it is called again on a fresh connection.
+    assert retrying([key], ["b"])[2] == 3
+    # A call that must not run twice is not: its caller sees the failure, the next call works.
+    with pytest.raises(redis.ConnectionError):
+        once([key], ["b"])
+    assert once([key], ["c"])[2] == 4
+
+
+def test_threads_have_connections_of_their_own(client: redis.Redis, key: str) -> None:
+    name = f"lane-{uuid.uuid4().hex[:8]}"
+    lane = ScriptLane(client, ECHO, retry=True, name=name)
+    replies: list[int] = []
+    lock = threading.Lock()
+    done, finish = threading.Barrier(5), threading.Event()
+
+    def work() -> None:
+        for _ in range(50):
+            n = lane([key], ["t"])[2]
+            with lock:
+                replies.append(n)
+        done.wait()
+        finish.wait(10)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    done.wait(10)
+    open_now = sum(1 for c in client.client_list() if c.get("name") == name)
+    finish.set()
+    for t in threads:
+        t.join()
+    assert sorted(replies) == list(range(1, 201))  # no reply went to another thread
+    assert open_now == 4
+
+
+def _child_call(lane: ScriptLane, key: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    out.put(lane([key], ["child"]))
+
+
+def test_a_forked_child_opens_its_own_connection(client: redis.Redis, key: str) -> None:
+    lane = ScriptLane(client, ECHO, retry=False)
+    assert lane([key], ["parent"])[2] == 1
+    ctx = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    child = ctx.Process(target=_child_call, args=(lane, key, out))
+    child.start()
+    assert out.get(timeout=10)[1:3] == [b"child", 2]
+    child.join(10)
+    # The parent's connection still reads its own replies.
+    assert lane([key], ["parent"])[1:3] == [b"parent", 3]
+
+
+def test_redis_not_there_is_a_connection_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    lane = ScriptLane(redis.Redis(port=port, socket_connect_timeout=0.5), ECHO, retry=True)
+    with pytest.raises(redis.ConnectionError):
+        lane(["k"], ["x"])
+
+
+def test_a_hanging_redis_is_a_timeout_not_a_wait() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts (the kernel does) and never answers
+        port = listener.getsockname()[1]
+        lane = ScriptLane(redis.Redis(port=port, socket_timeout=0.2), ECHO, retry=True)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            lane(["k"], ["x"])
+        assert time.monotonic() - started < 1.0  # one timeout: a timeout is not retried
