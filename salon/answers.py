@@ -10,7 +10,6 @@ Everything here is optional: with Redis down, answers are computed and not store
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 import uuid
@@ -18,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis
 
 from salon.free_times import Offer, Window
@@ -147,7 +147,7 @@ class PublicReads:
                     key, KeptAnswer(answer, tuple(version_keys), tuple(versions), int(reply[5]))
                 )
             return Lookup(answer, 0, rate_count=count)
-        state = json.loads(reply[3]) if reply[3] is not None else None
+        state = orjson.loads(reply[3]) if reply[3] is not None else None
         return Lookup(None, int(reply[2]), state, rate_count=count)
 
     def _kept_answer(self, key: str, epoch: int) -> bytes | None:
@@ -267,7 +267,7 @@ class PublicReads:
             "vkeys": " ".join(version_keys),
             "versions": ",".join(map(str, versions.values())),
             "until": int(until.timestamp()),
-            "state": json.dumps({**state, "versions": versions.as_doc()}),
+            "state": orjson.dumps({**state, "versions": versions.as_doc()}),
         }
         if self.mirror is not None:
             kept = KeptAnswer(answer, tuple(version_keys), versions.values(), fields["until"])

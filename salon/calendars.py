@@ -11,11 +11,11 @@ cannot place (the catalogue, a generation job) recomputes everything.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis
 
 from salon.answers import Lookup, PublicReads
@@ -96,7 +96,7 @@ class Calendars:
         counts, expiries, edges_at = self._counts(
             o, first, last, window, versions, found.state, now
         )
-        answer = json.dumps(
+        answer = orjson.dumps(
             {
                 "location_id": str(location_id),
                 "service_id": str(service_id),
@@ -104,7 +104,7 @@ class Calendars:
                 "timezone": o.location.timezone,
                 "dates": days_view(first, counts, days),
             }
-        ).encode()
+        )
         if versions is not None:
             until = min([edges_at + dt.timedelta(seconds=EDGE_SECONDS), *expiries.values()])
             if start == "today":

@@ -10,11 +10,11 @@ times still free stay, and each taken one is replaced by one other.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy.orm import Session
 
 from models.exposure import Candidate, replace_taken, seed_for
@@ -167,7 +167,7 @@ class ExposureService:
             with self.container.sessions() as session:
                 nxt = self.next_available_date(session, o, day, window)
             response["next_available_date"] = nxt.isoformat() if nxt else None
-        answer = json.dumps(response).encode()
+        answer = orjson.dumps(response)
         # Served until the exposure expires, and never once its day is over at the location.
         day_over = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone)
         entry = self._ledger_entry(subject, o, day, stylist_part, variant, seed, shown, total, now)
