@@ -2,8 +2,9 @@
 
 Setup (own database, own Redis namespace): the availability bench's salon (4 locations x 10
 stylists x 60 days of 15-minute slots, 09:00-19:00, a 60-minute service per location).
-Processes: ``python -m salon api --workers 2 --threads 4`` and ``python -m salon worker``
-(2 processes x 8 threads), RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=WARNING, default settings
+Processes: ``python -m salon api --workers 2 --threads 8`` (the deployed defaults; until
+session 4 the bench ran 4 threads) and ``python -m salon worker`` (2 processes x 8
+threads), RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=WARNING, default settings
 otherwise (a customer may hold 3 times at once: every hold comes from its own customer, a
 user token of its own, and every POST carries its own Idempotency-Key). Every request waits
 for its result (no ``Prefer`` header: the default wait, 5 s).
@@ -519,7 +520,7 @@ class Options:
     warmup: float = 3.0
     connections: int = 16
     workers: int = 2
-    threads: int = 4
+    threads: int = Settings().api_threads
     max_other: float = 25.0
     retries: int = 2
     seed: int = 20261125
@@ -972,6 +973,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAMES",
         help="comma-separated scenarios to run (pgbench,holds,pairs,contended; default all)",
     )
+    ap.add_argument("--api-workers", type=int, default=2, help="gunicorn workers of the API")
+    ap.add_argument(
+        "--api-threads",
+        type=int,
+        default=Settings().api_threads,
+        help="threads per API worker (default: the product's, API_THREADS)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--profile", type=Path, help="py-spy API and workers under (a); stacks here")
     ap.add_argument("--py-spy", help="path of py-spy (default: on PATH)")
@@ -993,6 +1001,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pgbench_dsn=args.pgbench_dsn,
         database=args.database,
         repeat=args.repeat,
+        workers=args.api_workers,
+        threads=args.api_threads,
         duration=args.duration,
         warmup=args.warmup,
         connections=args.connections,

@@ -6,6 +6,7 @@ import uuid
 import jwt
 import pytest
 
+from salon import auth
 from salon.auth import InvalidToken, Principal, decode_token, issue_token
 from salon.settings import Settings
 
@@ -68,3 +69,33 @@ def test_an_unsigned_token_is_refused():
     token = jwt.encode(_claims(), None, algorithm="none")
     with pytest.raises(InvalidToken):
         decode_token(SETTINGS, token)
+
+
+def test_a_verified_token_is_not_verified_again_while_it_lasts():
+    token = issue_token(SETTINGS, role="user", biz=None, sub=uuid.uuid4())
+    first = decode_token(SETTINGS, token)
+    assert decode_token(SETTINGS, token) is first  # the kept principal, no second check
+
+
+def test_a_kept_token_still_expires():
+    # exp 4 s ago: valid now within the 5 s leeway, refused once the leeway has passed too.
+    token = jwt.encode(_claims("user", exp=-4), SETTINGS.jwt_secret, algorithm="HS256")
+    decode_token(SETTINGS, token)
+    time.sleep(1.2)
+    with pytest.raises(InvalidToken):
+        decode_token(SETTINGS, token)
+
+
+def test_a_token_kept_under_one_secret_is_refused_under_another():
+    token = issue_token(SETTINGS, role="user", biz=None, sub=uuid.uuid4())
+    decode_token(SETTINGS, token)
+    rotated = Settings(jwt_secret="r" * 64)
+    with pytest.raises(InvalidToken):
+        decode_token(rotated, token)
+
+
+def test_the_kept_tokens_are_bounded(monkeypatch):
+    monkeypatch.setattr(auth, "MAX_VERIFIED", 3)
+    for _ in range(10):
+        decode_token(SETTINGS, issue_token(SETTINGS, role="user", biz=None, sub=uuid.uuid4()))
+        assert len(auth._verified) <= 3
