@@ -23,14 +23,19 @@ from salon import resp
 
 class ScriptLane:
     def __init__(
-        self, client: redis.Redis, source: str, *, retry: bool, name: str = "salon-reads"
+        self,
+        client: redis.Redis,
+        source: str | bytes,
+        *,
+        retry: bool,
+        name: str = "salon-reads",
     ) -> None:
         """`retry`: call again on a fresh connection when a kept one turns out dead (only
         for a script that may run twice: the first call may have reached Redis). `name`:
         the connections' CLIENT SETNAME, for operators (CLIENT LIST)."""
         self.source = source
         self.name = name
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.sha = hashlib.sha1(source.encode() if isinstance(source, str) else source).hexdigest()
         self.retry = retry
         self.kwargs = dict(client.connection_pool.connection_kwargs)
         self.timeout = float(self.kwargs.get("socket_timeout") or 1.0)
@@ -85,6 +90,21 @@ class ScriptLane:
         self._local.conn = None
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
+
+
+class LaneScript:
+    """A lane called as redis-py calls a registered script (`script(keys=..., args=...)`):
+    what Dramatiq's Redis broker does with its dispatch script."""
+
+    def __init__(self, lane: ScriptLane) -> None:
+        self.lane = lane
+        self.script = lane.source
+        self.sha = lane.sha
+
+    def __call__(
+        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Any = None
+    ) -> Any:
+        return self.lane(keys, args)
 
 
 def _connection_error(exc: OSError) -> redis.RedisError:

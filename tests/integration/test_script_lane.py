@@ -140,3 +140,43 @@ def test_a_hanging_redis_is_a_timeout_not_a_wait() -> None:
         with pytest.raises(redis.TimeoutError):
             lane(["k"], ["x"])
         assert time.monotonic() - started < 1.0  # one timeout: a timeout is not retried
+
+
+def test_the_broker_enqueues_fetches_and_acks_through_a_lane(settings, client) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    import dramatiq
+
+    from salon.bootstrap import build_broker
+    from salon.script_lane import LaneScript
+
+    namespace = f"lane-{uuid.uuid4().hex[:8]}"
+    broker = build_broker(dataclasses.replace(settings, redis_namespace=namespace))
+    assert isinstance(broker.scripts["dispatch"], LaneScript)
+    try:
+
+        @dramatiq.actor(broker=broker, queue_name="lane-test")
+        def echo(n: int) -> None: ...
+
+        sent = [echo.send(n) for n in range(3)]
+        consumer = broker.consume("lane-test", prefetch=10, timeout=100)
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            message = next(consumer)
+            if message is not None:
+                got.append(message)
+                consumer.ack(message)
+        consumer.close()
+        assert sorted(m.args[0] for m in got) == [0, 1, 2]
+        assert {m.message_id for m in got} == {m.message_id for m in sent}
+        assert any(c.get("name") == "salon-broker" for c in client.client_list())
+        # Acked: the messages are gone from the queue, its bodies and this broker's unacked set.
+        queue = f"{namespace}-dramatiq:lane-test"
+        assert client.llen(queue) == 0 and client.hlen(f"{queue}.msgs") == 0
+        acks = client.keys(f"{namespace}-dramatiq:__acks__.*")
+        assert not any(client.scard(k) for k in acks)  # an emptied set is deleted
+    finally:
+        broker.close()
+        for k in client.keys(f"{namespace}-dramatiq*"):
+            client.delete(k)
