@@ -8,6 +8,7 @@ redis-py for anything else (TLS).
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import Any
 
@@ -19,6 +20,14 @@ PLAIN_CONNECTIONS = (redis.Connection, redis.UnixDomainSocketConnection)
 
 def is_plain(client: redis.Redis) -> bool:
     return client.connection_pool.connection_class in PLAIN_CONNECTIONS
+
+
+def wait_readable(sock: socket.socket, seconds: float) -> bool:
+    """Whether `sock` has something to read (or was closed) within `seconds`. poll, not
+    select: a busy process's descriptors may be numbered beyond select's 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(int(seconds * 1000)))
 
 
 class ReplyError(Exception):
@@ -80,6 +89,10 @@ class Plain:
         except hiredis.ProtocolError as exc:
             raise Closed(f"unreadable reply: {exc}") from exc
         return reply
+
+    def readable(self) -> bool:
+        """Whether the server sent something (or closed): polled, never waits."""
+        return wait_readable(self.sock, 0)
 
     def close(self) -> None:
         self.sock.close()

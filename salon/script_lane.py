@@ -78,6 +78,12 @@ class ScriptLane:
         if getattr(local, "pid", None) != os.getpid():
             local.conn, local.pid = None, os.getpid()  # a forked child never shares a socket
         conn: resp.Plain | None = local.conn
+        if conn is not None and conn.readable():
+            # Nothing is owed to us between calls: a readable socket was closed by the server
+            # (an idle timeout, a restart). Replaced before sending, so a call that must not
+            # run twice does not fail for it.
+            self._drop()
+            return None
         return conn
 
     def _open(self) -> resp.Plain:

@@ -18,7 +18,6 @@ ask Redis as before. The connection is a plain one (`salon.resp`): redis-py keep
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import threading
 import time
@@ -137,7 +136,7 @@ class VersionMirror:
                     with self._socket_lock:
                         sock.sendall(hiredis.pack_command(("PING",)))
                     last_ping = now
-                select.select([sock], [], [], PING_EVERY / 2)
+                resp.wait_readable(sock, PING_EVERY / 2)
                 if not self._drain():
                     raise OSError("connection closed")
         finally:

@@ -62,19 +62,79 @@ def test_a_script_error_is_a_response_error(client: redis.Redis, key: str) -> No
         lane([key], [])
 
 
-def test_a_dead_connection_is_replaced(client: redis.Redis, key: str) -> None:
+def test_a_connection_closed_while_idle_is_replaced_before_the_call(
+    client: redis.Redis, key: str
+) -> None:
     name = f"lane-{uuid.uuid4().hex[:8]}"
     retrying = ScriptLane(client, ECHO, retry=True, name=name)
     once = ScriptLane(client, ECHO, retry=False, name=name)
     assert retrying([key], ["a"])[2] == 1
     assert once([key], ["a"])[2] == 2
     assert kill_lane_connections(client, name) == 2
-    # A read may run twice: it is called again on a fresh connection.
-    assert retrying([key], ["b"])[2] == 3
-    # A call that must not run twice is not: its caller sees the failure, the next call works.
-    with pytest.raises(redis.ConnectionError):
-        once([key], ["b"])
-    assert once([key], ["c"])[2] == 4
+    time.sleep(0.1)  # the kill's FIN reaches the sockets
+    # Both see the closed socket before sending: even the call that must not run twice works.
+    assert once([key], ["b"])[2] == 3
+    assert retrying([key], ["b"])[2] == 4
+
+
+class OneAnswerServer:
+    """A Redis stand-in whose every connection answers its first two commands (the lane's
+    CLIENT SETNAME and one EVALSHA) and then closes on the third, unanswered: a server that
+    died with the call in flight, which a real Redis cannot be made to do on cue."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        import hiredis
+
+        reader = hiredis.Reader()
+        replies = [b"+OK\r\n", b":42\r\n"]
+        with conn:
+            while replies:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                reader.feed(data)
+                while reader.gets() is not False and replies:
+                    conn.sendall(replies.pop(0))
+            conn.recv(65536)  # the third command: read, never answered
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_call_cut_off_in_flight_is_retried_only_where_it_may_run_twice() -> None:
+    server = OneAnswerServer()
+    try:
+        target = redis.Redis(port=server.port, socket_timeout=2)
+        retrying = ScriptLane(target, ECHO, retry=True)
+        once = ScriptLane(target, ECHO, retry=False)
+        assert retrying(["k"], ["x"]) == 42
+        assert retrying(["k"], ["x"]) == 42  # cut off, then again on a fresh connection
+        assert server.connections == 2
+        assert once(["k"], ["x"]) == 42
+        with pytest.raises(redis.ConnectionError):
+            once(["k"], ["x"])  # cut off: its caller is told, nothing is sent twice
+        assert server.connections == 3
+        assert once(["k"], ["x"]) == 42  # and the next call has a fresh connection
+    finally:
+        server.close()
 
 
 def test_threads_have_connections_of_their_own(client: redis.Redis, key: str) -> None:
