@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from salon.script_lane import LaneScript, ScriptLane
+from salon.script_lane import CommandLane, LaneScript, ScriptLane
 from salon.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,7 +36,12 @@ class Container:
     # For BLPOP while the API waits for a write: its socket timeout must exceed the wait.
     redis_blocking: Redis
     broker: RedisBroker
+    # What a write sends after its commit (salon.versions.run_pipeline), on plain connections.
+    redis_lane: CommandLane = field(init=False)
     actors: Actors = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.redis_lane = CommandLane(self.redis)
 
     def close(self) -> None:
         self.broker.close()

@@ -1,11 +1,12 @@
-"""A Lua script called on a plain connection per thread: the read path's Redis round trip.
+"""Redis calls on a plain connection per thread, for the round trips every request makes.
 
 A repeat of /v1/slots or /v1/dates that this process does not keep costs one script call,
-and a new exposure two. Through redis-py a call costs ~110 µs of CPU (its pool, retry,
-argument and command layers); the same EVALSHA on a socket with hiredis's reader costs
-~45 µs (docs/performance.md). Errors are redis-py's (`redis.ConnectionError`,
-`redis.TimeoutError`, `redis.ResponseError`), so callers handle an outage as before. Over
-TLS the calls go through redis-py.
+and a new exposure two; every booking write one Dramatiq dispatch call to enqueue, one to
+fetch, one to ack, and one pipeline after its commit. Through redis-py a call costs ~110 µs
+of CPU (its pool, retry, argument and command layers); the same EVALSHA on a socket with
+hiredis's packer and reader ~45 µs (docs/performance.md). Errors are redis-py's
+(`redis.ConnectionError`, `redis.TimeoutError`, `redis.ResponseError`), so callers handle an
+outage as before. Over TLS the calls go through redis-py.
 """
 
 from __future__ import annotations
@@ -13,65 +14,46 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import hiredis
 import redis
 
 from salon import resp
 
+_T = TypeVar("_T")
 
-class ScriptLane:
-    def __init__(
-        self,
-        client: redis.Redis,
-        source: str | bytes,
-        *,
-        retry: bool,
-        name: str = "salon-reads",
-    ) -> None:
-        """`retry`: call again on a fresh connection when a kept one turns out dead (only
-        for a script that may run twice: the first call may have reached Redis). `name`:
-        the connections' CLIENT SETNAME, for operators (CLIENT LIST)."""
-        self.source = source
-        self.name = name
-        self.sha = hashlib.sha1(source.encode() if isinstance(source, str) else source).hexdigest()
-        self.retry = retry
+
+class ThreadConnections:
+    """A plain connection per thread (and per process: a forked child opens its own)."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self.name = name  # the connections' CLIENT SETNAME, for operators (CLIENT LIST)
         self.kwargs = dict(client.connection_pool.connection_kwargs)
         self.timeout = float(self.kwargs.get("socket_timeout") or 1.0)
-        self._fallback = None if resp.is_plain(client) else client.register_script(source)
         self._local = threading.local()
 
-    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        if self._fallback is not None:
-            return self._fallback(keys=keys, args=args)
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+    def run(self, work: Callable[[resp.Plain], _T], *, retry: bool) -> _T:
+        """`work` on this thread's connection, with redis-py's errors. `retry`: run it again
+        on a fresh connection when the kept one turns out dead (only for work that may run
+        twice: the first attempt may have reached Redis)."""
         kept = self._kept()
         try:
-            return self._call(kept or self._open(), command)
+            return work(kept or self._open())
         except (OSError, resp.ReplyError) as exc:
             self._drop()
             if isinstance(exc, resp.ReplyError):
-                raise redis.ResponseError(str(exc)) from exc
-            if kept is None or not self.retry or isinstance(exc, TimeoutError):
+                raise _reply_error(exc) from exc
+            if kept is None or not retry or isinstance(exc, TimeoutError):
                 raise _connection_error(exc) from exc
-        try:  # the kept connection was dead (a restart, an idle timeout): once more
-            return self._call(self._open(), command)
+        try:  # the kept connection died with the call in flight (a restart): once more
+            return work(self._open())
         except (OSError, resp.ReplyError) as exc:
             self._drop()
             if isinstance(exc, resp.ReplyError):
-                raise redis.ResponseError(str(exc)) from exc
+                raise _reply_error(exc) from exc
             raise _connection_error(exc) from exc
-
-    def _call(self, conn: resp.Plain, command: tuple[Any, ...]) -> Any:
-        try:
-            return conn.call(*command)
-        except resp.ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # The server does not know the script yet (a restart, SCRIPT FLUSH): load it once.
-        conn.call("SCRIPT", "LOAD", self.source)
-        return conn.call(*command)
 
     def _kept(self) -> resp.Plain | None:
         local = self._local
@@ -98,6 +80,71 @@ class ScriptLane:
             conn.close()
 
 
+class ScriptLane:
+    def __init__(
+        self,
+        client: redis.Redis,
+        source: str | bytes,
+        *,
+        retry: bool,
+        name: str = "salon-reads",
+    ) -> None:
+        """`retry`: see `ThreadConnections.run`; `name`: the connections' name."""
+        self.source = source
+        self.sha = hashlib.sha1(source.encode() if isinstance(source, str) else source).hexdigest()
+        self.retry = retry
+        self._fallback = None if resp.is_plain(client) else client.register_script(source)
+        self._connections = ThreadConnections(client, name)
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._fallback is not None:
+            return self._fallback(keys=keys, args=args)
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        return self._connections.run(lambda conn: self._call(conn, command), retry=self.retry)
+
+    def _call(self, conn: resp.Plain, command: tuple[Any, ...]) -> Any:
+        try:
+            return conn.call(*command)
+        except resp.ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # The server does not know the script yet (a restart, SCRIPT FLUSH): load it once.
+        conn.call("SCRIPT", "LOAD", self.source)
+        return conn.call(*command)
+
+
+class CommandLane:
+    """Pipelines of plain commands on a connection per thread: what a write sends after its
+    commit (version bumps, the done signal). Sending them twice does no harm, so a call cut
+    off in flight is sent again. Over TLS they go through a redis-py pipeline."""
+
+    def __init__(self, client: redis.Redis, name: str = "salon-writes") -> None:
+        self.client = client
+        self._plain = resp.is_plain(client)
+        self._connections = ThreadConnections(client, name)
+
+    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Every command's reply, in order; the first error reply raised (as redis-py's
+        pipelines do: NOSCRIPT as `NoScriptError`) once all were read."""
+        if not commands:
+            return []
+        if not self._plain:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            return list(pipe.execute())
+        return self._connections.run(lambda conn: _send_all(conn, commands), retry=True)
+
+
+def _send_all(conn: resp.Plain, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    conn.sock.sendall(b"".join(hiredis.pack_command(c) for c in commands))
+    replies = [conn.read() for _ in commands]
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            raise resp.ReplyError(str(reply))
+    return replies
+
+
 class LaneScript:
     """A lane called as redis-py calls a registered script (`script(keys=..., args=...)`):
     what Dramatiq's Redis broker does with its dispatch script."""
@@ -111,6 +158,12 @@ class LaneScript:
         self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Any = None
     ) -> Any:
         return self.lane(keys, args)
+
+
+def _reply_error(exc: resp.ReplyError) -> redis.ResponseError:
+    if str(exc).startswith("NOSCRIPT"):
+        return redis.exceptions.NoScriptError(str(exc))
+    return redis.ResponseError(str(exc))
 
 
 def _connection_error(exc: OSError) -> redis.RedisError:

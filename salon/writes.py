@@ -514,7 +514,7 @@ def notify_done(
         pipe.expire(key, 120)
 
     try:
-        run_pipeline(container.redis, fill)
+        run_pipeline(container.redis_lane, fill)
     except redis.RedisError:
         log.warning("could not signal completion of write %s; the API falls back to 202", write_id)
 

@@ -4,12 +4,14 @@ hangs or is not there."""
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -240,3 +242,55 @@ def test_the_broker_enqueues_fetches_and_acks_through_a_lane(settings, client) -
         broker.close()
         for k in client.keys(f"{namespace}-dramatiq*"):
             client.delete(k)
+
+
+def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
+    client: redis.Redis, key: str
+) -> None:
+    from salon.script_lane import CommandLane
+
+    lane = CommandLane(client, name=f"lane-{uuid.uuid4().hex[:8]}")
+    assert lane.pipeline([("INCR", key), ("INCR", key), ("GET", key)]) == [1, 2, b"2"]
+    with pytest.raises(redis.ResponseError):
+        lane.pipeline([("INCR", key), ("LPUSH", key, "x"), ("INCR", key)])
+    assert client.get(key) == b"4"  # every command ran; the error was raised after reading all
+    with pytest.raises(redis.exceptions.NoScriptError):
+        lane.pipeline([("EVALSHA", "0" * 40, 0)])
+    assert lane.pipeline([("PING",)]) == [b"PONG"]  # the connection is still in step
+
+
+def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: redis.Redis) -> None:
+    from salon.offers import queue_catalogue_bump
+    from salon.script_lane import CommandLane
+    from salon.versions import queue_bumps, run_pipeline
+
+    stylist = uuid.uuid4()
+    day = dt.datetime(2030, 5, 6, 10, tzinfo=dt.UTC)
+    states = []
+    for target in (client, CommandLane(client)):
+        ns = f"lane-{uuid.uuid4().hex[:8]}"
+
+        def fill(pipe: Any, ns: str = ns) -> None:
+            queue_catalogue_bump(pipe, ns)
+            queue_bumps(pipe, ns, [], [(stylist, day, day + dt.timedelta(hours=1))])
+            pipe.lpush(f"{ns}:done", "1")
+            pipe.expire(f"{ns}:done", 120)
+
+        client.script_flush()  # the bump script is loaded again on the way
+        run_pipeline(target, fill)
+        run_pipeline(target, fill)
+        keys = sorted(k.decode() for k in client.keys(f"{ns}:*"))
+        states.append(
+            (
+                [k.removeprefix(ns) for k in keys],
+                client.zrange(f"{ns}:stylist-changes:{stylist}", 0, -1, withscores=True),
+                client.lrange(f"{ns}:done", 0, -1),
+                0 < client.ttl(f"{ns}:done") <= 120,
+            )
+        )
+        for k in keys:
+            client.delete(k)
+    assert states[0] == states[1]
+    # The first run met NOSCRIPT and ran again whole (its signal twice, as documented).
+    assert states[0][2] == [b"1", b"1", b"1"] and states[0][3]
+    assert len(states[0][1]) > 0  # the bump recorded its dates
