@@ -280,7 +280,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
     # threads would walk it from two offsets and resend each other's entries).
     client_workers = 1 if opts.engine == "wrk" else None
     cap = WRK_MAX_MIX if opts.engine != "python" else 10**7
-    est_rps = [1000.0]
+    est_rps = [5000.0]  # a first mix too small would wrap (every ask a repeat the second time)
     redos = Redos()
     runs: dict[str, list[Run]] = {}
     profile: dict[str, Any] = {}

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TypeVar
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "day_part",
     "group",
     "replace_taken",
+    "row_of",
     "seed_for",
 ]
 
@@ -67,6 +69,12 @@ _BASES: dict[str, float] = {"balanced": math.sqrt(2.0), "uniform": 1.0, "compact
 _WEIGHTS: dict[str, dict[int, float]] = {
     variant: {score: float(base**score) for score in range(-2, 3)}
     for variant, base in _BASES.items()
+}
+# The same as the exponent a weighted draw raises its uniform number to (1 / weight), so the
+# draws need no division nor function call per candidate.
+_EXPONENTS: dict[str, dict[int, float]] = {
+    variant: {score: 1.0 / weight for score, weight in weights.items()}
+    for variant, weights in _WEIGHTS.items()
 }
 _KS = list(K_WEIGHTS)
 _K_CHANCES = list(K_WEIGHTS.values())
@@ -150,7 +158,7 @@ CandidateRow = tuple[str, str, str, datetime, datetime, datetime, timedelta, tim
 _ROW_ORDER = operator.itemgetter(3, 1, 0)
 
 
-def _row(c: Candidate) -> CandidateRow:
+def row_of(c: Candidate) -> CandidateRow:
     return (
         c.key,
         c.stylist_id.hex,
@@ -188,10 +196,12 @@ class FreeDay:
     shortest_service: timedelta
     parts: tuple[str, ...]
     scores: tuple[int, ...]  # per time: the best of its candidates' gap scores
+    row_scores: tuple[tuple[int, ...], ...]  # per time, each candidate's gap score
+    starts: tuple[datetime, ...]  # per time, its start (`between` bisects it)
 
     @classmethod
     def of(cls, candidates: Sequence[Candidate], shortest_service: timedelta) -> FreeDay:
-        return cls.of_rows([_row(c) for c in candidates], shortest_service)
+        return cls.of_rows([row_of(c) for c in candidates], shortest_service)
 
     @classmethod
     def of_rows(cls, rows: Sequence[CandidateRow], shortest_service: timedelta) -> FreeDay:
@@ -203,11 +213,16 @@ class FreeDay:
         for r in sorted(rows, key=_ROW_ORDER):
             unique.setdefault(r[0], r)
         times = _by_start(unique.values(), operator.itemgetter(3))
+        row_scores = tuple(
+            tuple(_gaps_score(r[6], r[7], shortest_service) for r in t) for t in times
+        )
         return cls(
             tuple(times),
             shortest_service,
             tuple(day_part(t[0][5]) for t in times),
-            tuple(max(_gaps_score(r[6], r[7], shortest_service) for r in t) for t in times),
+            tuple(map(max, row_scores)),
+            row_scores,
+            tuple(t[0][3] for t in times),
         )
 
     @property
@@ -221,45 +236,68 @@ class FreeDay:
 
     def between(self, earliest: datetime, latest: datetime) -> FreeDay:
         """The start times from `earliest` to `latest`, inclusive."""
-        starts = [t[0][3] for t in self.rows]
-        lo, hi = bisect.bisect_left(starts, earliest), bisect.bisect_right(starts, latest)
+        lo = bisect.bisect_left(self.starts, earliest)
+        hi = bisect.bisect_right(self.starts, latest)
+        if lo == 0 and hi == len(self.rows):
+            return self
         return FreeDay(
-            self.rows[lo:hi], self.shortest_service, self.parts[lo:hi], self.scores[lo:hi]
+            self.rows[lo:hi],
+            self.shortest_service,
+            self.parts[lo:hi],
+            self.scores[lo:hi],
+            self.row_scores[lo:hi],
+            self.starts[lo:hi],
         )
 
     def candidates(self) -> list[Candidate]:
         return [_candidate(r) for t in self.rows for r in t]
 
     def choose(self, *, seed: int, variant: str = "balanced") -> list[Candidate]:
-        weight_of = _WEIGHTS[_checked(variant, self.shortest_service)]
-        shortest = self.shortest_service
+        return [_candidate(r) for r in self.choose_rows(seed=seed, variant=variant)]
 
-        def weigh(r: CandidateRow) -> float:
-            return weight_of[_gaps_score(r[6], r[7], shortest)]
-
-        # A time weighs as its best stylist: base ** max(score) (every base is >= 1).
-        weights = [weight_of[score] for score in self.scores]
+    def choose_rows(self, *, seed: int, variant: str = "balanced") -> list[CandidateRow]:
+        """`choose` as rows (what a server turns into its answer without building objects)."""
+        exponent_of = _EXPONENTS[_checked(variant, self.shortest_service)]
         rng = random.Random(seed)
         if len(self.rows) <= SHOW_ALL_UP_TO:
             picked = list(range(len(self.rows)))
         else:
             k = rng.choices(_KS, weights=_K_CHANCES)[0]
-            picked = self._pick_times(k, rng, weights)
-        # Stylists are drawn in start order so the draws do not depend on the order of the picks.
-        chosen = (_candidate(_pick_one(self.rows[i], rng, weigh)) for i in sorted(picked))
-        return sorted(chosen, key=_order)
+            picked = self._pick_times(k, rng, exponent_of)
+        # Stylists are drawn in start order so the draws do not depend on the order of the picks;
+        # one time per pick, so start order is the canonical order.
+        chosen = []
+        for i in sorted(picked):
+            options = self.rows[i]
+            if len(options) == 1:
+                chosen.append(options[0])
+            else:
+                scores = self.row_scores[i]
+                chosen.append(options[_top(rng, [exponent_of[s] for s in scores], 1)[0]])
+        return chosen
 
-    def _pick_times(self, k: int, rng: random.Random, weights: list[float]) -> list[int]:
-        by_part: dict[str, list[int]] = {part: [] for part in DAY_PARTS}
-        for i, part in enumerate(self.parts):
-            by_part[part].append(i)
+    def _pick_times(self, k: int, rng: random.Random, exponent_of: dict[int, float]) -> list[int]:
+        # A time weighs as its best stylist: base ** max(score) (every base is >= 1).
+        by_part = self._by_part
         parts = [part for part in DAY_PARTS if by_part[part]]
         if k < len(parts):
             parts = _sample(parts, k, rng, lambda part: float(len(by_part[part])))
-        picked = [_sample(by_part[part], 1, rng, weights.__getitem__)[0] for part in parts]
+        scores = self.scores
+        picked = []
+        for part in parts:
+            indices = by_part[part]
+            picked.append(indices[_top(rng, [exponent_of[scores[i]] for i in indices], 1)[0]])
         taken = set(picked)
         rest = [i for i in range(len(self.rows)) if i not in taken]
-        return picked + _sample(rest, k - len(picked), rng, weights.__getitem__)
+        best = _top(rng, [exponent_of[scores[i]] for i in rest], k - len(picked))
+        return picked + [rest[j] for j in best]
+
+    @cached_property
+    def _by_part(self) -> dict[str, list[int]]:
+        by_part: dict[str, list[int]] = {part: [] for part in DAY_PARTS}
+        for i, part in enumerate(self.parts):
+            by_part[part].append(i)
+        return by_part
 
 
 def replace_taken(
@@ -365,6 +403,15 @@ def _sample(
         return [items[max(range(len(items)), key=keyed.__getitem__)]]
     best = sorted(range(len(items)), key=lambda index: keyed[index], reverse=True)
     return [items[index] for index in best[:count]]
+
+
+def _top(rng: random.Random, exponents: Sequence[float], count: int) -> list[int]:
+    """`_sample` by position, given each item's 1 / weight: the same draws, the same picks."""
+    keys = [rng.random() ** exponent for exponent in exponents]
+    if count == 1 and keys:
+        return [keys.index(max(keys))]  # the first of equals, as `_sample`'s -index gives
+    # Stable, also reversed: equal keys keep their order, as `_sample`'s -index gives.
+    return sorted(range(len(keys)), key=keys.__getitem__, reverse=True)[:count]
 
 
 def _pick_one(options: Sequence[_T], rng: random.Random, weigh: Callable[[_T], float]) -> _T:

@@ -53,6 +53,11 @@ class Offer:
         return str(self.location.biz_entity_id)
 
     @cached_property
+    def durations_by_hex(self) -> dict[str, int]:
+        """`durations` keyed by the stylists' ids in hex, as a day list's rows name them."""
+        return {s.hex: minutes for s, minutes in self.durations.items()}
+
+    @cached_property
     def shortest(self) -> dt.timedelta:
         return dt.timedelta(minutes=min(self.durations.values(), default=0))
 
