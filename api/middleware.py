@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 import falcon
 import redis
@@ -29,7 +29,8 @@ UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 
 def request_id(given: str | None) -> str:
     """The caller's X-Request-Id when it is a sane token, else a fresh one."""
-    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex but without building a UUID (every request).
+    return given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 def log_access(method: str, path: str, status: str, elapsed_ms: float | None) -> None:

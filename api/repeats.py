@@ -162,10 +162,11 @@ class StickyRepeats:
             subject, who = f"session:{session_id}", address
             headers.append(("X-Session-Id", session_id))
         stylist = fields.get("stylist_id")
-        location_id, service_id = uuid.UUID(fields["location_id"]), uuid.UUID(fields["service_id"])
-        stylist_id = uuid.UUID(stylist) if stylist else None
-        day = dt.date.fromisoformat(fields["date"])
-        key = self.exposures.key(subject, location_id, service_id, stylist_id, day, variant)
+        # The fields are canonical text (`plain_query`), as the key spells them: a repeat needs
+        # no UUID or date objects.
+        key = self.exposures.key_of(
+            subject, fields["location_id"], fields["service_id"], stylist, fields["date"], variant
+        )
         counted = self.rate_limit > 0
         now = time.time()
         found = self.exposures.reads.lookup(
@@ -184,10 +185,10 @@ class StickyRepeats:
             try:
                 answer = self.exposures.exposure(
                     subject=subject,
-                    location_id=location_id,
-                    service_id=service_id,
-                    stylist_id=stylist_id,
-                    day=day,
+                    location_id=uuid.UUID(fields["location_id"]),
+                    service_id=uuid.UUID(fields["service_id"]),
+                    stylist_id=uuid.UUID(stylist) if stylist else None,
+                    day=dt.date.fromisoformat(fields["date"]),
                     variant=variant,
                     now=dt.datetime.fromtimestamp(now, dt.UTC),
                     looked_up=(key, found),

@@ -101,8 +101,26 @@ class ExposureService:
         day: dt.date,
         variant: str,
     ) -> str:
-        stylist_part = str(stylist_id) if stylist_id else "any"
-        parts = (subject, str(location_id), str(service_id), stylist_part, day.isoformat(), variant)
+        return self.key_of(
+            subject,
+            str(location_id),
+            str(service_id),
+            str(stylist_id) if stylist_id else None,
+            day.isoformat(),
+            variant,
+        )
+
+    def key_of(
+        self,
+        subject: str,
+        location_id: str,
+        service_id: str,
+        stylist_id: str | None,
+        day: str,
+        variant: str,
+    ) -> str:
+        """`key` of the ask's fields as canonical text (lower-case UUIDs, ISO date)."""
+        parts = (subject, location_id, service_id, stylist_id or "any", day, variant)
         return ":".join((self.ns, "exposure", *parts))
 
     def exposure(

@@ -85,7 +85,7 @@ class VersionMirror:
             if not self._trusted():
                 return None
             try:
-                return tuple(self._values[k] for k in keys)
+                return tuple(map(self._values.__getitem__, keys))
             except KeyError:
                 return None
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from falcon import testing
 
 from api.repeats import client_address, cookie_session, plain_query
+from salon.exposures import ExposureService
 
 LOC = str(uuid.uuid4())
 SVC = str(uuid.uuid4())
@@ -74,3 +77,31 @@ def test_the_rate_limited_caller_is_falcons_first_hop(headers):
 def test_a_forwarded_header_is_left_to_falcon():
     req = testing.create_req(headers={"Forwarded": "for=192.0.2.60;proto=http"})
     assert client_address(req.env) is None
+
+
+@pytest.mark.parametrize("stylist", [None, str(uuid.uuid4())])
+def test_the_key_of_a_plain_querys_text_is_the_key_of_its_values(stylist):
+    """The layer keys a repeat from the query's text; the resource from parsed values."""
+    query = f"date=2026-12-01&location_id={LOC.upper()}&service_id={SVC}"
+    fields = plain_query(query + (f"&stylist_id={stylist.upper()}" if stylist else ""))
+    assert fields is not None
+    container = SimpleNamespace(settings=SimpleNamespace(redis_namespace="ns"))
+    service = ExposureService(container, reads=object())  # type: ignore[arg-type]
+    from_text = service.key_of(
+        "session:s",
+        fields["location_id"],
+        fields["service_id"],
+        fields.get("stylist_id"),
+        fields["date"],
+        "balanced",
+    )
+    from_values = service.key(
+        "session:s",
+        uuid.UUID(LOC),
+        uuid.UUID(SVC),
+        uuid.UUID(stylist) if stylist else None,
+        dt.date(2026, 12, 1),
+        "balanced",
+    )
+    assert from_text == from_values
+    assert from_text.endswith(f":{stylist or 'any'}:2026-12-01:balanced")
