@@ -2,8 +2,9 @@
 
 A stored answer is a Redis hash: the response bytes as sent, the version keys and values it
 was computed under, an epoch after which it must not be served, and the state a recomputation
-starts from (the shown times of an exposure, the counts of a calendar). One script call
-answers a repeat: on a hit the stored bytes; on a miss the catalogue version and that state.
+starts from (the shown times of an exposure, the counts of a calendar). One round trip
+answers a repeat: on a hit the stored bytes (checked against the version mirror); on a miss
+the catalogue version and that state.
 Everything here is optional: with Redis down, answers are computed and not stored.
 """
 
@@ -24,7 +25,7 @@ from salon.free_times import Offer, Window
 from salon.live_times import LiveTimes
 from salon.offers import OfferCache, catalogue_key, queue_catalogue_bump
 from salon.resp import is_plain
-from salon.script_lane import ScriptLane
+from salon.script_lane import CommandLane
 from salon.version_mirror import VersionMirror
 from salon.versions import Versions, version_key
 
@@ -47,40 +48,10 @@ log = logging.getLogger(__name__)
 # Stored answers this process keeps to answer repeats without Redis (a few KB each).
 MAX_KEPT_ANSWERS = 8192
 
-# KEYS[1]: the answer, KEYS[2]: the catalogue version, KEYS[3] (optional): the caller's
-# rate-limit counter of this minute, counted in the same call. ARGV[1]: now (epoch seconds).
-_LOOKUP = """
-local count = 0
-if KEYS[3] then
-  count = redis.call('INCR', KEYS[3])
-  if count == 1 then redis.call('EXPIRE', KEYS[3], 61) end
-end
-local h = redis.call('HMGET', KEYS[1], 'response', 'vkeys', 'versions', 'until', 'state')
-local catalogue = redis.call('GET', KEYS[2]) or '0'
-if h[1] and tonumber(h[4]) > tonumber(ARGV[1]) then
-  local keys = {}
-  for k in string.gmatch(h[2], '%S+') do keys[#keys + 1] = k end
-  local current = redis.call('MGET', unpack(keys))
-  local parts = {}
-  for i, v in ipairs(current) do parts[i] = v or '0' end
-  if table.concat(parts, ',') == h[3] then return {1, count, h[1], h[2], h[3], h[4]} end
-end
-return {0, count, catalogue, h[5]}
-"""
-
-
-# KEYS[1]: the answer, KEYS[2]: a stream. ARGV: the stream's MINID, the answer's TTL, how many
-# answer fields (0: none to store), then the answer's fields and values, then the entry's.
-_STORE_WITH_ENTRY = """
-local n = tonumber(ARGV[3])
-if n > 0 then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n))
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[1], '*', unpack(ARGV, 4 + 2 * n))
-return n
-"""
+# A stored answer's fields, as `lookup` reads them.
+_STORED = ("response", "vkeys", "versions", "until", "state")
+# A rate-limit counter outlives its one-minute window by a second.
+_RATE_TTL = 61
 
 
 @dataclass(frozen=True)
@@ -111,9 +82,9 @@ class PublicReads:
         self.ns = container.settings.redis_namespace
         self.offers = OfferCache(container)
         self.live = LiveTimes(container)
-        # Counting a rate-limited request twice is harmless; a ledger entry twice is not.
-        self._lookup = ScriptLane(container.redis, _LOOKUP, retry=True)
-        self._store_with_entry = ScriptLane(container.redis, _STORE_WITH_ENTRY, retry=False)
+        # Plain commands, not scripts: a Lua call cost Redis ~56 us of CPU, ~40 of it the
+        # script's own overhead (docs/performance.md).
+        self._lane = CommandLane(container.redis, name="salon-reads")
         self.mirror = version_mirror(container.redis, self.ns)
         self._kept: OrderedDict[str, KeptAnswer] = OrderedDict()
         self._kept_lock = threading.Lock()
@@ -124,31 +95,55 @@ class PublicReads:
 
     def lookup(self, key: str, now: dt.datetime, rate_key: str | None = None) -> Lookup:
         """The stored answer under `key` if still valid; with `rate_key`, also count the
-        caller's request (the rate limiter's counter) in the same round trip."""
+        caller's request (the rate limiter's counter) in the same round trip.
+
+        Valid: not past its `until`, and every counter it was computed under still at the
+        value it was computed under (read from the mirror, which has seen every change
+        finished before this call; else from Redis, after the answer: a change in between
+        makes it a miss, never a stale hit)."""
         epoch = int(now.timestamp())
         if rate_key is None and self.mirror is not None:
             kept = self._kept_answer(key, epoch)
             if kept is not None:
                 return Lookup(kept, 0)
-        token = self.mirror.token() if self.mirror is not None else None
-        keys = [key, catalogue_key(self.ns), *([rate_key] if rate_key else [])]
+        commands: list[tuple[Any, ...]] = [
+            ("HMGET", key, *_STORED),
+            ("GET", catalogue_key(self.ns)),
+        ]
+        if rate_key:
+            # Counting a request twice (a retried round trip) is harmless.
+            commands += [("INCR", rate_key), ("EXPIRE", rate_key, _RATE_TTL)]
         try:
-            reply = self._lookup(keys, [epoch])
+            replies = self._lane.pipeline(commands)
         except redis.RedisError:
             return Lookup(None, -1)
-        count = int(reply[1]) if rate_key else None
-        if int(reply[0]) == 1:
-            answer = bytes(reply[2])
-            if self.mirror is not None:
-                version_keys = reply[3].decode().split()
-                versions = [int(v) for v in reply[4].split(b",")]
-                self.mirror.learn(token, version_keys, versions)
-                self._keep(
-                    key, KeptAnswer(answer, tuple(version_keys), tuple(versions), int(reply[5]))
-                )
-            return Lookup(answer, 0, rate_count=count)
-        state = orjson.loads(reply[3]) if reply[3] is not None else None
-        return Lookup(None, int(reply[2]), state, rate_count=count)
+        (response, vkeys, versions, until, state), catalogue = replies[0], replies[1]
+        count = int(replies[2]) if rate_key else None
+        if response is not None and until is not None and int(until) > epoch:
+            version_keys = vkeys.decode().split()
+            current = self._current(version_keys)
+            if current is not None and ",".join(map(str, current)) == versions.decode():
+                answer = bytes(response)
+                if self.mirror is not None:
+                    self._keep(key, KeptAnswer(answer, tuple(version_keys), current, int(until)))
+                return Lookup(answer, 0, rate_count=count)
+        stored = orjson.loads(state) if state is not None else None
+        return Lookup(None, int(catalogue or 0), stored, rate_count=count)
+
+    def _current(self, keys: list[str]) -> tuple[int, ...] | None:
+        """The counters' values now (a missing one is 0); None when Redis cannot tell."""
+        known = self.mirror.values(keys) if self.mirror is not None else None
+        if known is not None:
+            return known
+        token = self.mirror.token() if self.mirror is not None else None
+        try:
+            raw = self._lane.pipeline([("MGET", *keys)])[0]
+        except redis.RedisError:
+            return None
+        values = tuple(int(v or 0) for v in raw)
+        if self.mirror is not None:
+            self.mirror.learn(token, keys, values)
+        return values
 
     def _kept_answer(self, key: str, epoch: int) -> bytes | None:
         with self._kept_lock:
@@ -239,17 +234,19 @@ class PublicReads:
         entry: dict[str, str],
         min_id: str,
     ) -> None:
-        """`store` (when the versions are known) and a stream entry, in one script call:
-        a new exposure and its ledger entry. Best effort: with Redis down, neither."""
-        fields = (
-            self._stored_fields(key, answer, versions, until, state) if versions is not None else {}
-        )
-        args: list[Any] = [min_id, max(1, ttl), len(fields)]
-        for pairs in (fields, entry):
-            for name, value in pairs.items():
-                args += [name, value]
+        """`store` (when the versions are known) and a stream entry, in one round trip and
+        one transaction: a new exposure and its ledger entry. Best effort: with Redis down,
+        neither. Not sent twice (a ledger entry twice would count an exposure twice)."""
+        commands: list[tuple[Any, ...]] = []
+        if versions is not None:
+            fields = self._stored_fields(key, answer, versions, until, state)
+            # Every stored answer has the same fields, so HSET replaces a previous one whole.
+            commands.append(("HSET", key, *(x for pair in fields.items() for x in pair)))
+            commands.append(("EXPIRE", key, max(1, ttl)))
+        xadd = ("XADD", stream, "MINID", "~", min_id, "*")
+        commands.append((*xadd, *(x for pair in entry.items() for x in pair)))
         try:
-            self._store_with_entry([key, stream], args)
+            self._lane.pipeline(commands, retry=False, transaction=True)
         except redis.RedisError:
             log.warning("could not store an answer or its stream entry")
 

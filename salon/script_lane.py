@@ -1,6 +1,6 @@
 """Redis calls on a plain connection per thread, for the round trips every request makes.
 
-A repeat of /v1/slots or /v1/dates that this process does not keep costs one script call,
+A repeat of /v1/slots or /v1/dates that this process does not keep costs one round trip,
 and a new exposure two; every booking write one Dramatiq dispatch call to enqueue, one to
 fetch, one to ack, and one pipeline after its commit. Through redis-py a call costs ~110 µs
 of CPU (its pool, retry, argument and command layers); the same EVALSHA on a socket with
@@ -115,25 +115,39 @@ class ScriptLane:
 
 class CommandLane:
     """Pipelines of plain commands on a connection per thread: what a write sends after its
-    commit (version bumps, the done signal). Sending them twice does no harm, so a call cut
-    off in flight is sent again. Over TLS they go through a redis-py pipeline."""
+    commit (version bumps, the done signal), what a public read looks up and stores. Over
+    TLS they go through a redis-py pipeline."""
 
     def __init__(self, client: redis.Redis, name: str = "salon-writes") -> None:
         self.client = client
         self._plain = resp.is_plain(client)
         self._connections = ThreadConnections(client, name)
 
-    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def pipeline(
+        self, commands: Sequence[tuple[Any, ...]], *, retry: bool = True, transaction: bool = False
+    ) -> list[Any]:
         """Every command's reply, in order; the first error reply raised (as redis-py's
-        pipelines do: NOSCRIPT as `NoScriptError`) once all were read."""
+        pipelines do: NOSCRIPT as `NoScriptError`) once all were read. `retry`: send them again
+        when a kept connection turns out dead with them in flight (only for commands that do
+        no harm twice; see `ThreadConnections.run`). `transaction`: in MULTI/EXEC."""
         if not commands:
             return []
         if not self._plain:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=transaction)
             for command in commands:
                 pipe.execute_command(*command)  # type: ignore[no-untyped-call]
             return list(pipe.execute())
-        return self._connections.run(lambda conn: _send_all(conn, commands), retry=True)
+        if transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        replies = self._connections.run(lambda conn: _send_all(conn, commands), retry=retry)
+        if not transaction:
+            return replies
+        if replies[-1] is None:
+            raise redis.exceptions.WatchError("transaction aborted")
+        for reply in replies[-1]:
+            if isinstance(reply, hiredis.ReplyError):
+                raise _reply_error(resp.ReplyError(str(reply)))
+        return list(replies[-1])
 
 
 def _send_all(conn: resp.Plain, commands: Sequence[tuple[Any, ...]]) -> list[Any]:

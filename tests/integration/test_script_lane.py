@@ -259,6 +259,22 @@ def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
     assert lane.pipeline([("PING",)]) == [b"PONG"]  # the connection is still in step
 
 
+def test_a_command_lane_transaction_answers_its_commands_and_raises_an_error_inside(
+    client: redis.Redis, key: str
+) -> None:
+    from salon.script_lane import CommandLane
+
+    lane = CommandLane(client, name=f"lane-{uuid.uuid4().hex[:8]}")
+    assert lane.pipeline([("INCR", key), ("GET", key)], transaction=True) == [1, b"1"]
+    with pytest.raises(redis.ResponseError):
+        lane.pipeline([("INCR", key), ("LPUSH", key, "x"), ("INCR", key)], transaction=True)
+    assert client.get(key) == b"3"  # Redis runs the rest of a transaction around an error
+    with pytest.raises(redis.ResponseError):  # a command Redis refuses to queue: nothing runs
+        lane.pipeline([("INCR", key), ("NOSUCHCOMMAND",)], transaction=True)
+    assert client.get(key) == b"3"
+    assert lane.pipeline([("PING",)]) == [b"PONG"]  # the connection is still in step
+
+
 def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: redis.Redis) -> None:
     from salon.offers import queue_catalogue_bump
     from salon.script_lane import CommandLane
