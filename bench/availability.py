@@ -288,8 +288,11 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
     def mix_size() -> int:
         return min(cap, max(8000, int(est_rps[0] * opts.duration * 2) + 2000))
 
+    generated = [0]  # the size of the last mix made, to tell whether a run went round it
+
     def fresh_slots() -> list[Request]:
-        reqs, _ = slots_mix(salon, mix_size(), rng, repeat_share=opts.repeat_share)
+        generated[0] = mix_size()
+        reqs, _ = slots_mix(salon, generated[0], rng, repeat_share=opts.repeat_share)
         return reqs
 
     def ledger_len() -> int:
@@ -298,7 +301,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
     def slots_after(before: Any, res: LoadResult) -> dict[str, Any]:
         computed = ledger_len() - int(before)
         est_rps[0] = max(est_rps[0], res.rps)
-        size = mix_size()
+        size = generated[0]
         return {
             "exposures_computed": computed,
             "computed_share": round(computed / res.requests, 3) if res.requests else None,
@@ -364,7 +367,9 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                         workers=client_workers,
                     )
                     if name.startswith("slots"):
-                        est_rps[0] = warm.rps
+                        # Never below the first guess: a cold warm-up is slow, and a mix sized
+                        # from it would wrap in round 1 (every ask a repeat the second time).
+                        est_rps[0] = max(est_rps[0], warm.rps)
 
             def measure_rounds(names: list[str]) -> None:
                 for rnd in range(opts.repeat):
