@@ -14,9 +14,12 @@ The list ignores the notice window (it moves with the clock); callers filter by 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import random
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +31,18 @@ from salon.versions import Versions, dirty_local_dates
 if TYPE_CHECKING:
     from salon.bootstrap import Container
 
-# The longest a list is trusted without any version moving (a lost version bump). Each list
-# gets a random share of it, at least half: lists computed together (a cold process computes
-# hundreds in its first seconds) would otherwise all expire together, and every MAX_AGE the
-# process would recompute them at once (a p99 spike and a throughput dip every 5 minutes).
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# The longest a list is trusted without any version moving (a lost version bump). A list is
+# recomputed in the background from a random point between half and three quarters of it
+# (requests go on using it meanwhile): lists computed together (a cold process computes
+# hundreds in its first seconds) would otherwise all expire together, and the requests that
+# found them expired would each wait for their SQL (a p99 spike every 5 minutes).
 MAX_AGE = dt.timedelta(minutes=5)
 MAX_ENTRIES = 1024
 
@@ -43,7 +54,8 @@ NO_VERSIONS = Versions(-1, ())
 class DayTimes:
     free: FreeDay  # ignores the notice window: see `within`
     versions: Versions
-    valid_until: dt.datetime
+    valid_until: dt.datetime  # never used after this (a hold in it expires, or MAX_AGE)
+    refresh_after: dt.datetime  # recomputed in the background from this moment on
 
     def within(self, window: Window) -> FreeDay:
         return self.free.between(window.earliest, window.latest)
@@ -78,12 +90,15 @@ def candidate_rows(o: Offer, rows: Any) -> list[CandidateRow]:
     return out
 
 
-def trusted_until(now: dt.datetime, first_expiry: dt.datetime | None, draw: float) -> dt.datetime:
-    """Until when a list computed `now` may be used without a version moving: the first
-    expiry of a hold in it, and at most MAX_AGE, spread over its second half by `draw`
-    (uniform in [0, 1))."""
-    until = now + MAX_AGE * (0.5 + draw / 2)
-    return until if first_expiry is None else min(first_expiry, until)
+def trusted_until(
+    now: dt.datetime, first_expiry: dt.datetime | None, draw: float
+) -> tuple[dt.datetime, dt.datetime]:
+    """(until when, after when) a list computed `now` may be used, and should be recomputed
+    in the background, without a version moving: until the first expiry of a hold in it and
+    at most MAX_AGE; recomputed from a point between half and three quarters of MAX_AGE set
+    by `draw` (uniform in [0, 1))."""
+    until = now + MAX_AGE if first_expiry is None else min(first_expiry, now + MAX_AGE)
+    return until, min(until, now + MAX_AGE * (0.5 + draw / 4))
 
 
 def whole_days(day: dt.date) -> Window:
@@ -99,6 +114,9 @@ class LiveTimes:
         self._days: OrderedDict[DayKey, DayTimes] = OrderedDict()
         self._lock = threading.Lock()
         self._flights: SingleFlight[DayTimes] = SingleFlight()
+        self._refreshing: set[DayKey] = set()
+        self._refresher: ThreadPoolExecutor | None = None
+        self._refresher_pid = 0
 
     def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
@@ -109,6 +127,8 @@ class LiveTimes:
                 hit = self._days.get(key)
             if hit is not None and now < hit.valid_until:
                 if hit.versions == versions:
+                    if now >= hit.refresh_after:
+                        self._refresh_later(key, o, day, versions)
                     return hit
                 # Versions moved: still current if no change reached this day.
                 ns = self.container.settings.redis_namespace
@@ -121,12 +141,39 @@ class LiveTimes:
             (key, versions), lambda: self._keep(key, self._compute(o, day, versions, now))
         )
 
+    def _refresh_later(self, key: DayKey, o: Offer, day: dt.date, versions: Versions) -> None:
+        """Recompute the list in this process's refresh thread (once at a time per day)."""
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+            if self._refresher is None or self._refresher_pid != os.getpid():
+                # Made in the process that uses it: a pool from before a fork has no thread.
+                self._refresher = ThreadPoolExecutor(1, thread_name_prefix="day-refresh")
+                self._refresher_pid = os.getpid()
+            refresher = self._refresher
+
+        def refresh() -> None:
+            try:
+                self._flights.run(
+                    (key, versions),
+                    lambda: self._keep(key, self._compute(o, day, versions, _utcnow())),
+                )
+            except Exception:  # the kept list serves until valid_until; then a request computes
+                log.warning("could not refresh the free times of %s", day, exc_info=True)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        refresher.submit(refresh)
+
     def _compute(self, o: Offer, day: dt.date, versions: Versions, now: dt.datetime) -> DayTimes:
         with self.container.sessions() as session:
             rows = free_starts(session, o, day, whole_days(day))
             expiry = hold_expiries(session, o, day, day).get(day)
-        valid_until = trusted_until(now, expiry, random.random())
-        return DayTimes(FreeDay.of_rows(candidate_rows(o, rows), o.shortest), versions, valid_until)
+        until, refresh_after = trusted_until(now, expiry, random.random())
+        free = FreeDay.of_rows(candidate_rows(o, rows), o.shortest)
+        return DayTimes(free, versions, until, refresh_after)
 
     def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
         with self._lock:
