@@ -397,20 +397,16 @@ def _sample(
     items: Sequence[_T], count: int, rng: random.Random, weight: Callable[[_T], float]
 ) -> list[_T]:
     """`count` items drawn weighted, without replacement; one draw per item, in item order."""
-    keyed = [(rng.random() ** (1.0 / weight(item)), -index) for index, item in enumerate(items)]
-    if count == 1 and items:
-        # The same item the sort below would put first, without sorting.
-        return [items[max(range(len(items)), key=keyed.__getitem__)]]
-    best = sorted(range(len(items)), key=lambda index: keyed[index], reverse=True)
-    return [items[index] for index in best[:count]]
+    return [items[i] for i in _top(rng, [1.0 / weight(item) for item in items], count)]
 
 
 def _top(rng: random.Random, exponents: Sequence[float], count: int) -> list[int]:
-    """`_sample` by position, given each item's 1 / weight: the same draws, the same picks."""
+    """The positions of `count` items drawn weighted without replacement, given each item's
+    1 / weight (Efraimidis-Spirakis keys u ** (1 / w)); the first of equal keys wins."""
     keys = [rng.random() ** exponent for exponent in exponents]
     if count == 1 and keys:
-        return [keys.index(max(keys))]  # the first of equals, as `_sample`'s -index gives
-    # Stable, also reversed: equal keys keep their order, as `_sample`'s -index gives.
+        return [keys.index(max(keys))]  # the item the sort below would put first
+    # Stable, also reversed: equal keys keep their order.
     return sorted(range(len(keys)), key=keys.__getitem__, reverse=True)[:count]
 
 

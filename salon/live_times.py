@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 # The longest a list is trusted without any version moving (a lost version bump). A list is
 # recomputed in the background from a random point between half and three quarters of it
 # (requests go on using it meanwhile): lists computed together (a cold process computes
@@ -154,10 +150,10 @@ class LiveTimes:
             refresher = self._refresher
 
         def refresh() -> None:
+            now = dt.datetime.now(dt.UTC)
             try:
                 self._flights.run(
-                    (key, versions),
-                    lambda: self._keep(key, self._compute(o, day, versions, _utcnow())),
+                    (key, versions), lambda: self._keep(key, self._compute(o, day, versions, now))
                 )
             except Exception:  # the kept list serves until valid_until; then a request computes
                 log.warning("could not refresh the free times of %s", day, exc_info=True)

@@ -144,18 +144,25 @@ class CommandLane:
             return replies
         if replies[-1] is None:
             raise redis.exceptions.WatchError("transaction aborted")
-        for reply in replies[-1]:
-            if isinstance(reply, hiredis.ReplyError):
-                raise _reply_error(resp.ReplyError(str(reply)))
+        error = _first_error(replies[-1])  # EXEC's replies: Redis runs the rest around one
+        if error is not None:
+            raise _reply_error(error)
         return list(replies[-1])
+
+
+def _first_error(replies: Sequence[Any]) -> resp.ReplyError | None:
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            return resp.ReplyError(str(reply))
+    return None
 
 
 def _send_all(conn: resp.Plain, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     conn.sock.sendall(b"".join(hiredis.pack_command(c) for c in commands))
     replies = [conn.read() for _ in commands]
-    for reply in replies:
-        if isinstance(reply, hiredis.ReplyError):
-            raise resp.ReplyError(str(reply))
+    error = _first_error(replies)
+    if error is not None:
+        raise error
     return replies
 
 
