@@ -1,10 +1,12 @@
-"""Demo data for `salon dev` and `salon seed`: one brand, three locations, six stylists.
+"""Demo data for `salon dev` and `salon seed`: one brand, three locations, six stylists and
+their working hours (the scheduler generates the bookable slots from them at start-up).
 
 Fixed ids, inserted with ON CONFLICT DO NOTHING: seeding twice changes nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from models.tables import (
     AuthUser,
+    AvailabilityRule,
     BizEntity,
     Location,
     Service,
@@ -53,6 +56,19 @@ SERVICES = [
     (_id(0x34), _id(0x12), "Beard trim", 15, 5, "15.00"),
 ]
 
+# Working hours, 09:00-18:00 local: (id, location, stylist, ISO weekdays). Leila splits her
+# week between Dubai and London, so her hours never overlap.
+WEEKDAYS = [1, 2, 3, 4, 5, 6]
+HOURS = [
+    (_id(0x40), _id(0x10), _id(0x20), WEEKDAYS),
+    (_id(0x41), _id(0x10), _id(0x21), WEEKDAYS),
+    (_id(0x42), _id(0x11), _id(0x22), WEEKDAYS),
+    (_id(0x43), _id(0x10), _id(0x23), [7, 1, 2]),
+    (_id(0x44), _id(0x11), _id(0x23), [3, 4, 5, 6]),
+    (_id(0x45), _id(0x12), _id(0x24), WEEKDAYS),
+    (_id(0x46), _id(0x12), _id(0x25), WEEKDAYS),
+]
+
 
 def seed_demo(session: Session) -> None:
     def put(model: type, rows: list[dict[str, object]]) -> None:
@@ -90,5 +106,20 @@ def seed_demo(session: Session) -> None:
                 "price": Decimal(p),
             }
             for i, loc, n, d, b, p in SERVICES
+        ],
+    )
+    put(
+        AvailabilityRule,
+        [
+            {
+                "id": i,
+                "location_id": loc,
+                "stylist_id": stylist,
+                "rule_kind": "WEEKLY",
+                "days_of_week": days,
+                "start_time": dt.time(9),
+                "end_time": dt.time(18),
+            }
+            for i, loc, stylist, days in HOURS
         ],
     )

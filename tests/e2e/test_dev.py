@@ -4,6 +4,7 @@ demo data, all processes, a ready-made token; Ctrl-C stops everything."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import re
 import signal
@@ -50,6 +51,21 @@ def test_salon_dev_starts_everything_on_embedded_servers_and_stops_on_ctrl_c(tmp
             f"http://127.0.0.1:{port}/v1/locations/00000000-0000-0000-0000-000000000011/stylists"
         ).json()["items"]
         assert len(stylists) == 2  # Harriet and Leila, who also works in Dubai
+        # The demo has working hours: the scheduler generates slots at start-up, and a
+        # customer sees bookable times (Soho Salon, men's cut) within a few seconds.
+        dates_url = (
+            f"http://127.0.0.1:{port}/v1/dates?from={dt.date.today().isoformat()}&days=14"
+            "&location_id=00000000-0000-0000-0000-000000000011"
+            "&service_id=00000000-0000-0000-0000-000000000032"
+        )
+        deadline = time.monotonic() + 60
+        bookable = 0
+        while bookable == 0 and time.monotonic() < deadline:
+            dates = httpx.get(dates_url)
+            assert dates.status_code == 200, dates.text
+            bookable = sum(d["total_slots"] for d in dates.json()["dates"])
+            time.sleep(0.5)
+        assert bookable > 0, log.read_text()[-3000:]
         created = httpx.post(
             f"http://127.0.0.1:{port}/admin/v1/locations",
             json={"name": "Tokyo", "timezone": "Asia/Tokyo"},
