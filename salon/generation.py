@@ -18,6 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import redis
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -36,7 +37,9 @@ from salon.availability import rules_for
 from salon.encoding import json_default
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_stylists
+from salon.lost_bumps import chunk_change, drop_receipt, queue_receipt
 from salon.slot_sync import ChunkKey, ChunkResult, reconcile
+from salon.versions import queue_bumps, run_pipeline
 from salon.writes import WriteContext, WriteOutcome, operation
 
 if TYPE_CHECKING:
@@ -363,9 +366,24 @@ def generate_chunk(
             session, uuid.UUID(job_id), key, container.settings.generation_chunk_weeks
         )
     if result is not None and (result.created or result.removed):
-        from salon.exposures import bump_versions
+        announce_chunk(container, job_id, key)
 
-        bump_versions(container, [key.stylist_id])
+
+def announce_chunk(container: Container, job_id: str, key: ChunkKey) -> None:
+    """Bump the stylist's version (every date) and leave the chunk's receipt
+    (`salon.lost_bumps`) in one round trip."""
+    ns = container.settings.redis_namespace
+    change = chunk_change(job_id, key.stylist_id, key.location_id, key.week_start.isoformat())
+
+    def fill(pipe: Any) -> None:
+        queue_bumps(pipe, ns, [key.stylist_id])
+        queue_receipt(pipe, ns, change)
+
+    try:
+        run_pipeline(container.redis_lane, fill)
+    except redis.RedisError:
+        log.warning("could not bump the version of stylist %s", key.stylist_id)
+        drop_receipt(container, change)
 
 
 def mark_failed(container: Container, job_id: uuid.UUID, error: str) -> None:

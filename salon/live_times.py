@@ -34,12 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# The longest a list is trusted without any version moving (a lost version bump). A list is
-# recomputed in the background from a random point between half and three quarters of it
-# (requests go on using it meanwhile): lists computed together (a cold process computes
-# hundreds in its first seconds) would otherwise all expire together, and the requests that
-# found them expired would each wait for their SQL (a p99 spike every 5 minutes).
-MAX_AGE = dt.timedelta(minutes=5)
+# The longest a list is trusted without any version moving. A lost version bump is made up
+# for by the scheduler within a minute (`salon.lost_bumps`); this only bounds changes made
+# behind the application's back. A list is recomputed in the background from a random point
+# between half and three quarters of it (requests go on using it meanwhile): lists computed
+# together (a cold process computes hundreds in its first seconds) would otherwise all
+# expire together, and the requests that found them expired would each wait for their SQL.
+MAX_AGE = dt.timedelta(minutes=30)
 MAX_ENTRIES = 1024
 
 DayKey = tuple[str, str, str, dt.date]

@@ -145,7 +145,7 @@ def _queue(pipe: Any, namespace: str, dates: Mapping[str, set[str]]) -> None:
 class Commands:
     """Collects what a redis-py pipeline would queue, for a `CommandLane` to send: the
     commands the writes' post-commit pipelines use (`queue_bumps`, `queue_catalogue_bump`,
-    the done signal)."""
+    the done signal, the receipt)."""
 
     def __init__(self) -> None:
         self.queued: list[tuple[Any, ...]] = []
@@ -153,8 +153,10 @@ class Commands:
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
         self.queued.append(("EVALSHA", sha, numkeys, *keys_and_args))
 
-    def set(self, key: str, value: Any, *, nx: bool = False) -> None:
-        self.queued.append(("SET", key, value, *(["NX"] if nx else [])))
+    def set(self, key: str, value: Any, *, nx: bool = False, ex: int | None = None) -> None:
+        self.queued.append(
+            ("SET", key, value, *(["NX"] if nx else []), *(["EX", ex] if ex else []))
+        )
 
     def incr(self, key: str) -> None:
         self.queued.append(("INCR", key))

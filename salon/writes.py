@@ -38,6 +38,7 @@ from salon.errors import (
     SlotUnavailable,
     WriteFailed,
 )
+from salon.lost_bumps import drop_receipt, queue_receipt, write_change
 from salon.offers import queue_catalogue_bump
 from salon.settings import Settings
 from salon.versions import TimeChange, queue_bumps, run_pipeline
@@ -504,6 +505,8 @@ def notify_done(
     stylists it changed, in the same round trip: the customer's next read sees the change."""
     ns = container.settings.redis_namespace
     key = done_key(ns, write_id)
+    # A committed change leaves a receipt after its bumps (`salon.lost_bumps`).
+    change = write_change(write_id) if fresh is not None and fresh.status < 400 else None
 
     def fill(pipe: Any) -> None:
         if fresh is not None and fresh.catalogue_changed:
@@ -512,11 +515,15 @@ def notify_done(
             queue_bumps(pipe, ns, fresh.touched_stylists, fresh.touched_times)
         pipe.lpush(key, _signal(outcome))
         pipe.expire(key, 120)
+        if change is not None:
+            queue_receipt(pipe, ns, change)
 
     try:
         run_pipeline(container.redis_lane, fill)
     except redis.RedisError:
         log.warning("could not signal completion of write %s; the API falls back to 202", write_id)
+        if change is not None:
+            drop_receipt(container, change)
 
 
 # --- scheduler side -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, insert
 from models.tables import SchedulerJobRun
 from salon import generation, writes
 from salon.bootstrap import Container
+from salon.lost_bumps import LostBumpWatch
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def default_jobs(container: Container) -> list[Job]:
         Job("purge_old_records", 3600, purge_old_records),
         Job("generate_horizon", 24 * 3600, generate_horizon, at_start=True),
         Job("resume_generation", 60, resume_generation),
+        Job("find_lost_bumps", 30, LostBumpWatch().run),
     ]
 
 

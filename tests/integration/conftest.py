@@ -162,3 +162,17 @@ def book(
     bump_versions(
         container, [], [(uuid.UUID(stylist), start, start + dt.timedelta(minutes=minutes))]
     )
+
+
+def slot_at(container, stylist: str, start: dt.datetime) -> str:  # type: ignore[no-untyped-def]
+    """The id of the stylist's generated slot starting at `start`."""
+    with container.engine.connect() as conn:
+        return str(
+            conn.execute(
+                text(
+                    "SELECT id FROM scheduler.slot_instances"
+                    " WHERE stylist_id = :s AND start_at = :t"
+                ),
+                {"s": stylist, "t": start},
+            ).scalar_one()
+        )

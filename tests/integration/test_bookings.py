@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 
 from models.tables import Booking, OutboxEvent
 from tests.conftest import token_for
+from tests.integration.conftest import slot_at
 
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=12)
 ZONE = ZoneInfo("Europe/Paris")
@@ -35,17 +36,7 @@ def salon(api, admin_token, worker, settings, tenant):  # type: ignore[no-untype
 
 
 def slot_id(container, stylist: str, hour: int, minute: int = 0) -> str:
-    start = dt.datetime.combine(DAY, dt.time(hour, minute), ZONE)
-    with container.engine.connect() as conn:
-        return str(
-            conn.execute(
-                text(
-                    "SELECT id FROM scheduler.slot_instances"
-                    " WHERE stylist_id = :s AND start_at = :t"
-                ),
-                {"s": stylist, "t": start},
-            ).scalar_one()
-        )
+    return slot_at(container, stylist, dt.datetime.combine(DAY, dt.time(hour, minute), ZONE))
 
 
 def customer(settings) -> str:

@@ -1,0 +1,128 @@
+"""A version bump lost between a commit and Redis is found by the scheduler and made up for:
+what every process kept is recomputed, so a taken time stops being offered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text
+
+from models.tables import WriteRequest
+from salon import writes
+from salon.bootstrap import bootstrap
+from salon.lost_bumps import LostBumpWatch, chunk_change, receipt_key, write_change
+from salon.offers import catalogue_key
+from tests.conftest import token_for
+from tests.integration.conftest import slot_at
+
+DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=15)
+ZONE = ZoneInfo("Europe/Lisbon")
+CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
+CUSTOMER = {"name": "Rui Costa", "phone": "+351 912 345 678", "email": "rui@example.com"}
+STARTS = 33  # 09:00-18:00, 15-minute slots, a 60-minute service: 09:00..17:00
+
+
+@pytest.fixture
+def shop(api, admin_token, worker):  # type: ignore[no-untyped-def]
+    opened = api.open_salon(
+        admin_token, name="Lisbon", timezone="Europe/Lisbon", stylists=("Ines",), days=(DAY, DAY)
+    )
+    assert opened["job"]["status"] == "succeeded"
+    return opened
+
+
+def free_starts(api, shop) -> int:  # type: ignore[no-untyped-def]
+    """How many starts a new customer's exposure says are free (a new session each time)."""
+    resp = api.client.simulate_get(
+        "/v1/slots",
+        params={
+            "date": DAY.isoformat(),
+            "location_id": shop["location"],
+            "service_id": shop["service"],
+        },
+        headers={"X-Session-Id": uuid.uuid4().hex},
+    )
+    assert resp.status_code == 200, resp.text
+    return int(resp.json["total_available"])
+
+
+def ten_oclock(container, shop) -> str:  # type: ignore[no-untyped-def]
+    return slot_at(container, shop["stylists"][0], dt.datetime.combine(DAY, dt.time(10), ZONE))
+
+
+def has_receipt(container, change: str) -> bool:  # type: ignore[no-untyped-def]
+    return bool(container.redis.exists(receipt_key(container.settings.redis_namespace, change)))
+
+
+def test_every_committed_change_leaves_a_receipt_and_a_refusal_none(
+    api, admin_token, shop, container, settings
+):
+    def hold_at_ten():  # type: ignore[no-untyped-def]
+        key = str(uuid.uuid4())
+        body = {
+            "slot_id": ten_oclock(container, shop),
+            "service_id": shop["service"],
+            "customer": CUSTOMER,
+        }
+        resp = api.post("/v1/bookings", token_for(settings, "user", None), body, key=key)
+        with container.sessions() as s:
+            write_id = s.scalar(select(WriteRequest.id).where(WriteRequest.key == key))
+        return resp.status_code, has_receipt(container, write_change(write_id))
+
+    assert hold_at_ten() == (201, True)
+    assert hold_at_ten() == (409, False)  # refused by the worker: nothing changed
+    # The chunk that generated the shop's slots too.
+    job, stylist = shop["job"]["id"], shop["stylists"][0]
+    with container.engine.connect() as conn:
+        chunks = conn.execute(
+            text(
+                "SELECT stylist_id, location_id, week_start FROM scheduler.generation_chunks"
+                " WHERE job_id = :j AND created > 0"
+            ),
+            {"j": job},
+        ).all()
+    assert len(chunks) == 1 and str(chunks[0].stylist_id) == stylist
+    week = chunks[0].week_start.isoformat()
+    assert has_receipt(container, chunk_change(job, stylist, shop["location"], week))
+
+
+def test_a_hold_whose_bump_was_lost_stops_being_offered_once_the_scheduler_finds_it(
+    api, idle_api, shop, container, settings
+):
+    assert free_starts(api, shop) == STARTS  # and this process keeps the day's list
+    # A hold recorded but not run yet (no worker consumes the idle namespace)...
+    key = str(uuid.uuid4())
+    me = token_for(settings, "user", None)
+    body = {
+        "slot_id": ten_oclock(container, shop),
+        "service_id": shop["service"],
+        "customer": CUSTOMER,
+    }
+    pending = idle_api.post("/v1/bookings", me, body, key=key, Prefer="respond-async")
+    assert pending.status_code == 202, pending.text
+    with container.sessions() as s:
+        write_id = s.scalar(select(WriteRequest.id).where(WriteRequest.key == key))
+    # ...then run by a worker that cannot reach Redis after its commit: no bump, no receipt.
+    cut_off = bootstrap(settings.with_(redis_url=CLOSED_PORT_REDIS))
+    try:
+        outcome = writes.execute(cut_off, write_id)
+    finally:
+        cut_off.close()
+    assert outcome is not None and outcome.status == 201
+    assert not has_receipt(container, write_change(write_id))
+    # What this process kept says nothing changed: the held time is still offered.
+    assert free_starts(api, shop) == STARTS
+    catalogue = container.redis.get(catalogue_key(settings.redis_namespace))
+
+    found = LostBumpWatch(settle=dt.timedelta(0)).run(container)
+
+    assert found["lost"] >= 1 and found["checked"] >= found["lost"]
+    assert has_receipt(container, write_change(write_id))
+    assert container.redis.get(catalogue_key(settings.redis_namespace)) != catalogue
+    # 09:15..10:45 are blocked by the 60-minute hold at 10:00.
+    assert free_starts(api, shop) == STARTS - 7
+    # Made up for once: the next run finds nothing more.
+    assert LostBumpWatch(settle=dt.timedelta(0)).run(container)["lost"] == 0
