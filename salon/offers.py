@@ -5,8 +5,7 @@ every customer asking about a service. Each API process keeps the answers it has
 tagged with the catalogue version it was read under: a counter in Redis that every catalogue
 write bumps after it commits (`queue_catalogue_bump`, sent with the write's done signal). A
 reader fetches the counter with the stylists' versions it needs anyway, so a change of staff
-or services shows at the next request in every process; the snapshot's age is also capped in
-case a bump was lost.
+or services shows at the next request in every process; the snapshot's age is also capped.
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ from salon.free_times import Offer, offer
 if TYPE_CHECKING:
     from salon.bootstrap import Container
 
-# A lost bump (Redis down at the time) is outlived by at most this long.
-MAX_AGE_SECONDS = 300.0
+# Lost bumps are made up for by the scheduler (`salon.lost_bumps`); this only bounds changes
+# made behind the application's back.
+MAX_AGE_SECONDS = 1800.0
 MAX_ENTRIES = 4096
 
 OfferKey = tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]
