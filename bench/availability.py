@@ -394,7 +394,9 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                         print(
                             f"# round {rnd + 1} {name}: {run.result.rps:,.0f} req/s "
                             f"p99 {run.result.latency_ms.get('p99', 0):.1f} ms "
-                            f"other {run.other_cpu_pct:.0f}%",
+                            f"other {run.other_cpu_pct:.0f}% workers "
+                            + "/".join(f"{w:.0f}" for w in run.worker_cpu_pct)
+                            + "%",
                             file=sys.stderr,
                             flush=True,
                         )

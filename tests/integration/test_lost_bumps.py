@@ -86,7 +86,12 @@ def test_every_committed_change_leaves_a_receipt_and_a_refusal_none(
         ).all()
     assert len(chunks) == 1 and str(chunks[0].stylist_id) == stylist
     week = chunks[0].week_start.isoformat()
-    assert has_receipt(container, chunk_change(job, stylist, shop["location"], week))
+    chunk = chunk_change(job, stylist, shop["location"], week)
+    assert has_receipt(container, chunk)
+    # A chunk whose bump was lost is found like a write.
+    container.redis.delete(receipt_key(container.settings.redis_namespace, chunk))
+    assert LostBumpWatch(settle=dt.timedelta(0)).run(container)["lost"] >= 1
+    assert has_receipt(container, chunk)
 
 
 def test_a_hold_whose_bump_was_lost_stops_being_offered_once_the_scheduler_finds_it(
