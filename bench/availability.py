@@ -5,10 +5,11 @@ Setup (own database, own Redis namespace): 4 locations (different time zones) x 
 WEEKLY rule; written here with one COPY), a 60-minute service per location, and some
 bookings sprinkled in (about one stylist-day in three has a confirmed booking or a live hold).
 
-Servers: the product exactly as deployed, ``python -m salon api --workers 2 --threads 4``
+Servers: the product's API as the CLI starts it, ``python -m salon api --workers 2 --threads 4``
 (RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=WARNING), and the bare Falcon app (``bench.bare_app``)
 under the gunicorn settings ``salon api`` passes (gthread 2 x 4, keep-alive 5, timeouts of
-the CLI), both started for the same run.
+the CLI), both started for the same run. 4 threads, not the deployed default of 8, for both
+(``--threads``): with 8 both servers were slower (docs/performance.md, session 6).
 
 Loads (closed loop, keep-alive connections, from a separate process):
 
