@@ -39,7 +39,7 @@ from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_stylists
 from salon.lost_bumps import chunk_change, drop_receipt, queue_receipt
 from salon.slot_sync import ChunkKey, ChunkResult, reconcile
-from salon.versions import queue_bumps, run_pipeline
+from salon.versions import TimeChange, queue_bumps, run_pipeline
 from salon.writes import WriteContext, WriteOutcome, operation
 
 if TYPE_CHECKING:
@@ -271,6 +271,7 @@ def run_chunk(
             .where(GenerationJob.id == job_id)
             .values(status="succeeded", finished_at=func.now())
         )
+    result.days = (first, last)
     return result
 
 
@@ -366,17 +367,28 @@ def generate_chunk(
             session, uuid.UUID(job_id), key, container.settings.generation_chunk_weeks
         )
     if result is not None and (result.created or result.removed):
-        announce_chunk(container, job_id, key)
+        announce_chunk(container, job_id, key, result.days)
 
 
-def announce_chunk(container: Container, job_id: str, key: ChunkKey) -> None:
-    """Bump the stylist's version (every date) and leave the chunk's receipt
-    (`salon.lost_bumps`) in one round trip."""
+def announce_chunk(
+    container: Container, job_id: str, key: ChunkKey, days: tuple[dt.date, dt.date] | None
+) -> None:
+    """Bump the stylist's version for the chunk's dates (every date when unknown) and leave
+    the chunk's receipt (`salon.lost_bumps`) in one round trip. Naming the dates keeps what
+    every process holds for the stylist's other days: the daily horizon job adds a day at
+    the far end, it need not recompute the rest."""
     ns = container.settings.redis_namespace
     change = chunk_change(job_id, key.stylist_id, key.location_id, key.week_start.isoformat())
+    changes: list[TimeChange] = []
+    if days is not None:
+        # UTC dates first..last: readers widen a changed UTC date to the local dates it can
+        # reach in any zone (`salon.versions.local_dates_reached`).
+        start = dt.datetime.combine(days[0], dt.time(), dt.UTC)
+        end = dt.datetime.combine(days[1] + dt.timedelta(days=1), dt.time(), dt.UTC)
+        changes = [(key.stylist_id, start, end)]
 
     def fill(pipe: Any) -> None:
-        queue_bumps(pipe, ns, [key.stylist_id])
+        queue_bumps(pipe, ns, [] if changes else [key.stylist_id], changes)
         queue_receipt(pipe, ns, change)
 
     try:

@@ -37,6 +37,8 @@ class ChunkResult:
     removed: int = 0
     skipped: int = 0
     conflicts: list[dict[str, Any]] | None = None
+    # The local dates the chunk covered (first, last): what a change can have reached.
+    days: tuple[dt.date, dt.date] | None = None
 
 
 def _digest(slots: Iterable[tuple[int, int]]) -> str:

@@ -425,6 +425,34 @@ def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, contai
     assert reads.live.day(o, DAY, None, now) is not reads.live.day(o, DAY, None, now)
 
 
+def test_generating_other_days_keeps_what_a_process_holds_for_this_one(
+    api, admin_token, shop, container
+):
+    from salon.answers import PublicReads
+
+    reads = PublicReads(container)
+    o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
+    now = dt.datetime.now(dt.UTC)
+
+    def versions():  # type: ignore[no-untyped-def]
+        current = reads.versions(o)
+        assert current is not None
+        return current
+
+    first = reads.live.day(o, DAY, versions(), now)
+    far = DAY + dt.timedelta(days=21)
+    job = api.post(
+        "/admin/v1/slots/generate",
+        admin_token,
+        {"from": far.isoformat(), "to": far.isoformat(), "location_id": shop["location"]},
+    ).json
+    assert api.wait_job(admin_token, job["id"])["created"] == 2 * 36
+    # The stylists' versions moved, but only for the generated days: this day is kept.
+    kept = reads.live.day(o, DAY, versions(), now)
+    assert kept.versions != first.versions and kept.free is first.free
+    assert len(reads.live.day(o, far, versions(), now).free.times) == STARTS_PER_STYLIST
+
+
 def dates_of(api, shop, days: int = 9) -> list[dict]:  # type: ignore[type-arg]
     """Stylist A's calendar (any stylist's would hide A's bookings behind B's free time)."""
     params = {
