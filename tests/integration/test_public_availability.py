@@ -393,19 +393,26 @@ def test_an_expiring_hold_frees_its_time_without_any_write(api, shop, container,
     assert after["total_available"] == STARTS_PER_STYLIST
 
 
-def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, container, tenant):
+def day_lists(container, shop):  # type: ignore[no-untyped-def]
+    """A process's public reads, the shop's offer, and a reader of its current versions."""
     from salon.answers import PublicReads
-    from salon.versions import bump_versions
 
     reads = PublicReads(container)
     o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
-    now = dt.datetime.now(dt.UTC)
 
     def versions():  # type: ignore[no-untyped-def]
         current = reads.versions(o)
         assert current is not None
         return current
 
+    return reads, o, versions
+
+
+def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, container, tenant):
+    from salon.versions import bump_versions
+
+    reads, o, versions = day_lists(container, shop)
+    now = dt.datetime.now(dt.UTC)
     first = reads.live.day(o, DAY, versions(), now)
     assert reads.live.day(o, DAY, versions(), now) is first
     assert len(first.free.times) == STARTS_PER_STYLIST
@@ -428,17 +435,8 @@ def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, contai
 def test_generating_other_days_keeps_what_a_process_holds_for_this_one(
     api, admin_token, shop, container
 ):
-    from salon.answers import PublicReads
-
-    reads = PublicReads(container)
-    o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
+    reads, o, versions = day_lists(container, shop)
     now = dt.datetime.now(dt.UTC)
-
-    def versions():  # type: ignore[no-untyped-def]
-        current = reads.versions(o)
-        assert current is not None
-        return current
-
     first = reads.live.day(o, DAY, versions(), now)
     far = DAY + dt.timedelta(days=21)
     job = api.post(
