@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 from typing import Any
 
 import hiredis
@@ -28,6 +29,20 @@ def wait_readable(sock: socket.socket, seconds: float) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(int(seconds * 1000)))
+
+
+def kernel_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Make `sock` blocking with its timeouts kept by the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a
+    send or a receive is then one syscall, where Python's own timeouts poll() before each
+    (two extra syscalls per round trip, each letting go of the GIL). A call that times out
+    raises BlockingIOError, which `Plain` turns into TimeoutError."""
+    sock.settimeout(None)
+    whole = int(seconds)
+    # At least a microsecond: a zero timeval means no timeout at all.
+    micros = max(int((seconds - whole) * 1_000_000), 0 if whole else 1)
+    timeval = struct.pack("@ll", whole, micros)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 class ReplyError(Exception):
@@ -55,7 +70,7 @@ class Plain:
             address = (kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379)))
             sock = socket.create_connection(address, timeout=connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(timeout)
+        kernel_timeouts(sock, timeout)
         self.sock = sock
         self.reader = hiredis.Reader()
         try:
@@ -73,11 +88,17 @@ class Plain:
 
     def call(self, *args: Any) -> Any:
         """Send one command and wait for its reply (ReplyError if Redis refused it)."""
-        self.sock.sendall(hiredis.pack_command(args))
+        self.send(hiredis.pack_command(args))
         reply = self.read()
         if isinstance(reply, hiredis.ReplyError):
             raise ReplyError(str(reply))
         return reply
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError as exc:  # the kernel's send timeout
+            raise TimeoutError("Redis did not take the command in time") from exc
 
     def read(self) -> Any:
         try:
@@ -88,11 +109,19 @@ class Plain:
                 self.reader.feed(data)
         except hiredis.ProtocolError as exc:
             raise Closed(f"unreadable reply: {exc}") from exc
+        except BlockingIOError as exc:  # the kernel's receive timeout
+            raise TimeoutError("Redis did not answer in time") from exc
         return reply
 
     def readable(self) -> bool:
-        """Whether the server sent something (or closed): polled, never waits."""
-        return wait_readable(self.sock, 0)
+        """Whether the server sent something (or closed): peeked, never waits."""
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # reset: as good as closed
+        return True
 
     def close(self) -> None:
         self.sock.close()

@@ -24,6 +24,18 @@ from salon import resp
 
 _T = TypeVar("_T")
 
+# Bumped in a forked child: a connection made before the fork is never used after it. (A
+# counter, not os.getpid(): that is a syscall per call.)
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 class ThreadConnections:
     """A plain connection per thread (and per process: a forked child opens its own)."""
@@ -57,8 +69,8 @@ class ThreadConnections:
 
     def _kept(self) -> resp.Plain | None:
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.conn, local.pid = None, os.getpid()  # a forked child never shares a socket
+        if getattr(local, "forks", None) != _forks:
+            local.conn, local.forks = None, _forks  # a forked child never shares a socket
         conn: resp.Plain | None = local.conn
         if conn is not None and conn.readable():
             # Nothing is owed to us between calls: a readable socket was closed by the server
@@ -70,13 +82,13 @@ class ThreadConnections:
 
     def _open(self) -> resp.Plain:
         conn = resp.Plain(self.kwargs, timeout=self.timeout, name=self.name)
-        self._local.conn, self._local.pid = conn, os.getpid()
+        self._local.conn, self._local.forks = conn, _forks
         return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+        if conn is not None and getattr(self._local, "forks", None) == _forks:
             conn.close()
 
 
@@ -158,7 +170,7 @@ def _first_error(replies: Sequence[Any]) -> resp.ReplyError | None:
 
 
 def _send_all(conn: resp.Plain, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    conn.sock.sendall(b"".join(hiredis.pack_command(c) for c in commands))
+    conn.send(b"".join([hiredis.pack_command(c) for c in commands]))
     replies = [conn.read() for _ in commands]
     error = _first_error(replies)
     if error is not None:
