@@ -66,6 +66,7 @@ import redis
 from bench.generation import fresh_database
 from bench.harness import (
     Service,
+    stop_cleanly_on_sigterm,
 )
 from bench.loadgen import Engine, LoadResult, Request, run_load
 from bench.measure import paired_ratio
@@ -598,6 +599,7 @@ def print_summary(details: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stop_cleanly_on_sigterm()
     ap = argparse.ArgumentParser(
         prog="python -m bench.availability",
         description=__doc__,

@@ -60,7 +60,7 @@ import psycopg
 from bench import baseline_pgbench
 from bench.cpuwatch import CpuWatch, process_cpu
 from bench.generation import fresh_database
-from bench.harness import Service, started
+from bench.harness import Service, started, stop_cleanly_on_sigterm
 from bench.loadgen import LoadResult, Request, run_load, summarize_ns
 from bench.measure import paired_ratio
 from bench.profiling import collapsed_summary, find_py_spy, print_profile, py_spy
@@ -948,6 +948,7 @@ def print_summary(details: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stop_cleanly_on_sigterm()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--pair-client"]:
         pair_client_main()

@@ -135,6 +135,17 @@ def _descendants(root: int) -> set[int]:
     return tree
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (`timeout`, a CI's cancel) into SystemExit, so the context managers
+    below stop their servers: the default action kills the benchmark alone and leaves them
+    serving (and using the CPU the next run measures)."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
