@@ -87,6 +87,17 @@ WHERE NOT dry_run AND (created > 0 OR removed > 0) AND done_at > :since AND done
 )
 
 
+def window(
+    now: dt.datetime, checked_until: dt.datetime | None, settle: dt.timedelta = SETTLE
+) -> tuple[dt.datetime, dt.datetime]:
+    """The finishing times (since, until] a run checks: from a little before where the last
+    run stopped (OVERLAP), never further back than LOOK_BACK (a scheduler that was not the
+    leader for a while would otherwise ask for receipts that have expired), up to what has
+    had time to settle."""
+    start = max(checked_until or now - LOOK_BACK, now - LOOK_BACK)
+    return start - OVERLAP, now - settle
+
+
 @dataclass
 class LostBumpWatch:
     """The scheduler's job: what it has checked up to lives with it (a new leader looks back
@@ -96,9 +107,7 @@ class LostBumpWatch:
     settle: dt.timedelta = SETTLE
 
     def run(self, container: Container) -> dict[str, Any]:
-        now = dt.datetime.now(dt.UTC)
-        until = now - self.settle
-        since = (self.checked_until or now - LOOK_BACK) - OVERLAP
+        since, until = window(dt.datetime.now(dt.UTC), self.checked_until, self.settle)
         with container.sessions() as session:
             changes = list(session.scalars(_RECENT_CHANGES, {"since": since, "until": until}))
         missing = self._without_receipt(container, changes)
