@@ -237,6 +237,9 @@ def run_chunk(
             dry_run=job.dry_run,
             fingerprint=fingerprint,
             wanted=wanted_count,
+            # When the chunk finished (its commit follows), not when its transaction began:
+            # what `salon.lost_bumps` finds recent commits by.
+            done_at=func.clock_timestamp(),
         )
     )
     done = session.execute(

@@ -69,7 +69,7 @@ def drop_receipt(container: Container, change: str) -> None:
             [("DEL", receipt_key(container.settings.redis_namespace, change))]
         )
     except Exception:
-        log.debug("could not drop the receipt of %s", change)
+        log.warning("could not drop the receipt of %s; a failed bump may go unnoticed", change)
 
 
 # Commits that changed what customers can book: succeeded writes (a refusal changes nothing),
@@ -80,41 +80,65 @@ SELECT 'write:' || id::text FROM scheduler.idempotency_keys
 WHERE status = 'succeeded' AND completed_at > :since AND completed_at <= :until
 UNION ALL
 SELECT 'chunk:' || job_id::text || ':' || stylist_id::text || ':' || location_id::text
-       || ':' || week_start::text
+       || ':' || to_char(week_start, 'YYYY-MM-DD')
 FROM scheduler.generation_chunks
 WHERE NOT dry_run AND (created > 0 OR removed > 0) AND done_at > :since AND done_at <= :until
 """
 )
 
 
+# Where the last run that finished stopped (its recorded detail), for a new leader.
+_LAST_CHECKED = text(
+    """
+SELECT detail ->> 'until' FROM scheduler.scheduler_job_runs
+WHERE job = :job AND detail ? 'until'
+ORDER BY fired_at DESC LIMIT 1
+"""
+)
+
+
 def window(
     now: dt.datetime, checked_until: dt.datetime | None, settle: dt.timedelta = SETTLE
-) -> tuple[dt.datetime, dt.datetime]:
-    """The finishing times (since, until] a run checks: from a little before where the last
-    run stopped (OVERLAP), never further back than LOOK_BACK (a scheduler that was not the
-    leader for a while would otherwise ask for receipts that have expired), up to what has
-    had time to settle."""
+) -> tuple[dt.datetime, dt.datetime, bool]:
+    """The finishing times (since, until] a run checks, and whether some went unchecked: from
+    a little before where the last run stopped (OVERLAP), never further back than LOOK_BACK
+    (older receipts may have expired: a longer gap, e.g. no scheduler for an hour, is
+    reported instead), up to what has had time to settle. All times are the database's."""
+    gap = checked_until is not None and checked_until < now - LOOK_BACK
     start = max(checked_until or now - LOOK_BACK, now - LOOK_BACK)
-    return start - OVERLAP, now - settle
+    return start - OVERLAP, now - settle, gap
 
 
 @dataclass
 class LostBumpWatch:
-    """The scheduler's job: what it has checked up to lives with it (a new leader looks back
-    LOOK_BACK)."""
+    """The scheduler's job `job`: where it has checked up to lives with it, and a new leader
+    takes it from the last recorded run."""
 
+    job: str = "find_lost_bumps"
     checked_until: dt.datetime | None = None
     settle: dt.timedelta = SETTLE
 
     def run(self, container: Container) -> dict[str, Any]:
-        since, until = window(dt.datetime.now(dt.UTC), self.checked_until, self.settle)
         with container.sessions() as session:
+            # The database's clock: the finishing times are written by it.
+            now = session.scalar(text("SELECT clock_timestamp()"))
+            if self.checked_until is None:
+                last = session.scalar(_LAST_CHECKED, {"job": self.job})
+                self.checked_until = dt.datetime.fromisoformat(last) if last else None
+            since, until, gap = window(now, self.checked_until, self.settle)
             changes = list(session.scalars(_RECENT_CHANGES, {"since": since, "until": until}))
         missing = self._without_receipt(container, changes)
-        if missing:
+        if missing or gap:
+            if gap:
+                log.warning("changes between %s and %s were not checked", self.checked_until, since)
             self._make_up_for(container, missing)
         self.checked_until = until
-        return {"checked": len(changes), "lost": len(missing)}
+        return {
+            "checked": len(changes),
+            "lost": len(missing),
+            "gap": gap,
+            "until": until.isoformat(),
+        }
 
     @staticmethod
     def _without_receipt(container: Container, changes: list[str]) -> list[str]:
@@ -128,15 +152,17 @@ class LostBumpWatch:
 
     @staticmethod
     def _make_up_for(container: Container, missing: list[str]) -> None:
-        """One catalogue bump stands for every lost one: each process recomputes what it
-        kept. The receipts are written with it so the same changes are not counted again."""
+        """One catalogue bump stands for every lost one (and for whatever an unchecked gap
+        held): each process recomputes what it kept. The receipts are written with it so the
+        same changes are not counted again."""
         ns = container.settings.redis_namespace
-        log.warning(
-            "%d change(s) committed without their version bump (e.g. %s): every kept answer"
-            " and day list is recomputed",
-            len(missing),
-            missing[0],
-        )
+        if missing:
+            log.warning(
+                "%d change(s) committed without their version bump (e.g. %s): every kept"
+                " answer and day list is recomputed",
+                len(missing),
+                missing[0],
+            )
 
         def fill(pipe: Any) -> None:
             queue_catalogue_bump(pipe, ns)

@@ -383,7 +383,7 @@ _STORE_OUTCOME = text(
     """
 UPDATE scheduler.idempotency_keys
 SET status = :status, http_status = :http_status, result = CAST(:result AS jsonb),
-    location = :location, completed_at = :completed_at
+    location = :location, completed_at = clock_timestamp()
 WHERE id = :id
 """
 )
@@ -416,7 +416,6 @@ def _execute(
                         "http_status": outcome.status,
                         "result": json.dumps(outcome.body, separators=(",", ":")),
                         "location": outcome.location,
-                        "completed_at": dt.datetime.now(dt.UTC),
                     },
                 )
     except _Aborted as aborted:

@@ -10,17 +10,17 @@ NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 
 
 def test_a_first_run_looks_back_and_leaves_the_unsettled_moments():
-    assert window(NOW, None) == (NOW - LOOK_BACK - OVERLAP, NOW - SETTLE)
+    assert window(NOW, None) == (NOW - LOOK_BACK - OVERLAP, NOW - SETTLE, False)
 
 
 def test_a_next_run_starts_a_little_before_the_last_one_stopped():
     last = NOW - dt.timedelta(seconds=50)
-    assert window(NOW, last) == (last - OVERLAP, NOW - SETTLE)
+    assert window(NOW, last) == (last - OVERLAP, NOW - SETTLE, False)
 
 
-def test_a_run_after_a_long_pause_never_looks_back_further_than_receipts_live():
+def test_a_run_after_a_long_pause_looks_back_as_far_as_receipts_live_and_says_so():
     long_ago = NOW - dt.timedelta(hours=5)
-    assert window(NOW, long_ago)[0] == NOW - LOOK_BACK - OVERLAP
+    assert window(NOW, long_ago) == (NOW - LOOK_BACK - OVERLAP, NOW - SETTLE, True)
 
 
 def test_receipts_outlive_the_furthest_look_back():
