@@ -35,7 +35,9 @@ def kernel_timeouts(sock: socket.socket, seconds: float) -> None:
     """Make `sock` blocking with its timeouts kept by the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a
     send or a receive is then one syscall, where Python's own timeouts poll() before each
     (two extra syscalls per round trip, each letting go of the GIL). A call that times out
-    raises BlockingIOError, which `Plain` turns into TimeoutError."""
+    raises BlockingIOError, which `Plain` turns into TimeoutError. The timeout bounds each
+    send and receive, not a whole call: a call interrupted by signals, or a large send taken
+    slowly, may take longer (our calls are small, and nothing signals these threads)."""
     sock.settimeout(None)
     whole = int(seconds)
     # At least a microsecond: a zero timeval means no timeout at all.
