@@ -37,9 +37,9 @@ from salon.availability import rules_for
 from salon.encoding import json_default
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_stylists
-from salon.lost_bumps import chunk_change, drop_receipt, queue_receipt
+from salon.lost_bumps import chunk_change, run_with_receipt
 from salon.slot_sync import ChunkKey, ChunkResult, reconcile
-from salon.versions import TimeChange, queue_bumps, run_pipeline
+from salon.versions import TimeChange, queue_bumps
 from salon.writes import WriteContext, WriteOutcome, operation
 
 if TYPE_CHECKING:
@@ -392,13 +392,11 @@ def announce_chunk(
 
     def fill(pipe: Any) -> None:
         queue_bumps(pipe, ns, [] if changes else [key.stylist_id], changes)
-        queue_receipt(pipe, ns, change)
 
     try:
-        run_pipeline(container.redis_lane, fill)
+        run_with_receipt(container, change, fill)
     except redis.RedisError:
         log.warning("could not bump the version of stylist %s", key.stylist_id)
-        drop_receipt(container, change)
 
 
 def mark_failed(container: Container, job_id: uuid.UUID, error: str) -> None:

@@ -6,7 +6,7 @@ and its Redis round trip, or Redis down at that moment. What readers keep (store
 each process's day lists) would then stay wrong until it ages out, so day lists used to be
 recomputed every few minutes just in case: most of the read path's background work.
 
-Instead, the round trip that bumps also leaves a receipt (`queue_receipt`), and the
+Instead, the round trip that bumps also leaves a receipt (`run_with_receipt`), and the
 scheduler looks for recent commits without one (`LostBumpWatch`). For each it finds it bumps
 the catalogue version, which makes every process recompute everything it kept: heavy, but a
 lost bump is rare, and afterwards nothing is wrong any more. Kept lists then only need a long
@@ -18,9 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy import text
 
 from salon.offers import queue_catalogue_bump
@@ -55,15 +57,31 @@ def chunk_change(job_id: Any, stylist_id: Any, location_id: Any, week_start: Any
     return f"chunk:{job_id}:{stylist_id}:{location_id}:{week_start}"
 
 
+def run_with_receipt(container: Container, change: str | None, fill: Callable[[Any], None]) -> None:
+    """Run the post-commit pipeline `fill` queues (see `salon.versions.run_pipeline`) with
+    `change`'s receipt last (None: no receipt). Redis runs a pipeline in order, so a receipt
+    means the bumps before it ran; when the pipeline fails, its receipt is dropped (best
+    effort: with Redis down it was not written either) and the error raised."""
+    ns = container.settings.redis_namespace
+
+    def with_receipt(pipe: Any) -> None:
+        fill(pipe)
+        if change is not None:
+            queue_receipt(pipe, ns, change)
+
+    try:
+        run_pipeline(container.redis_lane, with_receipt)
+    except redis.RedisError:
+        if change is not None:
+            _drop_receipt(container, change)
+        raise
+
+
 def queue_receipt(pipe: Any, namespace: str, change: str) -> None:
-    """Queue last on a post-commit pipeline: Redis runs a pipeline in order, so a receipt
-    means the bumps before it ran (one that failed makes the caller drop the receipt)."""
     pipe.set(receipt_key(namespace, change), 1, ex=RECEIPT_SECONDS)
 
 
-def drop_receipt(container: Container, change: str) -> None:
-    """After a failed post-commit pipeline: its receipt must not stand for bumps that failed.
-    Best effort (Redis down: the receipt was not written either)."""
+def _drop_receipt(container: Container, change: str) -> None:
     try:
         container.redis_lane.pipeline(
             [("DEL", receipt_key(container.settings.redis_namespace, change))]

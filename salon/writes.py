@@ -38,10 +38,10 @@ from salon.errors import (
     SlotUnavailable,
     WriteFailed,
 )
-from salon.lost_bumps import drop_receipt, queue_receipt, write_change
+from salon.lost_bumps import run_with_receipt, write_change
 from salon.offers import queue_catalogue_bump
 from salon.settings import Settings
-from salon.versions import TimeChange, queue_bumps, run_pipeline
+from salon.versions import TimeChange, queue_bumps
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -514,15 +514,11 @@ def notify_done(
             queue_bumps(pipe, ns, fresh.touched_stylists, fresh.touched_times)
         pipe.lpush(key, _signal(outcome))
         pipe.expire(key, 120)
-        if change is not None:
-            queue_receipt(pipe, ns, change)
 
     try:
-        run_pipeline(container.redis_lane, fill)
+        run_with_receipt(container, change, fill)
     except redis.RedisError:
         log.warning("could not signal completion of write %s; the API falls back to 202", write_id)
-        if change is not None:
-            drop_receipt(container, change)
 
 
 # --- scheduler side -------------------------------------------------------------------------
