@@ -327,6 +327,8 @@ def own_booking(
 ) -> Booking:
     query = select(Booking).where(Booking.id == booking_id)
     if for_update:
+        # The stylist's lock before the row's, as every writer takes them (`_LOCK_BOOKING`).
+        session.execute(_LOCK_STYLIST_OF, {"id": booking_id, "stylist_prefix": STYLIST})
         query = query.with_for_update()
     b = session.scalars(query).one_or_none()
     if b is None:
@@ -335,8 +337,16 @@ def own_booking(
     return b
 
 
+_STYLIST_LOCK = LOCK_SQL.format(key=":stylist_prefix || CAST(stylist_id AS text)")
+
+# A change to a booking may change its stylist's free runs, whose trigger takes the stylist's
+# lock (migration 0007): taken here first, in the statement that locks the row (PostgreSQL
+# evaluates it before waiting for the row), so the order is the hold's: stylist, then rows.
+_LOCK_STYLIST_OF = text(f"SELECT {_STYLIST_LOCK} FROM scheduler.bookings WHERE id = :id")
+
 _LOCK_BOOKING = text(
-    f"SELECT {', '.join(c.name for c in Booking.__table__.c)}, now() AS now_"
+    f"SELECT {', '.join(c.name for c in Booking.__table__.c)}, now() AS now_,"
+    f" {_STYLIST_LOCK} AS stylist_locked"
     " FROM scheduler.bookings WHERE id = :id FOR UPDATE"
 )
 
@@ -346,11 +356,14 @@ def _own_booking_locked(
 ) -> tuple[Booking, dt.datetime]:
     """The booking row locked, as a detached `Booking` (changes go through Core, not the
     unit of work), and the database clock of this transaction: one statement."""
-    row = session.execute(_LOCK_BOOKING, {"id": booking_id}).one_or_none()
+    row = session.execute(
+        _LOCK_BOOKING, {"id": booking_id, "stylist_prefix": STYLIST}
+    ).one_or_none()
     if row is None:
         raise NotFound(f"booking {booking_id} not found")
     values = dict(row._mapping)
     now: dt.datetime = values.pop("now_")
+    values.pop("stylist_locked")
     b = Booking(**values)
     _check_owner(principal, b, booking_id)
     return b, now

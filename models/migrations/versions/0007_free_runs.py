@@ -1,0 +1,231 @@
+"""Free runs: each stylist's free time per location and local date, kept exact by triggers.
+
+A free run is a stretch of consecutive open slots of one length (its `step`) on one local
+date that no confirmed booking overlaps. `/v1/dates` counts free starts from these rows
+instead of from every slot (`salon.free_times`); live holds are taken off at read time, so
+holds, their expiry and the sweep never write here.
+
+The triggers recount the runs of every (stylist, location, local date) a statement touched:
+slots inserted, changed or deleted, and confirmed bookings made, moved or ended (their slots'
+dates, at every location of the stylist). Before recounting they take the stylists' advisory
+locks (`salon.locks`, already held by every writer of the product), so two writers of one
+stylist recount one after the other and the later sees the earlier's commit.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04
+"""
+
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        """
+CREATE TABLE IF NOT EXISTS scheduler.free_runs (
+    location_id uuid NOT NULL,
+    local_date date NOT NULL,
+    stylist_id uuid NOT NULL,
+    start_at timestamptz NOT NULL,
+    end_at timestamptz NOT NULL,
+    step interval NOT NULL,
+    PRIMARY KEY (location_id, local_date, stylist_id, start_at)
+);
+
+-- The runs of these (stylist, location, local date) keys, recounted from the slots and the
+-- confirmed bookings. Slots are shorter than a day (a rule's granularity), which bounds the
+-- bookings' index scan.
+CREATE OR REPLACE FUNCTION scheduler.recount_free_runs(
+    stylists uuid[], locations uuid[], dates date[]
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    one uuid;
+BEGIN
+    IF stylists IS NULL OR cardinality(stylists) = 0 THEN
+        RETURN;
+    END IF;
+    -- Sorted, as salon.locks takes them; a writer of the product holds them already.
+    FOR one IN SELECT DISTINCT u FROM unnest(stylists) AS u ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('stylist:' || one::text, 0));
+    END LOOP;
+    DELETE FROM scheduler.free_runs r
+    USING (SELECT DISTINCT s, l, d FROM unnest(stylists, locations, dates) AS u(s, l, d)) AS k
+    WHERE r.location_id = k.l AND r.local_date = k.d AND r.stylist_id = k.s;
+    INSERT INTO scheduler.free_runs (location_id, local_date, stylist_id, start_at, end_at, step)
+    WITH keys AS (
+        SELECT DISTINCT s, l, d FROM unnest(stylists, locations, dates) AS u(s, l, d)
+    ),
+    free AS (
+        SELECT sl.location_id, sl.local_date, sl.stylist_id, sl.start_at, sl.end_at
+        FROM keys
+        JOIN scheduler.slot_instances sl
+          ON sl.location_id = keys.l AND sl.local_date = keys.d AND sl.stylist_id = keys.s
+        WHERE sl.status = 'open'
+          AND NOT EXISTS (
+              SELECT 1 FROM scheduler.bookings b
+              WHERE b.stylist_id = sl.stylist_id AND b.status = 'confirmed'
+                AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
+    ),
+    marked AS (
+        SELECT *, CASE WHEN lag(end_at) OVER w = start_at
+                        AND lag(end_at - start_at) OVER w = end_at - start_at
+                       THEN 0 ELSE 1 END AS brk
+        FROM free WINDOW w AS (PARTITION BY location_id, local_date, stylist_id ORDER BY start_at)
+    ),
+    numbered AS (
+        SELECT *, sum(brk) OVER w AS run
+        FROM marked WINDOW w AS (PARTITION BY location_id, local_date, stylist_id ORDER BY start_at)
+    )
+    SELECT location_id, local_date, stylist_id, min(start_at), max(end_at), min(end_at - start_at)
+    FROM numbered
+    GROUP BY location_id, local_date, stylist_id, run;
+END $$;
+
+CREATE OR REPLACE FUNCTION scheduler.slots_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM scheduler.recount_free_runs(
+            array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
+        FROM (SELECT DISTINCT stylist_id, location_id, local_date FROM new_slots) k;
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM scheduler.recount_free_runs(
+            array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
+        FROM (SELECT DISTINCT stylist_id, location_id, local_date FROM old_slots) k;
+    ELSE
+        PERFORM scheduler.recount_free_runs(
+            array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
+        FROM (
+            SELECT o.stylist_id, o.location_id, o.local_date
+            FROM old_slots o JOIN new_slots n ON n.id = o.id
+            WHERE (o.stylist_id, o.location_id, o.local_date, o.start_at, o.end_at, o.status)
+                  IS DISTINCT FROM
+                  (n.stylist_id, n.location_id, n.local_date, n.start_at, n.end_at, n.status)
+            UNION
+            SELECT n.stylist_id, n.location_id, n.local_date
+            FROM old_slots o JOIN new_slots n ON n.id = o.id
+            WHERE (o.stylist_id, o.location_id, o.local_date, o.start_at, o.end_at, o.status)
+                  IS DISTINCT FROM
+                  (n.stylist_id, n.location_id, n.local_date, n.start_at, n.end_at, n.status)
+        ) k;
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- The keys of the slots these stylists' time ranges overlap, at any location, recounted.
+CREATE OR REPLACE FUNCTION scheduler.recount_free_runs_over(
+    stylists uuid[], starts timestamptz[], ends timestamptz[]
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF stylists IS NULL OR cardinality(stylists) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM scheduler.recount_free_runs(
+        array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
+    FROM (
+        SELECT DISTINCT sl.stylist_id, sl.location_id, sl.local_date
+        FROM unnest(stylists, starts, ends) AS t(stylist_id, start_at, end_at)
+        JOIN scheduler.slot_instances sl
+          ON sl.stylist_id = t.stylist_id AND sl.start_at < t.end_at AND sl.end_at > t.start_at
+         AND sl.start_at > t.start_at - interval '1 day'
+    ) k;
+END $$;
+
+-- Only confirmed bookings are in the runs: the dates of the slots a confirmed booking
+-- overlaps (at any location: one stylist) before and after the statement.
+CREATE OR REPLACE FUNCTION scheduler.bookings_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM scheduler.recount_free_runs_over(
+            array_agg(stylist_id), array_agg(start_at), array_agg(end_at))
+        FROM new_bookings WHERE status = 'confirmed';
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM scheduler.recount_free_runs_over(
+            array_agg(stylist_id), array_agg(start_at), array_agg(end_at))
+        FROM old_bookings WHERE status = 'confirmed';
+    ELSE
+        PERFORM scheduler.recount_free_runs_over(
+            array_agg(t.stylist_id), array_agg(t.start_at), array_agg(t.end_at))
+        FROM old_bookings o JOIN new_bookings n ON n.id = o.id,
+        LATERAL (VALUES (o.stylist_id, o.start_at, o.end_at),
+                        (n.stylist_id, n.start_at, n.end_at)) AS t(stylist_id, start_at, end_at)
+        WHERE (o.status = 'confirmed' OR n.status = 'confirmed')
+          AND (o.status, o.stylist_id, o.start_at, o.end_at)
+              IS DISTINCT FROM (n.status, n.stylist_id, n.start_at, n.end_at);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Every run recounted: after a TRUNCATE (which fires no DELETE triggers), or by an operator.
+CREATE OR REPLACE FUNCTION scheduler.recount_all_free_runs() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM scheduler.free_runs;
+    PERFORM scheduler.recount_free_runs(
+        array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
+    FROM (SELECT DISTINCT stylist_id, location_id, local_date FROM scheduler.slot_instances) k;
+END $$;
+
+CREATE OR REPLACE FUNCTION scheduler.free_runs_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM scheduler.recount_all_free_runs();
+    RETURN NULL;
+END $$;
+"""
+    )
+    for name, table, ddl in _triggers():
+        op.execute(f"DROP TRIGGER IF EXISTS {name} ON scheduler.{table}; {ddl}")
+    # What was there before this migration.
+    op.execute("SELECT scheduler.recount_all_free_runs()")
+
+
+# (table, its transition tables' stem, the function recounting after a change)
+_WATCHED = (
+    ("slot_instances", "slots", "slots_changed"),
+    ("bookings", "bookings", "bookings_changed"),
+)
+_EVENTS = (
+    ("INSERT", "inserted", "REFERENCING NEW TABLE AS new_{rows}"),
+    ("UPDATE", "updated", "REFERENCING OLD TABLE AS old_{rows} NEW TABLE AS new_{rows}"),
+    ("DELETE", "deleted", "REFERENCING OLD TABLE AS old_{rows}"),
+)
+
+
+def _triggers() -> list[tuple[str, str, str]]:
+    """(name, table, CREATE TRIGGER) of every trigger keeping the runs."""
+    out = []
+    for table, rows, function in _WATCHED:
+        for event, done, referencing in _EVENTS:
+            name = f"free_runs_{rows}_{done}"
+            ddl = (
+                f"CREATE TRIGGER {name} AFTER {event} ON scheduler.{table}"
+                f" {referencing.format(rows=rows)}"
+                f" FOR EACH STATEMENT EXECUTE FUNCTION scheduler.{function}()"
+            )
+            out.append((name, table, ddl))
+        name = f"free_runs_{rows}_truncated"
+        ddl = (
+            f"CREATE TRIGGER {name} AFTER TRUNCATE ON scheduler.{table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION scheduler.free_runs_truncated()"
+        )
+        out.append((name, table, ddl))
+    return out
+
+
+def downgrade() -> None:
+    for name, table, _ in _triggers():
+        op.execute(f"DROP TRIGGER {name} ON scheduler.{table}")
+    op.execute(
+        """
+DROP FUNCTION scheduler.free_runs_truncated();
+DROP FUNCTION scheduler.recount_all_free_runs();
+DROP FUNCTION scheduler.bookings_changed();
+DROP FUNCTION scheduler.slots_changed();
+DROP FUNCTION scheduler.recount_free_runs_over(uuid[], timestamptz[], timestamptz[]);
+DROP FUNCTION scheduler.recount_free_runs(uuid[], uuid[], date[]);
+DROP TABLE scheduler.free_runs;
+"""
+    )
