@@ -11,6 +11,7 @@ start whose need fits inside its run.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
+from models.free_counts import count_starts
 from models.tables import Location, Service, ServiceStylist, Stylist, StylistLocation
 from salon.errors import NotFound
 
@@ -165,81 +167,68 @@ ORDER BY start_at, stylist_id
 """
 )
 
-# The count per date, from the free runs the database keeps (migration 0007: runs of
+# The count per date comes from the free runs the database keeps (migration 0007: runs of
 # consecutive free slots of one length per stylist, location and local date, confirmed
-# bookings taken off) rather than from every slot: ~3.5x less work for a 90-day calendar
-# (docs/performance.md, session 7). Live holds are taken off here, widened to the slots they
-# touch (a slot a hold overlaps is not free), and matched only against the starts of their
-# own run (a run is named by its stylist and end). The rule is `FREE_STARTS`'s; tests check
+# bookings taken off) rather than from every slot, and is finished in Python
+# (`models.free_counts`): PostgreSQL reads ~750 runs for a 90-day calendar instead of ~24,000
+# slots (docs/performance.md, session 7). Runs of one stylist that follow each other without
+# a gap are one stretch of free time, whose end is the nearest end ahead not followed by the
+# next run (ends only grow, so the smallest seen so far, walking backwards); each run is cut
+# to the starts whose need ends inside its stretch. The rule is `FREE_STARTS`'s; tests check
 # that both agree.
-_FREE_DAYS = """
-WITH cand(stylist_id, need) AS (
-    SELECT * FROM unnest(CAST(:stylists AS uuid[]), CAST(:needs AS int[]))
+_RUNS_OF = """
+WITH cand(stylist_id, need, n) AS (
+    SELECT * FROM unnest(CAST(:stylists AS uuid[]), CAST(:needs AS int[])) WITH ORDINALITY
 ),
 runs AS (
-    SELECT r.stylist_id, r.local_date, r.start_at, r.end_at, r.step, c.need
+    SELECT r.stylist_id, r.local_date, r.start_at, r.end_at, r.step, c.need, c.n
     FROM scheduler.free_runs r
     JOIN cand c ON c.stylist_id = r.stylist_id
     WHERE r.location_id = :location AND {dates}
 ),
--- Runs of one stylist that follow each other without a gap are one stretch of free time:
--- its end is the nearest end ahead not followed by the next run (ends only grow, so the
--- smallest seen so far, walking backwards).
 ends AS (
     SELECT *, CASE WHEN lag(start_at) OVER w = end_at THEN NULL ELSE end_at END AS last_end
     FROM runs WINDOW w AS (PARTITION BY stylist_id ORDER BY start_at DESC)
 ),
-bounded AS MATERIALIZED (
+bounded AS (
     SELECT *, min(last_end) OVER (PARTITION BY stylist_id ORDER BY start_at DESC) AS run_end
     FROM ends
-),
-holds AS (
-    SELECT b.stylist_id, w.start_at, w.end_at
-    FROM scheduler.bookings b,
-         LATERAL (
-             SELECT min(sl.start_at) AS start_at, max(sl.end_at) AS end_at
-             FROM scheduler.slot_instances sl
-             WHERE sl.stylist_id = b.stylist_id AND sl.location_id = :location
-               AND sl.start_at > b.start_at - interval '1 day' AND sl.start_at < b.end_at
-               AND sl.end_at > b.start_at) AS w
-    WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[])) AND b.status = 'held'
-      AND b.hold_expires_at > now()
-      AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
-      AND w.start_at IS NOT NULL
-),
-held AS (
-    SELECT DISTINCT h.stylist_id, b.run_end, h.start_at, h.end_at
-    FROM holds h
-    JOIN bounded b
-      ON b.stylist_id = h.stylist_id AND h.start_at < b.run_end AND h.end_at > b.start_at
-),
-starts AS (
-    SELECT b.stylist_id, b.local_date, b.run_end, b.need, s AS start_at
-    FROM bounded b,
-         generate_series(
-             b.start_at,
-             least(b.end_at - b.step, b.run_end - make_interval(mins => b.need)),
-             b.step) AS s
 )
-SELECT local_date, count(*) AS starts
-FROM (
-    SELECT DISTINCT st.local_date, st.start_at
-    FROM starts st
-    WHERE st.start_at >= :earliest AND st.start_at <= :latest
-      AND NOT EXISTS (
-          SELECT 1 FROM held h
-          WHERE h.stylist_id = st.stylist_id AND h.run_end = st.run_end
-            AND h.start_at < st.start_at + make_interval(mins => st.need)
-            AND h.end_at > st.start_at)
-) d
-GROUP BY local_date
-ORDER BY local_date
+SELECT local_date, n AS stylist,
+       CAST(extract(epoch FROM start_at) AS bigint) AS first,
+       CAST(extract(epoch FROM least(end_at - step, run_end - make_interval(mins => need)))
+            AS bigint) AS last,
+       CAST(extract(epoch FROM step) AS int) AS step,
+       need * 60 AS need
+FROM bounded
+WHERE start_at + make_interval(mins => need) <= run_end
 """
 
-FREE_DAYS = text(_FREE_DAYS.format(dates="r.local_date BETWEEN :first AND :last"))
+RUNS_OF_DAYS = text(_RUNS_OF.format(dates="r.local_date BETWEEN :first AND :last"))
 
-# The same count for chosen dates only (a calendar bringing a few days up to date).
-FREE_ON_DAYS = text(_FREE_DAYS.format(dates="r.local_date = ANY(CAST(:dates AS date[]))"))
+# The same for chosen dates only (a calendar bringing a few days up to date).
+RUNS_ON_DAYS = text(_RUNS_OF.format(dates="r.local_date = ANY(CAST(:dates AS date[]))"))
+
+# Live holds of the candidate stylists, each widened to the slots it touches at this location
+# (a slot a hold overlaps is not free): what `count_starts` takes off.
+_HOLDS_WIDENED = text(
+    """
+SELECT array_position(CAST(:stylists AS uuid[]), b.stylist_id) AS stylist,
+       CAST(extract(epoch FROM w.start_at) AS bigint) AS lo,
+       CAST(extract(epoch FROM w.end_at) AS bigint) AS hi
+FROM scheduler.bookings b,
+     LATERAL (
+         SELECT min(sl.start_at) AS start_at, max(sl.end_at) AS end_at
+         FROM scheduler.slot_instances sl
+         WHERE sl.stylist_id = b.stylist_id AND sl.location_id = :location
+           AND sl.start_at > b.start_at - interval '1 day' AND sl.start_at < b.end_at
+           AND sl.end_at > b.start_at) AS w
+WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[])) AND b.status = 'held'
+  AND b.hold_expires_at > now()
+  AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
+  AND w.start_at IS NOT NULL
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -289,23 +278,34 @@ def free_starts(
     return list(session.execute(FREE_STARTS, _params(o, day, day, window, exclude)))
 
 
+def _count(
+    session: Session, o: Offer, query: Any, params: dict[str, Any], window: Window
+) -> dict[dt.date, int]:
+    runs = session.execute(query, params)
+    holds: dict[int, list[tuple[int, int]]] = {}
+    for stylist, lo, hi in session.execute(_HOLDS_WIDENED, params):
+        holds.setdefault(stylist, []).append((lo, hi))
+    earliest, latest = window.earliest.timestamp(), window.latest.timestamp()
+    return count_starts(runs, holds, math.ceil(earliest), math.floor(latest))
+
+
 def free_days(
     session: Session, o: Offer, first: dt.date, last: dt.date, window: Window
 ) -> dict[dt.date, int]:
+    """Distinct free start times per local date in [first, last]; dates without any left out."""
     if not o.needs:
         return {}
-    rows = session.execute(FREE_DAYS, _params(o, first, last, window))
-    return {row.local_date: int(row.starts) for row in rows}
+    return _count(session, o, RUNS_OF_DAYS, _params(o, first, last, window), window)
 
 
 def free_on_days(
     session: Session, o: Offer, days: set[dt.date], window: Window
 ) -> dict[dt.date, int]:
-    """`free_days` for these dates only, in one statement; dates without a start: 0."""
+    """`free_days` for these dates only; dates without a start: 0."""
     if not o.needs or not days:
         return dict.fromkeys(days, 0)
     params = {**_params(o, min(days), max(days), window), "dates": sorted(days)}
-    found = {row.local_date: int(row.starts) for row in session.execute(FREE_ON_DAYS, params)}
+    found = _count(session, o, RUNS_ON_DAYS, params, window)
     return {d: found.get(d, 0) for d in days}
 
 
