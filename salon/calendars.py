@@ -19,7 +19,7 @@ import orjson
 import redis
 
 from salon.answers import Lookup, PublicReads
-from salon.free_times import Offer, Window, free_days, free_on_days, hold_expiries, local_today
+from salon.free_times import Offer, Window, free_days, free_on_days, local_today
 from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
 
@@ -141,8 +141,8 @@ class Calendars:
         moved = self._moved(first, versions, state)
         with self.container.sessions() as session:
             if moved is None or state is None:
-                counts = free_days(session, o, first, last, window)
-                return counts, hold_expiries(session, o, first, last), now
+                found = free_days(session, o, first, last, window)
+                return found.counts, found.expiries, now
             counts = {dt.date.fromisoformat(d): int(n) for d, n in state["counts"].items()}
             expiries = {
                 dt.date.fromisoformat(d): dt.datetime.fromisoformat(x)
@@ -156,8 +156,9 @@ class Calendars:
                 edges_at = now
             dirty = {d for d in dirty if first <= d <= last}
             if dirty:
-                counts.update(free_on_days(session, o, dirty, window))
-                fresh_expiries = hold_expiries(session, o, min(dirty), max(dirty))
+                fresh = free_on_days(session, o, dirty, window)
+                counts.update(fresh.counts)
+                fresh_expiries = fresh.expiries
                 for day in dirty:
                     expiries.pop(day, None)
                     if day in fresh_expiries:

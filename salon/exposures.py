@@ -222,7 +222,7 @@ class ExposureService:
         last = window.latest.astimezone(o.zone).date()
         if after >= last:
             return None
-        days = free_days(session, o, after + dt.timedelta(days=1), last, window)
+        days = free_days(session, o, after + dt.timedelta(days=1), last, window).counts
         return min((d for d, n in days.items() if n > 0), default=None)
 
     def _ledger_entry(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -210,12 +211,14 @@ RUNS_OF_DAYS = text(_RUNS_OF.format(dates="r.local_date BETWEEN :first AND :last
 RUNS_ON_DAYS = text(_RUNS_OF.format(dates="r.local_date = ANY(CAST(:dates AS date[]))"))
 
 # Live holds of the candidate stylists, each widened to the slots it touches at this location
-# (a slot a hold overlaps is not free): what `count_starts` takes off.
+# (a slot a hold overlaps is not free): what `count_starts` takes off. A hold touching no slot
+# here hides nothing here.
 _HOLDS_WIDENED = text(
     """
 SELECT array_position(CAST(:stylists AS uuid[]), b.stylist_id) AS stylist,
        CAST(extract(epoch FROM w.start_at) AS bigint) AS lo,
-       CAST(extract(epoch FROM w.end_at) AS bigint) AS hi
+       CAST(extract(epoch FROM w.end_at) AS bigint) AS hi,
+       b.start_at, b.end_at, b.hold_expires_at
 FROM scheduler.bookings b,
      LATERAL (
          SELECT min(sl.start_at) AS start_at, max(sl.end_at) AS end_at
@@ -278,35 +281,45 @@ def free_starts(
     return list(session.execute(FREE_STARTS, _params(o, day, day, window, exclude)))
 
 
+@dataclass(frozen=True)
+class DayCounts:
+    """A calendar's figures: distinct free starts per local date (dates without any left
+    out), and per local date when the first live hold that may hide one of them expires."""
+
+    counts: dict[dt.date, int]
+    expiries: dict[dt.date, dt.datetime]
+
+
 def _count(
     session: Session, o: Offer, query: Any, params: dict[str, Any], window: Window
-) -> dict[dt.date, int]:
+) -> DayCounts:
     runs = session.execute(query, params)
     holds: dict[int, list[tuple[int, int]]] = {}
-    for stylist, lo, hi in session.execute(_HOLDS_WIDENED, params):
+    live = []
+    for stylist, lo, hi, start, end, expires in session.execute(_HOLDS_WIDENED, params):
         holds.setdefault(stylist, []).append((lo, hi))
+        live.append((start, end, expires))
     earliest, latest = window.earliest.timestamp(), window.latest.timestamp()
-    return count_starts(runs, holds, math.ceil(earliest), math.floor(latest))
+    counts = count_starts(runs, holds, math.ceil(earliest), math.floor(latest))
+    return DayCounts(counts, _first_expiries(o, live))
 
 
 def free_days(
     session: Session, o: Offer, first: dt.date, last: dt.date, window: Window
-) -> dict[dt.date, int]:
-    """Distinct free start times per local date in [first, last]; dates without any left out."""
+) -> DayCounts:
+    """The figures of the local dates [first, last]."""
     if not o.needs:
-        return {}
+        return DayCounts({}, {})
     return _count(session, o, RUNS_OF_DAYS, _params(o, first, last, window), window)
 
 
-def free_on_days(
-    session: Session, o: Offer, days: set[dt.date], window: Window
-) -> dict[dt.date, int]:
-    """`free_days` for these dates only; dates without a start: 0."""
+def free_on_days(session: Session, o: Offer, days: set[dt.date], window: Window) -> DayCounts:
+    """`free_days` for these dates only; dates without a start count 0."""
     if not o.needs or not days:
-        return dict.fromkeys(days, 0)
+        return DayCounts(dict.fromkeys(days, 0), {})
     params = {**_params(o, min(days), max(days), window), "dates": sorted(days)}
     found = _count(session, o, RUNS_ON_DAYS, params, window)
-    return {d: found.get(d, 0) for d in days}
+    return DayCounts({d: found.counts.get(d, 0) for d in days}, found.expiries)
 
 
 _LIVE_HOLDS = text(
@@ -319,21 +332,28 @@ _LIVE_HOLDS = text(
 )
 
 
-def hold_expiries(
-    session: Session, o: Offer, first: dt.date, last: dt.date
+def _first_expiries(
+    o: Offer, holds: Iterable[tuple[dt.datetime, dt.datetime, dt.datetime]]
 ) -> dict[dt.date, dt.datetime]:
-    """Per local date, when the first live hold that may hide one of its free starts
-    expires (a hold hides starts up to a service's length before it: the day before too)."""
-    if not o.needs:
-        return {}
+    # A hold hides starts up to a service's length before it: the day before too.
     found: dict[dt.date, dt.datetime] = {}
-    params = {"stylists": list(o.needs), **_range(first, last)}
-    for start, end, expires in session.execute(_LIVE_HOLDS, params):
+    for start, end, expires in holds:
         day = (start - dt.timedelta(days=1)).astimezone(o.zone).date()
         while day <= end.astimezone(o.zone).date():
             found[day] = min(found.get(day, expires), expires)
             day += dt.timedelta(days=1)
     return found
+
+
+def hold_expiries(
+    session: Session, o: Offer, first: dt.date, last: dt.date
+) -> dict[dt.date, dt.datetime]:
+    """Per local date, when the first live hold that may hide one of its free starts
+    expires."""
+    if not o.needs:
+        return {}
+    params = {"stylists": list(o.needs), **_range(first, last)}
+    return _first_expiries(o, session.execute(_LIVE_HOLDS, params))
 
 
 _COVERED = text(
