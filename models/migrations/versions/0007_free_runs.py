@@ -38,8 +38,7 @@ CREATE TABLE IF NOT EXISTS scheduler.free_runs (
 );
 
 -- The runs of these (stylist, location, local date) keys, recounted from the slots and the
--- confirmed bookings. Slots are shorter than a day (a rule's granularity), which bounds the
--- bookings' index scan.
+-- confirmed bookings.
 CREATE OR REPLACE FUNCTION scheduler.recount_free_runs(
     stylists uuid[], locations uuid[], dates date[]
 ) RETURNS void LANGUAGE plpgsql AS $$
@@ -60,15 +59,36 @@ BEGIN
     WITH keys AS (
         SELECT DISTINCT s, l, d FROM unnest(stylists, locations, dates) AS u(s, l, d)
     ),
+    -- The confirmed bookings of these stylists, listed under every UTC day a slot overlapping
+    -- them can start on (slots are shorter than a day): the anti-join below hashes on
+    -- (stylist, day) instead of probing an index per slot.
+    busy AS MATERIALIZED (
+        SELECT b.stylist_id, b.start_at, b.end_at, CAST(d AS date) AS day
+        FROM scheduler.bookings b,
+             generate_series(
+                 date_trunc('day', b.start_at AT TIME ZONE 'UTC') - interval '1 day',
+                 date_trunc('day', b.end_at AT TIME ZONE 'UTC'),
+                 interval '1 day') AS d
+        WHERE b.stylist_id = ANY(stylists) AND b.status = 'confirmed'
+          AND b.end_at > CAST((SELECT min(k.d) FROM keys k) AS timestamp) AT TIME ZONE 'UTC'
+                         - interval '1 day'
+          AND b.start_at < CAST((SELECT max(k.d) FROM keys k) AS timestamp) AT TIME ZONE 'UTC'
+                           + interval '2 days'
+    ),
     free AS (
         SELECT sl.location_id, sl.local_date, sl.stylist_id, sl.start_at, sl.end_at
         FROM keys
         JOIN scheduler.slot_instances sl
           ON sl.location_id = keys.l AND sl.local_date = keys.d AND sl.stylist_id = keys.s
+         -- Any zone's local date lies inside these UTC bounds: the (stylist_id, start_at)
+         -- index serves a few keys.
+         AND sl.start_at >= CAST(keys.d AS timestamp) AT TIME ZONE 'UTC' - interval '1 day'
+         AND sl.start_at < CAST(keys.d AS timestamp) AT TIME ZONE 'UTC' + interval '2 days'
         WHERE sl.status = 'open'
           AND NOT EXISTS (
-              SELECT 1 FROM scheduler.bookings b
-              WHERE b.stylist_id = sl.stylist_id AND b.status = 'confirmed'
+              SELECT 1 FROM busy b
+              WHERE b.stylist_id = sl.stylist_id
+                AND b.day = CAST(sl.start_at AT TIME ZONE 'UTC' AS date)
                 AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
     ),
     marked AS (
