@@ -38,12 +38,17 @@ CREATE TABLE IF NOT EXISTS scheduler.free_runs (
 );
 
 -- The runs of these (stylist, location, local date) keys, recounted from the slots and the
--- confirmed bookings.
+-- confirmed bookings, one stylist at a time: with the stylist and the span of dates as plain
+-- values the planner reads the slots by the (stylist_id, start_at) index. (Joining an array
+-- of keys to the slots let it walk the (location_id, local_date) index instead, every
+-- stylist's slots of each date: 38 us a slot at 100 stylists a location, against 4.)
 CREATE OR REPLACE FUNCTION scheduler.recount_free_runs(
     stylists uuid[], locations uuid[], dates date[]
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     one uuid;
+    first_day date;
+    last_day date;
 BEGIN
     IF stylists IS NULL OR cardinality(stylists) = 0 THEN
         RETURN;
@@ -55,55 +60,61 @@ BEGIN
     DELETE FROM scheduler.free_runs r
     USING (SELECT DISTINCT s, l, d FROM unnest(stylists, locations, dates) AS u(s, l, d)) AS k
     WHERE r.location_id = k.l AND r.local_date = k.d AND r.stylist_id = k.s;
-    INSERT INTO scheduler.free_runs (location_id, local_date, stylist_id, start_at, end_at, step)
-    WITH keys AS (
-        SELECT DISTINCT s, l, d FROM unnest(stylists, locations, dates) AS u(s, l, d)
-    ),
-    -- The confirmed bookings of these stylists, listed under every UTC day a slot overlapping
-    -- them can start on (slots are shorter than a day): the anti-join below hashes on
-    -- (stylist, day) instead of probing an index per slot.
-    busy AS MATERIALIZED (
-        SELECT b.stylist_id, b.start_at, b.end_at, CAST(d AS date) AS day
-        FROM scheduler.bookings b,
-             generate_series(
-                 date_trunc('day', b.start_at AT TIME ZONE 'UTC') - interval '1 day',
-                 date_trunc('day', b.end_at AT TIME ZONE 'UTC'),
-                 interval '1 day') AS d
-        WHERE b.stylist_id = ANY(stylists) AND b.status = 'confirmed'
-          AND b.end_at > CAST((SELECT min(k.d) FROM keys k) AS timestamp) AT TIME ZONE 'UTC'
-                         - interval '1 day'
-          AND b.start_at < CAST((SELECT max(k.d) FROM keys k) AS timestamp) AT TIME ZONE 'UTC'
-                           + interval '2 days'
-    ),
-    free AS (
-        SELECT sl.location_id, sl.local_date, sl.stylist_id, sl.start_at, sl.end_at
-        FROM keys
-        JOIN scheduler.slot_instances sl
-          ON sl.location_id = keys.l AND sl.local_date = keys.d AND sl.stylist_id = keys.s
-         -- Any zone's local date lies inside these UTC bounds: the (stylist_id, start_at)
-         -- index serves a few keys.
-         AND sl.start_at >= CAST(keys.d AS timestamp) AT TIME ZONE 'UTC' - interval '1 day'
-         AND sl.start_at < CAST(keys.d AS timestamp) AT TIME ZONE 'UTC' + interval '2 days'
-        WHERE sl.status = 'open'
-          AND NOT EXISTS (
-              SELECT 1 FROM busy b
-              WHERE b.stylist_id = sl.stylist_id
-                AND b.day = CAST(sl.start_at AT TIME ZONE 'UTC' AS date)
-                AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
-    ),
-    marked AS (
-        SELECT *, CASE WHEN lag(end_at) OVER w = start_at
-                        AND lag(end_at - start_at) OVER w = end_at - start_at
-                       THEN 0 ELSE 1 END AS brk
-        FROM free WINDOW w AS (PARTITION BY location_id, local_date, stylist_id ORDER BY start_at)
-    ),
-    numbered AS (
-        SELECT *, sum(brk) OVER w AS run
-        FROM marked WINDOW w AS (PARTITION BY location_id, local_date, stylist_id ORDER BY start_at)
-    )
-    SELECT location_id, local_date, stylist_id, min(start_at), max(end_at), min(end_at - start_at)
-    FROM numbered
-    GROUP BY location_id, local_date, stylist_id, run;
+    FOR one, first_day, last_day IN
+        SELECT u.s, min(u.d), max(u.d) FROM unnest(stylists, dates) AS u(s, d) GROUP BY u.s
+    LOOP
+        INSERT INTO scheduler.free_runs
+            (location_id, local_date, stylist_id, start_at, end_at, step)
+        WITH keys AS (
+            SELECT DISTINCT u.l, u.d FROM unnest(stylists, locations, dates) AS u(s, l, d)
+            WHERE u.s = one
+        ),
+        -- Any zone's local date lies inside these UTC bounds.
+        span AS (
+            SELECT CAST(first_day AS timestamp) AT TIME ZONE 'UTC' - interval '1 day' AS lo,
+                   CAST(last_day AS timestamp) AT TIME ZONE 'UTC' + interval '2 days' AS hi
+        ),
+        -- The stylist's confirmed bookings, listed under every UTC day a slot overlapping
+        -- them can start on (slots are shorter than a day): the anti-join below hashes on
+        -- the day instead of probing an index per slot.
+        busy AS MATERIALIZED (
+            SELECT b.start_at, b.end_at, CAST(d AS date) AS day
+            FROM span,
+                 scheduler.bookings b,
+                 generate_series(
+                     date_trunc('day', b.start_at AT TIME ZONE 'UTC') - interval '1 day',
+                     date_trunc('day', b.end_at AT TIME ZONE 'UTC'),
+                     interval '1 day') AS d
+            WHERE b.stylist_id = one AND b.status = 'confirmed'
+              AND b.end_at > span.lo - interval '1 day' AND b.start_at < span.hi
+        ),
+        free AS (
+            SELECT sl.location_id, sl.local_date, sl.start_at, sl.end_at
+            FROM span
+            JOIN scheduler.slot_instances sl
+              ON sl.stylist_id = one AND sl.start_at >= span.lo AND sl.start_at < span.hi
+            WHERE sl.status = 'open'
+              AND (sl.location_id, sl.local_date) IN (SELECT l, d FROM keys)
+              AND NOT EXISTS (
+                  SELECT 1 FROM busy b
+                  WHERE b.day = CAST(sl.start_at AT TIME ZONE 'UTC' AS date)
+                    AND b.start_at < sl.end_at AND b.end_at > sl.start_at)
+        ),
+        marked AS (
+            SELECT *, CASE WHEN lag(end_at) OVER w = start_at
+                            AND lag(end_at - start_at) OVER w = end_at - start_at
+                           THEN 0 ELSE 1 END AS brk
+            FROM free WINDOW w AS (PARTITION BY location_id, local_date ORDER BY start_at)
+        ),
+        numbered AS (
+            SELECT *, sum(brk) OVER w AS run
+            FROM marked WINDOW w AS (PARTITION BY location_id, local_date ORDER BY start_at)
+        )
+        SELECT location_id, local_date, one, min(start_at), max(end_at),
+               min(end_at - start_at)
+        FROM numbered
+        GROUP BY location_id, local_date, run;
+    END LOOP;
 END $$;
 
 CREATE OR REPLACE FUNCTION scheduler.slots_changed() RETURNS trigger LANGUAGE plpgsql AS $$
