@@ -323,27 +323,48 @@ def _check_owner(principal: Principal, b: Booking, booking_id: uuid.UUID) -> Non
 
 
 def own_booking(
-    session: Session, principal: Principal, booking_id: uuid.UUID, *, for_update: bool = False
+    session: Session,
+    principal: Principal,
+    booking_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    moving_to: uuid.UUID | None = None,
 ) -> Booking:
+    """The principal's booking. `for_update`: its row locked, after its stylist's advisory
+    lock (and the stylist of the slot `moving_to`, sorted): a change to a booking recounts
+    the stylists' free runs under those locks (migration 0007), so every writer takes them
+    before any row, as a hold does."""
     query = select(Booking).where(Booking.id == booking_id)
+    locked: list[uuid.UUID] = []
     if for_update:
-        # The stylist's lock before the row's, as every writer takes them (`_LOCK_BOOKING`).
-        session.execute(_LOCK_STYLIST_OF, {"id": booking_id, "stylist_prefix": STYLIST})
+        locked = list(session.scalars(_STYLISTS_OF, {"id": booking_id, "slot": moving_to}))
+        lock_stylists(session, locked)
         query = query.with_for_update()
     b = session.scalars(query).one_or_none()
     if b is None:
         raise NotFound(f"booking {booking_id} not found")
     _check_owner(principal, b, booking_id)
+    if for_update and b.stylist_id not in locked:
+        # Moved to another stylist between the two statements (a concurrent reschedule of
+        # this booking): that lock comes after the row's. Rare; at worst a deadlock, which
+        # PostgreSQL breaks and the write machinery retries.
+        lock_stylists(session, [b.stylist_id])
     return b
 
 
+# The stylists whose locks a change to a booking needs: its own, and a new slot's.
+_STYLISTS_OF = text(
+    "SELECT stylist_id FROM scheduler.bookings WHERE id = :id"
+    " UNION SELECT stylist_id FROM scheduler.slot_instances WHERE id = :slot"
+)
+
 _STYLIST_LOCK = LOCK_SQL.format(key=":stylist_prefix || CAST(stylist_id AS text)")
 
-# A change to a booking may change its stylist's free runs, whose trigger takes the stylist's
-# lock (migration 0007): taken here first, in the statement that locks the row (PostgreSQL
-# evaluates it before waiting for the row), so the order is the hold's: stylist, then rows.
-_LOCK_STYLIST_OF = text(f"SELECT {_STYLIST_LOCK} FROM scheduler.bookings WHERE id = :id")
-
+# A confirm may change its stylist's free runs, whose trigger takes the stylist's lock
+# (migration 0007): taken here first, in the statement that locks the row (PostgreSQL
+# evaluates the select list before it waits for the row), so the order is the hold's:
+# stylist, then rows. (If the booking was moved to another stylist meanwhile, the list is
+# evaluated again on the new row, after the row lock: the rare case `own_booking` describes.)
 _LOCK_BOOKING = text(
     f"SELECT {', '.join(c.name for c in Booking.__table__.c)}, now() AS now_,"
     f" {_STYLIST_LOCK} AS stylist_locked"
@@ -619,18 +640,32 @@ def _reschedule(
 
 @operation("booking.reschedule")
 def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
-    b = own_booking(session, ctx.principal, uuid.UUID(ctx.params["booking_id"]), for_update=True)
-    return _reschedule(session, ctx, b, uuid.UUID(ctx.body["slot_id"]))
+    slot_id = uuid.UUID(ctx.body["slot_id"])
+    b = own_booking(
+        session,
+        ctx.principal,
+        uuid.UUID(ctx.params["booking_id"]),
+        for_update=True,
+        moving_to=slot_id,
+    )
+    return _reschedule(session, ctx, b, slot_id)
 
 
 @operation("booking.admin_update")
 def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
-    b = own_booking(session, ctx.principal, uuid.UUID(ctx.params["booking_id"]), for_update=True)
     action = ctx.body["action"]
+    new_slot = uuid.UUID(ctx.body["new_slot_id"]) if action == "reschedule" else None
+    b = own_booking(
+        session,
+        ctx.principal,
+        uuid.UUID(ctx.params["booking_id"]),
+        for_update=True,
+        moving_to=new_slot,
+    )
     if action == "cancel":
         return _cancel(session, ctx, b, staff=True)
-    if action == "reschedule":
-        return _reschedule(session, ctx, b, uuid.UUID(ctx.body["new_slot_id"]))
+    if action == "reschedule" and new_slot is not None:
+        return _reschedule(session, ctx, b, new_slot)
     if action == "no_show":
         if b.status != "confirmed":
             raise BookingClosed(f"only a confirmed booking can be a no-show (it is {b.status})")

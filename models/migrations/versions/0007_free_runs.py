@@ -152,10 +152,17 @@ END $$;
 CREATE OR REPLACE FUNCTION scheduler.recount_free_runs_over(
     stylists uuid[], starts timestamptz[], ends timestamptz[]
 ) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    one uuid;
 BEGIN
     IF stylists IS NULL OR cardinality(stylists) = 0 THEN
         RETURN;
     END IF;
+    -- The locks before the slots are looked up: a slot another writer of the stylist adds
+    -- is then committed and seen here, or its own recount comes after this commit.
+    FOR one IN SELECT DISTINCT u FROM unnest(stylists) AS u ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('stylist:' || one::text, 0));
+    END LOOP;
     PERFORM scheduler.recount_free_runs(
         array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
     FROM (
