@@ -281,3 +281,47 @@ def test_idempotency_keys_are_scoped_per_principal(api, salon, container, settin
     )
     assert one.status_code == two.status_code == 201
     assert one.json["booking_id"] != two.json["booking_id"]
+
+
+def test_a_move_to_another_stylist_waits_for_both_locks_holding_neither(
+    api, salon, container, settings
+):
+    """A reschedule takes both stylists' locks in sorted order before the booking's row
+    (the free runs' recount needs them): while the first is busy it holds neither, so two
+    moves in opposite directions cannot deadlock."""
+    me = customer(settings)
+    first, second = sorted(salon["stylists"])
+    booking = hold(api, me, salon, slot_id(container, second, 9)).json
+    assert api.post(f"/v1/bookings/{booking['booking_id']}/confirm", me, {}).status_code == 200
+    lock = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
+    try_lock = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))")
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND pid <> pg_backend_pid()"
+    )
+    answer: dict[str, object] = {}
+
+    def move() -> None:
+        answer["moved"] = api.post(
+            f"/v1/bookings/{booking['booking_id']}/reschedule",
+            me,
+            {"slot_id": slot_id(container, first, 11)},
+        )
+
+    with container.engine.connect() as blocker, blocker.begin():
+        blocker.execute(lock, {"k": f"stylist:{first}"})
+        mover = threading.Thread(target=move)
+        mover.start()
+        with container.engine.connect() as probe:
+            for _ in range(100):
+                if probe.execute(waiting).scalar_one():
+                    break
+                threading.Event().wait(0.05)
+            else:
+                raise AssertionError("the move never waited for the first stylist's lock")
+        with container.engine.begin() as other:
+            assert other.execute(try_lock, {"k": f"stylist:{second}"}).scalar_one()
+    mover.join(timeout=30)
+    moved = answer["moved"]
+    assert moved.status_code == 200, moved.text  # type: ignore[attr-defined]
+    assert moved.json["stylist_id"] == first  # type: ignore[attr-defined]
