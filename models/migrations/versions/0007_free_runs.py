@@ -37,6 +37,17 @@ CREATE TABLE IF NOT EXISTS scheduler.free_runs (
     PRIMARY KEY (location_id, local_date, stylist_id, start_at)
 );
 
+-- The stylists' advisory locks, sorted: the keys and the order of salon.locks.
+CREATE OR REPLACE FUNCTION scheduler.lock_stylists(stylists uuid[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    one uuid;
+BEGIN
+    FOR one IN SELECT DISTINCT u FROM unnest(stylists) AS u ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('stylist:' || one::text, 0));
+    END LOOP;
+END $$;
+
 -- The runs of these (stylist, location, local date) keys, recounted from the slots and the
 -- confirmed bookings, one stylist at a time, for every pair of its keys' locations and dates
 -- (the keys themselves, plus a few more when one statement touched a stylist at two
@@ -57,10 +68,8 @@ BEGIN
     IF stylists IS NULL OR cardinality(stylists) = 0 THEN
         RETURN;
     END IF;
-    -- Sorted, as salon.locks takes them; a writer of the product holds them already.
-    FOR one IN SELECT DISTINCT u FROM unnest(stylists) AS u ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('stylist:' || one::text, 0));
-    END LOOP;
+    -- A writer of the product holds them already.
+    PERFORM scheduler.lock_stylists(stylists);
     FOR one, places, days IN
         SELECT u.s, array_agg(DISTINCT u.l), array_agg(DISTINCT u.d)
         FROM unnest(stylists, locations, dates) AS u(s, l, d) GROUP BY u.s
@@ -129,17 +138,15 @@ BEGIN
             array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
         FROM (SELECT DISTINCT stylist_id, location_id, local_date FROM old_slots) k;
     ELSE
+        -- A changed slot's key before and after the change.
         PERFORM scheduler.recount_free_runs(
             array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
         FROM (
-            SELECT o.stylist_id, o.location_id, o.local_date
-            FROM old_slots o JOIN new_slots n ON n.id = o.id
-            WHERE (o.stylist_id, o.location_id, o.local_date, o.start_at, o.end_at, o.status)
-                  IS DISTINCT FROM
-                  (n.stylist_id, n.location_id, n.local_date, n.start_at, n.end_at, n.status)
-            UNION
-            SELECT n.stylist_id, n.location_id, n.local_date
-            FROM old_slots o JOIN new_slots n ON n.id = o.id
+            SELECT DISTINCT k.stylist_id, k.location_id, k.local_date
+            FROM old_slots o JOIN new_slots n ON n.id = o.id,
+            LATERAL (VALUES (o.stylist_id, o.location_id, o.local_date),
+                            (n.stylist_id, n.location_id, n.local_date))
+                AS k(stylist_id, location_id, local_date)
             WHERE (o.stylist_id, o.location_id, o.local_date, o.start_at, o.end_at, o.status)
                   IS DISTINCT FROM
                   (n.stylist_id, n.location_id, n.local_date, n.start_at, n.end_at, n.status)
@@ -152,17 +159,13 @@ END $$;
 CREATE OR REPLACE FUNCTION scheduler.recount_free_runs_over(
     stylists uuid[], starts timestamptz[], ends timestamptz[]
 ) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    one uuid;
 BEGIN
     IF stylists IS NULL OR cardinality(stylists) = 0 THEN
         RETURN;
     END IF;
     -- The locks before the slots are looked up: a slot another writer of the stylist adds
     -- is then committed and seen here, or its own recount comes after this commit.
-    FOR one IN SELECT DISTINCT u FROM unnest(stylists) AS u ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('stylist:' || one::text, 0));
-    END LOOP;
+    PERFORM scheduler.lock_stylists(stylists);
     PERFORM scheduler.recount_free_runs(
         array_agg(stylist_id), array_agg(location_id), array_agg(local_date))
     FROM (
@@ -265,6 +268,7 @@ DROP FUNCTION scheduler.bookings_changed();
 DROP FUNCTION scheduler.slots_changed();
 DROP FUNCTION scheduler.recount_free_runs_over(uuid[], timestamptz[], timestamptz[]);
 DROP FUNCTION scheduler.recount_free_runs(uuid[], uuid[], date[]);
+DROP FUNCTION scheduler.lock_stylists(uuid[]);
 DROP TABLE scheduler.free_runs;
 """
     )
