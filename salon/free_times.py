@@ -322,16 +322,6 @@ def free_on_days(session: Session, o: Offer, days: set[dt.date], window: Window)
     return DayCounts({d: found.counts.get(d, 0) for d in days}, found.expiries)
 
 
-_LIVE_HOLDS = text(
-    """
-    SELECT b.start_at, b.end_at, b.hold_expires_at FROM scheduler.bookings b
-    WHERE b.stylist_id = ANY(CAST(:stylists AS uuid[])) AND b.status = 'held'
-      AND b.hold_expires_at > now()
-      AND b.end_at > :lo AND b.start_at < CAST(:hi AS timestamptz) + interval '1 day'
-    """
-)
-
-
 def _first_expiries(
     o: Offer, holds: Iterable[tuple[dt.datetime, dt.datetime, dt.datetime]]
 ) -> dict[dt.date, dt.datetime]:
@@ -349,11 +339,12 @@ def hold_expiries(
     session: Session, o: Offer, first: dt.date, last: dt.date
 ) -> dict[dt.date, dt.datetime]:
     """Per local date, when the first live hold that may hide one of its free starts
-    expires."""
+    expires (the holds `free_days` takes off: a hold touching no slot here hides nothing)."""
     if not o.needs:
         return {}
-    params = {"stylists": list(o.needs), **_range(first, last)}
-    return _first_expiries(o, session.execute(_LIVE_HOLDS, params))
+    params = {"stylists": list(o.needs), "location": o.location.id, **_range(first, last)}
+    rows = session.execute(_HOLDS_WIDENED, params)
+    return _first_expiries(o, ((start, end, expires) for *_, start, end, expires in rows))
 
 
 _COVERED = text(
