@@ -437,7 +437,8 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
             measure_rounds(busy)
             warm_up(uncached)
             measure_rounds(uncached)
-            profile_load(f"dates uncached {opts.dates_connections[0]}c")
+            if opts.dates_connections:
+                profile_load(f"dates uncached {opts.dates_connections[0]}c")
             bumper.close()
             booker.close()
     finally:
@@ -609,6 +610,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=4, help="threads per worker (both servers)")
     ap.add_argument("--dates-connections", type=int, nargs="+", default=[4, 16])
     ap.add_argument(
+        "--slots-only",
+        action="store_true",
+        help="only /v1/slots and the bare endpoint (~1 min a round: to try a change quickly)",
+    )
+    ap.add_argument(
         "--engine", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
     )
     ap.add_argument("--max-other", type=float, default=25.0)
@@ -641,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration=args.duration,
         warmup=args.warmup,
         connections=args.connections,
-        dates_connections=tuple(args.dates_connections),
+        dates_connections=() if args.slots_only else tuple(args.dates_connections),
         workers=args.workers,
         threads=args.threads,
         engine=args.engine,

@@ -234,8 +234,10 @@ class PublicReads:
         entry: dict[str, str],
         min_id: str,
     ) -> None:
-        """`store` (when the versions are known) and a stream entry, in one round trip and
-        one transaction: a new exposure and its ledger entry. Best effort: with Redis down,
+        """`store` (when the versions are known) and a stream entry, in one transaction: a
+        new exposure and its ledger entry. Sent without waiting for Redis to answer (the
+        request goes on to its response; the reply is read on the thread's next call): a
+        repeat asked after this response is sent finds it. Best effort: with Redis down,
         neither. Not sent twice (a ledger entry twice would count an exposure twice)."""
         commands: list[tuple[Any, ...]] = []
         if versions is not None:
@@ -246,7 +248,7 @@ class PublicReads:
         xadd = ("XADD", stream, "MINID", "~", min_id, "*")
         commands.append((*xadd, *(x for pair in entry.items() for x in pair)))
         try:
-            self._lane.pipeline(commands, retry=False, transaction=True)
+            self._lane.send_later(commands, transaction=True)
         except redis.RedisError:
             log.warning("could not store an answer or its stream entry")
 

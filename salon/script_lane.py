@@ -12,6 +12,7 @@ outage as before. Over TLS the calls go through redis-py.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ import redis
 from salon import resp
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 # Bumped in a forked child: a connection made before the fork is never used after it. (A
 # counter, not os.getpid(): that is a syscall per call.)
@@ -67,11 +70,28 @@ class ThreadConnections:
                 raise _reply_error(exc) from exc
             raise _connection_error(exc) from exc
 
+    def send_only(self, data: bytes, replies: int) -> None:
+        """Send `data` on this thread's connection without waiting for its `replies`: they
+        are read before the thread's next call (an error reply is logged). Raises redis-py's
+        errors only when `data` could not be sent; never sent twice."""
+        try:
+            (self._kept() or self._open()).send(data)
+        except OSError as exc:
+            self._drop()
+            raise _connection_error(exc) from exc
+        self._local.owed = replies
+
     def _kept(self) -> resp.Plain | None:
         local = self._local
         if getattr(local, "forks", None) != _forks:
-            local.conn, local.forks = None, _forks  # a forked child never shares a socket
+            # A forked child never shares a socket (nor what was owed on it).
+            local.conn, local.forks, local.owed = None, _forks, 0
         conn: resp.Plain | None = local.conn
+        if conn is not None and local.owed:
+            owed, local.owed = local.owed, 0
+            if not self._settle(conn, owed):
+                self._drop()
+                return None
         if conn is not None and conn.readable():
             # Nothing is owed to us between calls: a readable socket was closed by the server
             # (an idle timeout, a restart). Replaced before sending, so a call that must not
@@ -80,14 +100,27 @@ class ThreadConnections:
             return None
         return conn
 
+    def _settle(self, conn: resp.Plain, owed: int) -> bool:
+        """Read the replies owed to a `send_only` (there by now, unless Redis is slow); False
+        when the connection can no longer be used."""
+        try:
+            for _ in range(owed):
+                error = _first_error(_flattened(conn.read()))
+                if error is not None:
+                    log.warning("Redis refused a command sent without waiting: %s", error)
+        except OSError as exc:
+            log.warning("the reply to a command sent without waiting was lost: %s", exc)
+            return False
+        return True
+
     def _open(self) -> resp.Plain:
         conn = resp.Plain(self.kwargs, timeout=self.timeout, name=self.name)
-        self._local.conn, self._local.forks = conn, _forks
+        self._local.conn, self._local.forks, self._local.owed = conn, _forks, 0
         return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
-        self._local.conn = None
+        self._local.conn, self._local.owed = None, 0
         if conn is not None and getattr(self._local, "forks", None) == _forks:
             conn.close()
 
@@ -160,6 +193,28 @@ class CommandLane:
         if error is not None:
             raise _reply_error(error)
         return list(replies[-1])
+
+    def send_later(self, commands: Sequence[tuple[Any, ...]], *, transaction: bool = False) -> None:
+        """Send `commands` without waiting for their replies, which this thread reads before
+        its next call on the lane (an error reply is logged): for best-effort writes whose
+        outcome nobody waits for. Waiting for the reply is a blocking receive, and the
+        thread then has to win the GIL back (docs/performance.md). Raises redis-py's errors
+        only when the commands could not be sent; never sends them twice. Over TLS: a
+        redis-py pipeline, waited for."""
+        if not commands:
+            return
+        if not self._plain:
+            self.pipeline(commands, retry=False, transaction=transaction)
+            return
+        if transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        data = b"".join([hiredis.pack_command(c) for c in commands])
+        self._connections.send_only(data, len(commands))
+
+
+def _flattened(reply: Any) -> list[Any]:
+    """A reply and, for EXEC's, the replies inside it."""
+    return [reply, *reply] if isinstance(reply, list) else [reply]
 
 
 def _first_error(replies: Sequence[Any]) -> resp.ReplyError | None:

@@ -148,7 +148,7 @@ class VersionMirror:
         """Read whatever the connection holds (never waits); False once it is closed."""
         with self._socket_lock:
             sock, reader = self._socket, self._reader
-            if sock is None or reader is None:
+            if sock is None or reader is None or not resp.has_input(sock):
                 return True
             while True:
                 try:

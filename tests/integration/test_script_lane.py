@@ -310,3 +310,48 @@ def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: red
     # The first run met NOSCRIPT and ran again whole (its signal twice, as documented).
     assert states[0][2] == [b"1", b"1", b"1"] and states[0][3]
     assert len(states[0][1]) > 0  # the bump recorded its dates
+
+
+def test_commands_sent_without_waiting_run_and_keep_the_connection_in_step(
+    client: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from salon.script_lane import CommandLane
+
+    name = f"lane-{uuid.uuid4().hex[:8]}"
+    lane = CommandLane(client, name=name)
+    lane.send_later([("INCR", key), ("INCR", key)], transaction=True)
+    # Another connection sees them once Redis ran them; this thread's next call reads the
+    # owed replies first, so its own replies are its own.
+    assert lane.pipeline([("GET", key), ("PING",)]) == [b"2", b"PONG"]
+    lane.send_later([("LPUSH", key, "x")])  # refused by Redis: logged, not raised
+    lane.send_later([("INCR", key), ("LPUSH", key, "x")], transaction=True)
+    with caplog.at_level("WARNING", logger="salon.script_lane"):
+        assert lane.pipeline([("GET", key)]) == [b"3"]
+    assert sum("refused a command sent without waiting" in m for m in caplog.messages) == 2
+    assert len([c for c in client.client_list() if c.get("name") == name]) == 1
+
+
+def test_a_connection_lost_with_replies_owed_is_replaced_for_the_next_call(
+    client: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from salon.script_lane import CommandLane
+
+    name = f"lane-{uuid.uuid4().hex[:8]}"
+    lane = CommandLane(client, name=name)
+    assert lane.pipeline([("PING",)]) == [b"PONG"]
+    # Sent into a connection Redis has already closed: the kernel takes the bytes, nobody
+    # runs them, and the reply the thread is owed never comes.
+    assert kill_lane_connections(client, name) == 1
+    lane._connections._local.conn.readable = lambda: False  # too early to see the close
+    lane.send_later([("INCR", key)])
+    with caplog.at_level("WARNING", logger="salon.script_lane"):
+        assert lane.pipeline([("INCR", key)]) == [1]
+    assert any("sent without waiting was lost" in m for m in caplog.messages)
+
+
+def test_sending_without_waiting_to_a_redis_not_there_is_a_connection_error() -> None:
+    from salon.script_lane import CommandLane
+
+    lane = CommandLane(redis.Redis(port=1, socket_connect_timeout=0.5))
+    with pytest.raises(redis.ConnectionError):
+        lane.send_later([("PING",)])
