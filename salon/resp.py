@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import select
 import socket
 import struct
@@ -26,19 +27,23 @@ def is_plain(client: redis.Redis) -> bool:
     return client.connection_pool.connection_class in PLAIN_CONNECTIONS
 
 
-def _recv_keeping_the_gil() -> Callable[..., int] | None:
-    """libc's recv called with the GIL held (ctypes.PyDLL); None where there is no libc."""
+def _libc_keeping_the_gil(name: str, buffer: Any) -> Callable[..., int] | None:
+    """libc's `name` (recv or send) called with the GIL held (ctypes.PyDLL); None where there
+    is no libc."""
     try:
-        recv = ctypes.PyDLL(None, use_errno=True).recv
+        call = getattr(ctypes.PyDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    recv.restype = ctypes.c_ssize_t
-    return recv
+    call.argtypes = [ctypes.c_int, buffer, ctypes.c_size_t, ctypes.c_int]
+    call.restype = ctypes.c_ssize_t
+    return call  # type: ignore[no-any-return]
 
 
-_RECV = _recv_keeping_the_gil()
+_RECV = _libc_keeping_the_gil("recv", ctypes.c_void_p)
+_SEND = _libc_keeping_the_gil("send", ctypes.c_char_p)
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+# No SIGPIPE for a closed connection: an EPIPE error instead (Python ignores SIGPIPE anyway).
+_DONT_WAIT = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 # Where a peek puts the byte it looks at (never read; calls hold the GIL, one at a time).
 _PEEKED = ctypes.create_string_buffer(1)
 
@@ -138,8 +143,21 @@ class Plain:
         return reply
 
     def send(self, data: bytes) -> None:
+        """Send `data`: first without waiting and holding the GIL (see `has_input`; a command
+        fits in the socket's buffer, so this is the whole send), then what is left, if any,
+        waiting for room as a blocking send does."""
+        sent = 0
+        if _SEND is not None:
+            sent = _SEND(self.sock.fileno(), data, len(data), _DONT_WAIT)
+            if sent == len(data):
+                return
+            if sent < 0:
+                code = ctypes.get_errno()
+                if code not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                    raise OSError(code, os.strerror(code))
+                sent = 0
         try:
-            self.sock.sendall(data)
+            self.sock.sendall(data[sent:])
         except BlockingIOError as exc:  # the kernel's send timeout
             raise TimeoutError("Redis did not take the command in time") from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +44,56 @@ def test_a_closed_socket_of_our_own_reads_as_closed() -> None:
     ours.close()
     with theirs:
         assert resp.has_input(ours)  # its descriptor is gone: as good as closed
+
+
+@pytest.fixture(params=["libc", "python"])
+def sending(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    if request.param == "python":
+        monkeypatch.setattr(resp, "_SEND", None)
+    yield
+
+
+def plain_over(sock: socket.socket) -> resp.Plain:
+    """A `Plain` around an already connected socket (no handshake with a server)."""
+    conn = resp.Plain.__new__(resp.Plain)
+    conn.sock = sock
+    resp.kernel_timeouts(sock, 0.5)
+    return conn
+
+
+@pytest.mark.usefixtures("sending")
+def test_a_send_larger_than_the_socket_takes_at_once_is_sent_whole() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        data = bytes(range(256)) * 4096  # 1 MiB: the first send takes part of it
+        got = bytearray()
+
+        def drain() -> None:
+            while len(got) < len(data):
+                got.extend(theirs.recv(65536))
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        plain_over(ours).send(data)
+        reader.join(5)
+        assert bytes(got) == data
+
+
+@pytest.mark.usefixtures("sending")
+def test_a_send_to_a_closed_connection_is_an_os_error() -> None:
+    ours, theirs = socket.socketpair()
+    with ours:
+        theirs.close()
+        with pytest.raises(OSError):
+            plain_over(ours).send(b"*1\r\n$4\r\nPING\r\n")
+
+
+@pytest.mark.usefixtures("sending")
+def test_a_send_nobody_reads_times_out() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        conn = plain_over(ours)
+        with pytest.raises(TimeoutError):
+            for _ in range(1000):  # until both buffers are full
+                conn.send(b"x" * 65536)
