@@ -46,6 +46,8 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _DONT_WAIT = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 # Where a peek puts the byte it looks at (never read; calls hold the GIL, one at a time).
 _PEEKED = ctypes.create_string_buffer(1)
+# Where `received` takes what a socket holds, before copying it out (the same).
+_INBOX = ctypes.create_string_buffer(65536)
 
 
 def has_input(sock: socket.socket) -> bool:
@@ -67,6 +69,20 @@ def has_input(sock: socket.socket) -> bool:
     if _RECV(sock.fileno(), _PEEKED, 1, _PEEK) >= 0:
         return True  # a byte, or 0: closed
     return ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)  # else an error: closed
+
+
+def received(sock: socket.socket) -> bytes | None:
+    """What `sock` holds now (b"" once closed), or None when it holds nothing or there is no
+    libc: never waits, and keeps the GIL (see `has_input`)."""
+    if _RECV is None:
+        return None
+    n = _RECV(sock.fileno(), _INBOX, len(_INBOX), socket.MSG_DONTWAIT)
+    if n >= 0:
+        return ctypes.string_at(_INBOX, n)
+    code = ctypes.get_errno()
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+        return None
+    raise OSError(code, os.strerror(code))
 
 
 def wait_readable(sock: socket.socket, seconds: float) -> bool:
@@ -161,10 +177,16 @@ class Plain:
         except BlockingIOError as exc:  # the kernel's send timeout
             raise TimeoutError("Redis did not take the command in time") from exc
 
-    def read(self) -> Any:
+    def read(self, *, ready: bool = False) -> Any:
+        """The next reply, waiting for it. `ready`: it should have arrived already (a reply
+        owed to a command sent earlier), so what the socket holds is taken first without
+        letting go of the GIL (see `has_input`)."""
         try:
             while (reply := self.reader.gets()) is False:
-                data = self.sock.recv(65536)
+                data = received(self.sock) if ready else None
+                ready = False
+                if data is None:
+                    data = self.sock.recv(65536)
                 if not data:
                     raise Closed("connection closed by the server")
                 self.reader.feed(data)

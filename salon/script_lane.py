@@ -105,7 +105,7 @@ class ThreadConnections:
         when the connection can no longer be used."""
         try:
             for _ in range(owed):
-                error = _first_error(_flattened(conn.read()))
+                error = _first_error(_flattened(conn.read(ready=True)))
                 if error is not None:
                     log.warning("Redis refused a command sent without waiting: %s", error)
         except OSError as exc:

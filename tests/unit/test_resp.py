@@ -16,7 +16,7 @@ from salon import resp
 def peek(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Both ways: libc's recv holding the GIL, and Python's socket call where there is none."""
     if request.param == "python":
-        monkeypatch.setattr(resp, "_RECV", None)
+        monkeypatch.setattr(resp, "_RECV", None)  # `received` then always finds nothing
     yield
 
 
@@ -97,3 +97,31 @@ def test_a_send_nobody_reads_times_out() -> None:
         with pytest.raises(TimeoutError):
             for _ in range(1000):  # until both buffers are full
                 conn.send(b"x" * 65536)
+
+
+def test_received_takes_what_is_there_without_waiting() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert resp.received(ours) is None
+        theirs.sendall(b":1\r\n:2\r\n")
+        assert resp.received(ours) == b":1\r\n:2\r\n"
+        assert resp.received(ours) is None
+        theirs.close()
+        assert resp.received(ours) == b""
+
+
+@pytest.mark.usefixtures("peek")
+def test_a_reply_owed_is_read_whole_also_when_it_comes_in_parts() -> None:
+    import hiredis
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        conn = plain_over(ours)
+        conn.reader = hiredis.Reader()
+        theirs.sendall(b":41\r\n$5\r\nhel")  # one whole reply, and a part of the next
+        assert conn.read(ready=True) == 41
+        threading.Timer(0.05, lambda: theirs.sendall(b"lo\r\n")).start()
+        assert conn.read(ready=True) == b"hello"  # the rest waited for
+        theirs.close()
+        with pytest.raises(resp.Closed):
+            conn.read(ready=True)
