@@ -46,8 +46,8 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _DONT_WAIT = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 # Where a peek puts the byte it looks at (never read; calls hold the GIL, one at a time).
 _PEEKED = ctypes.create_string_buffer(1)
-# Where `received` takes what a socket holds, before copying it out (the same).
-_INBOX = ctypes.create_string_buffer(65536)
+# What `received` takes at once (more waits for the next call): our replies are small.
+INBOX_BYTES = 16384
 
 
 def has_input(sock: socket.socket) -> bool:
@@ -71,14 +71,15 @@ def has_input(sock: socket.socket) -> bool:
     return ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)  # else an error: closed
 
 
-def received(sock: socket.socket) -> bytes | None:
+def received(sock: socket.socket, inbox: ctypes.Array[ctypes.c_char]) -> bytes | None:
     """What `sock` holds now (b"" once closed), or None when it holds nothing or there is no
-    libc: never waits, and keeps the GIL (see `has_input`)."""
+    libc: never waits, and keeps the GIL (see `has_input`). `inbox`: the caller's own buffer
+    (a thread may lose the GIL between the receive and the copy, so it is not shared)."""
     if _RECV is None:
         return None
-    n = _RECV(sock.fileno(), _INBOX, len(_INBOX), socket.MSG_DONTWAIT)
+    n = _RECV(sock.fileno(), inbox, len(inbox), socket.MSG_DONTWAIT)
     if n >= 0:
-        return ctypes.string_at(_INBOX, n)
+        return ctypes.string_at(inbox, n)
     code = ctypes.get_errno()
     if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
         return None
@@ -137,6 +138,7 @@ class Plain:
         kernel_timeouts(sock, timeout)
         self.sock = sock
         self.reader = hiredis.Reader()
+        self._inbox = ctypes.create_string_buffer(INBOX_BYTES)
         try:
             password = kwargs.get("password")
             if password:
@@ -183,7 +185,7 @@ class Plain:
         letting go of the GIL (see `has_input`)."""
         try:
             while (reply := self.reader.gets()) is False:
-                data = received(self.sock) if ready else None
+                data = received(self.sock, self._inbox) if ready else None
                 ready = False
                 if data is None:
                     data = self.sock.recv(65536)
