@@ -236,9 +236,12 @@ class PublicReads:
     ) -> None:
         """`store` (when the versions are known) and a stream entry, in one transaction: a
         new exposure and its ledger entry. Sent without waiting for Redis to answer (the
-        request goes on to its response; the reply is read on the thread's next call): a
-        repeat asked after this response is sent finds it. Best effort: with Redis down,
-        neither. Not sent twice (a ledger entry twice would count an exposure twice)."""
+        request goes on to its response; the reply is read, and a refusal logged, on the
+        thread's next call, under that call's request id). Sent before the response, so a
+        repeat asked after it finds it, unless Redis gets the repeat's lookup first (another
+        connection: a resent packet to a remote Redis, or its I/O threads); that repeat is
+        then computed again, the same times from the same seed, and the ledger counts the
+        exposure twice. Best effort: with Redis down, neither. Not sent twice."""
         commands: list[tuple[Any, ...]] = []
         if versions is not None:
             fields = self._stored_fields(key, answer, versions, until, state)

@@ -43,7 +43,7 @@ _RECV = _libc_keeping_the_gil("recv", ctypes.c_void_p)
 _SEND = _libc_keeping_the_gil("send", ctypes.c_char_p)
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 # No SIGPIPE for a closed connection: an EPIPE error instead (Python ignores SIGPIPE anyway).
-_DONT_WAIT = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+_DONT_WAIT = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)  # not on macOS
 # Where a peek puts the byte it looks at (never read; calls hold the GIL, one at a time).
 _PEEKED = ctypes.create_string_buffer(1)
 # What `received` takes at once (more waits for the next call): our replies are small.
@@ -68,7 +68,8 @@ def has_input(sock: socket.socket) -> bool:
         return True
     if _RECV(sock.fileno(), _PEEKED, 1, _PEEK) >= 0:
         return True  # a byte, or 0: closed
-    return ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)  # else an error: closed
+    # Else an error: as good as closed.
+    return ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 
 def received(sock: socket.socket, inbox: ctypes.Array[ctypes.c_char]) -> bytes | None:

@@ -76,8 +76,10 @@ class ThreadConnections:
         errors only when `data` could not be sent; never sent twice."""
         try:
             (self._kept() or self._open()).send(data)
-        except OSError as exc:
+        except (OSError, resp.ReplyError) as exc:  # the latter: a new connection refused
             self._drop()
+            if isinstance(exc, resp.ReplyError):
+                raise _reply_error(exc) from exc
             raise _connection_error(exc) from exc
         self._local.owed = replies
 

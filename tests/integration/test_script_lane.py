@@ -355,3 +355,28 @@ def test_sending_without_waiting_to_a_redis_not_there_is_a_connection_error() ->
     lane = CommandLane(redis.Redis(port=1, socket_connect_timeout=0.5))
     with pytest.raises(redis.ConnectionError):
         lane.send_later([("PING",)])
+
+
+def test_a_new_connection_refused_while_sending_without_waiting_is_a_redis_error() -> None:
+    """Redis may refuse a connection with an error reply (max clients, a changed password):
+    sending without waiting raises redis-py's error, which best-effort callers catch."""
+    from salon.script_lane import CommandLane
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the connection's CLIENT SETNAME
+            conn.sendall(b"-ERR max number of clients reached\r\n")
+            conn.recv(65536)
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        lane = CommandLane(redis.Redis(port=listener.getsockname()[1], socket_timeout=2))
+        with pytest.raises(redis.ResponseError, match="max number of clients"):
+            lane.send_later([("PING",)])
+    finally:
+        listener.close()
