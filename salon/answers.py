@@ -207,7 +207,6 @@ class PublicReads:
 
     def store(
         self,
-        pipe: Any,
         key: str,
         answer: bytes,
         versions: Versions,
@@ -216,10 +215,14 @@ class PublicReads:
         ttl: int,
         state: dict[str, Any],
     ) -> None:
-        fields = self._stored_fields(key, answer, versions, until, state)
-        pipe.delete(key)
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, max(1, ttl))
+        """Store an answer (a calendar), sent without waiting (see `store_with_entry`).
+        Best effort: with Redis down, logged."""
+        try:
+            self._lane.send_later(
+                self._answer_commands(key, answer, versions, until, ttl, state), transaction=True
+            )
+        except redis.RedisError:
+            log.warning("could not store an answer")
 
     def store_with_entry(
         self,
@@ -244,16 +247,29 @@ class PublicReads:
         exposure twice. Best effort: with Redis down, neither. Not sent twice."""
         commands: list[tuple[Any, ...]] = []
         if versions is not None:
-            fields = self._stored_fields(key, answer, versions, until, state)
-            # Every stored answer has the same fields, so HSET replaces a previous one whole.
-            commands.append(("HSET", key, *(x for pair in fields.items() for x in pair)))
-            commands.append(("EXPIRE", key, max(1, ttl)))
+            commands += self._answer_commands(key, answer, versions, until, ttl, state)
         xadd = ("XADD", stream, "MINID", "~", min_id, "*")
         commands.append((*xadd, *(x for pair in entry.items() for x in pair)))
         try:
             self._lane.send_later(commands, transaction=True)
         except redis.RedisError:
             log.warning("could not store an answer or its stream entry")
+
+    def _answer_commands(
+        self,
+        key: str,
+        answer: bytes,
+        versions: Versions,
+        until: dt.datetime,
+        ttl: int,
+        state: dict[str, Any],
+    ) -> list[tuple[Any, ...]]:
+        fields = self._stored_fields(key, answer, versions, until, state)
+        # Every stored answer has the same fields, so HSET replaces a previous one whole.
+        return [
+            ("HSET", key, *(x for pair in fields.items() for x in pair)),
+            ("EXPIRE", key, max(1, ttl)),
+        ]
 
     def _stored_fields(
         self,

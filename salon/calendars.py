@@ -11,12 +11,10 @@ cannot place (the catalogue, a generation job) recomputes everything.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis
 
 from salon.answers import Lookup, PublicReads
 from salon.free_times import Offer, Window, free_days, free_on_days, local_today
@@ -25,8 +23,6 @@ from salon.versions import Versions, dirty_local_dates
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
-
-log = logging.getLogger(__name__)
 
 # The dates at the ends of the bookable window are recomputed at least this often.
 EDGE_SECONDS = 60
@@ -116,14 +112,7 @@ class Calendars:
                 "expiries": {d.isoformat(): x.isoformat() for d, x in expiries.items()},
                 "edges_at": edges_at.isoformat(),
             }
-            pipe = self.container.redis.pipeline(transaction=False)
-            self.reads.store(
-                pipe, key, answer, versions, until=until, ttl=KEEP_SECONDS, state=state
-            )
-            try:
-                pipe.execute()
-            except redis.RedisError:
-                log.warning("could not store a calendar")
+            self.reads.store(key, answer, versions, until=until, ttl=KEEP_SECONDS, state=state)
         return answer
 
     def _counts(
