@@ -15,6 +15,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -209,76 +210,42 @@ class PublicReads:
         self,
         key: str,
         answer: bytes,
-        versions: Versions,
-        *,
-        until: dt.datetime,
-        ttl: int,
-        state: dict[str, Any],
-    ) -> None:
-        """Store an answer (a calendar), sent without waiting (see `store_with_entry`).
-        Best effort: with Redis down, logged."""
-        try:
-            self._lane.send_later(
-                self._answer_commands(key, answer, versions, until, ttl, state), transaction=True
-            )
-        except redis.RedisError:
-            log.warning("could not store an answer")
-
-    def store_with_entry(
-        self,
-        key: str,
-        answer: bytes,
         versions: Versions | None,
         *,
         until: dt.datetime,
         ttl: int,
         state: dict[str, Any],
-        stream: str,
-        entry: dict[str, str],
-        min_id: str,
+        also: Sequence[tuple[Any, ...]] = (),
     ) -> None:
-        """`store` (when the versions are known) and a stream entry, in one transaction: a
-        new exposure and its ledger entry. Sent without waiting for Redis to answer (the
-        request goes on to its response; the reply is read, and a refusal logged, on the
-        thread's next call, under that call's request id). Sent before the response, so a
-        repeat asked after it finds it, unless Redis gets the repeat's lookup first (another
-        connection: a resent packet to a remote Redis, or its I/O threads); that repeat is
-        then computed again, the same times from the same seed, and the ledger counts the
-        exposure twice. Best effort: with Redis down, neither. Not sent twice."""
-        commands: list[tuple[Any, ...]] = []
-        if versions is not None:
-            commands += self._answer_commands(key, answer, versions, until, ttl, state)
-        xadd = ("XADD", stream, "MINID", "~", min_id, "*")
-        commands.append((*xadd, *(x for pair in entry.items() for x in pair)))
+        """Store an answer (when the versions are known: else nothing can tell it is still
+        current) and the commands `also` (a new exposure's ledger entry) in one transaction.
+
+        Sent without waiting for Redis to answer: the request goes on to its response; the
+        reply is read, and a refusal logged, on the thread's next call (under that call's
+        request id). Sent before the response, so a repeat asked after it finds it, unless
+        Redis gets the repeat's lookup first (another connection: a resent packet to a remote
+        Redis, or its I/O threads); that repeat is then computed again, the same times from
+        the same seed, and the ledger counts the exposure twice. Best effort: with Redis
+        down, logged. Not sent twice."""
+        commands = [*self._answer_commands(key, answer, versions, until, ttl, state), *also]
+        if not commands:
+            return
         try:
             self._lane.send_later(commands, transaction=True)
         except redis.RedisError:
-            log.warning("could not store an answer or its stream entry")
+            log.warning("could not store an answer")
 
     def _answer_commands(
         self,
         key: str,
         answer: bytes,
-        versions: Versions,
+        versions: Versions | None,
         until: dt.datetime,
         ttl: int,
         state: dict[str, Any],
     ) -> list[tuple[Any, ...]]:
-        fields = self._stored_fields(key, answer, versions, until, state)
-        # Every stored answer has the same fields, so HSET replaces a previous one whole.
-        return [
-            ("HSET", key, *(x for pair in fields.items() for x in pair)),
-            ("EXPIRE", key, max(1, ttl)),
-        ]
-
-    def _stored_fields(
-        self,
-        key: str,
-        answer: bytes,
-        versions: Versions,
-        until: dt.datetime,
-        state: dict[str, Any],
-    ) -> dict[str, Any]:
+        if versions is None:
+            return []
         version_keys = self.version_keys([s for s, _ in versions.stylists])
         fields: dict[str, Any] = {
             "response": answer,
@@ -290,4 +257,13 @@ class PublicReads:
         if self.mirror is not None:
             kept = KeptAnswer(answer, tuple(version_keys), versions.values(), fields["until"])
             self._keep(key, kept)
-        return fields
+        # Every stored answer has the same fields, so HSET replaces a previous one whole.
+        return [
+            ("HSET", key, *(x for pair in fields.items() for x in pair)),
+            ("EXPIRE", key, max(1, ttl)),
+        ]
+
+
+def stream_entry(stream: str, entry: dict[str, str], min_id: str) -> tuple[Any, ...]:
+    """An XADD of `entry` to `stream`, trimming entries older than `min_id` (roughly)."""
+    return ("XADD", stream, "MINID", "~", min_id, "*", *(x for p in entry.items() for x in p))

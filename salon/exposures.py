@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from models.exposure import Candidate, CandidateRow, replace_taken, row_of, seed_for
-from salon.answers import Lookup, PublicReads
+from salon.answers import Lookup, PublicReads, stream_entry
 from salon.encoding import rfc3339
 from salon.errors import InvalidInput
 from salon.free_times import Offer, Window, free_days, local_today
@@ -199,7 +199,7 @@ class ExposureService:
         # Served until the exposure expires, and never once its day is over at the location.
         day_over = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone)
         entry = self._ledger_entry(subject, o, day, stylist_part, variant, seed, shown, total, now)
-        self.reads.store_with_entry(
+        self.reads.store(
             key,
             answer,
             versions,
@@ -210,9 +210,13 @@ class ExposureService:
                 "seed": str(seed),
                 "expires_at": expires_at.isoformat(),
             },
-            stream=f"{self.ns}:exposures",
-            entry=entry,
-            min_id=f"{int((time.time() - LEDGER_DAYS * 86400) * 1000)}-0",
+            also=[
+                stream_entry(
+                    f"{self.ns}:exposures",
+                    entry,
+                    min_id=f"{int((time.time() - LEDGER_DAYS * 86400) * 1000)}-0",
+                )
+            ],
         )
         return answer
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from salon.answers import PublicReads
+from salon.answers import PublicReads, stream_entry
 from salon.bootstrap import Container, bootstrap
 from salon.offers import catalogue_key
 from salon.versions import Versions, version_key
@@ -51,16 +51,14 @@ def _store(reads: PublicReads, key: str, stylist: str, *, until: dt.datetime) ->
     catalogue = int(reads.redis.get(catalogue_key(ns)) or 0)
     version = int(reads.redis.get(version_key(ns, stylist)) or 0)
     stream = f"{ns}:test-ledger:{uuid.uuid4().hex}"
-    reads.store_with_entry(
+    reads.store(
         key,
         b'{"answer": 1}',
         Versions(catalogue, ((stylist, version),)),
         until=until,
         ttl=60,
         state={"shown": ["a"]},
-        stream=stream,
-        entry={"who": "me"},
-        min_id="0-0",
+        also=[stream_entry(stream, {"who": "me"}, "0-0")],
     )
     return stream
 
@@ -105,8 +103,8 @@ def test_redis_down_is_an_unknown_catalogue_not_an_error(settings):  # type: ign
         started = time.monotonic()
         found = reads.lookup("any", NOW, "rate")
         assert found.answer is None and found.catalogue_version == -1
-        reads.store_with_entry(  # best effort: logged, not raised
-            "any", b"{}", None, until=NOW, ttl=1, state={}, stream="s", entry={}, min_id="0-0"
+        reads.store(  # best effort: logged, not raised
+            "any", b"{}", None, until=NOW, ttl=1, state={}, also=[stream_entry("s", {}, "0-0")]
         )
         assert time.monotonic() - started < 2
     finally:
