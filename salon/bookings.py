@@ -606,8 +606,16 @@ def _cancel(session: Session, ctx: WriteContext, b: Booking, *, staff: bool) -> 
 
 @operation("booking.cancel")
 def cancel(session: Session, ctx: WriteContext) -> WriteOutcome:
-    b = own_booking(session, ctx.principal, uuid.UUID(ctx.params["booking_id"]), for_update=True)
+    b = _named_booking(session, ctx)
     return _cancel(session, ctx, b, staff=ctx.principal.role in STAFF_ROLES)
+
+
+def _named_booking(
+    session: Session, ctx: WriteContext, *, moving_to: uuid.UUID | None = None
+) -> Booking:
+    """The booking the request names, locked for a change (see `own_booking`)."""
+    booking_id = uuid.UUID(ctx.params["booking_id"])
+    return own_booking(session, ctx.principal, booking_id, for_update=True, moving_to=moving_to)
 
 
 def _reschedule(
@@ -641,13 +649,7 @@ def _reschedule(
 @operation("booking.reschedule")
 def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
     slot_id = uuid.UUID(ctx.body["slot_id"])
-    b = own_booking(
-        session,
-        ctx.principal,
-        uuid.UUID(ctx.params["booking_id"]),
-        for_update=True,
-        moving_to=slot_id,
-    )
+    b = _named_booking(session, ctx, moving_to=slot_id)
     return _reschedule(session, ctx, b, slot_id)
 
 
@@ -655,13 +657,7 @@ def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
 def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     action = ctx.body["action"]
     new_slot = uuid.UUID(ctx.body["new_slot_id"]) if action == "reschedule" else None
-    b = own_booking(
-        session,
-        ctx.principal,
-        uuid.UUID(ctx.params["booking_id"]),
-        for_update=True,
-        moving_to=new_slot,
-    )
+    b = _named_booking(session, ctx, moving_to=new_slot)
     if action == "cancel":
         return _cancel(session, ctx, b, staff=True)
     if action == "reschedule" and new_slot is not None:
