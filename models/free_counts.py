@@ -15,6 +15,7 @@ sorting them. Only a date mixing lattices lists its starts to count the distinct
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
@@ -32,19 +33,34 @@ def count_starts(
 ) -> dict[date, int]:
     """Distinct starts per local date (dates without any are left out). `holds`: per stylist,
     [from, until) in epoch seconds; `earliest`..`latest`: the bookable window, inclusive."""
+    # A calendar is ~750 runs: this loop is most of its Python (docs/performance.md).
+    near = {stylist: _Holds(hs) for stylist, hs in holds.items() if hs}
     days: dict[date, dict[tuple[int, int], list[Piece]]] = {}
     for day, stylist, first, last, step, need in runs:
         if first < earliest:
             first += -(-(earliest - first) // step) * step
-        last = first + (min(last, latest) - first) // step * step
+        if last > latest:
+            last = latest
+        last = first + (last - first) // step * step
         if first > last:
             continue
-        pieces = [(first, last)]
-        for lo, hi in holds.get(stylist, ()):
-            if lo < last + need and hi > first:
-                # Starts t with lo < t + need and t < hi are taken off.
-                pieces = [p for piece in pieces for p in _without(piece, lo - need, hi, step)]
-        days.setdefault(day, {}).setdefault((step, first % step), []).extend(pieces)
+        lattices = days.get(day)
+        if lattices is None:
+            lattices = days[day] = {}
+        lattice = (step, first % step)
+        pieces = lattices.get(lattice)
+        if pieces is None:
+            pieces = lattices[lattice] = []
+        near_holds = near.get(stylist)
+        if near_holds is not None:
+            # A hold overlapping [first, last + need) starts before last + need and, being
+            # at most `longest` long, after first - longest.
+            to = bisect.bisect_left(near_holds.starts, last + need)
+            since = bisect.bisect_right(near_holds.starts, first - near_holds.longest, 0, to)
+            if since < to:
+                pieces.extend(near_holds.cut(first, last, step, need, since, to))
+                continue
+        pieces.append((first, last))
     counts = {}
     for day, lattices in days.items():
         if len(lattices) == 1:
@@ -62,6 +78,25 @@ def count_starts(
         if n:
             counts[day] = n
     return counts
+
+
+class _Holds:
+    """One stylist's holds sorted by start, to find those near a run without walking all."""
+
+    def __init__(self, holds: Sequence[tuple[int, int]]) -> None:
+        self.holds = sorted(holds)
+        self.starts = [lo for lo, _ in self.holds]
+        self.longest = max(hi - lo for lo, hi in self.holds)
+
+    def cut(self, first: int, last: int, step: int, need: int, since: int, to: int) -> list[Piece]:
+        """The starts first..last (on the lattice of `step`) that none of the holds
+        since..to overlaps."""
+        pieces = [(first, last)]
+        for lo, hi in self.holds[since:to]:
+            if hi > first:
+                # Starts t with lo < t + need and t < hi are taken off.
+                pieces = [p for piece in pieces for p in _without(piece, lo - need, hi, step)]
+        return pieces
 
 
 def _without(piece: Piece, after: int, before: int, step: int) -> list[Piece]:

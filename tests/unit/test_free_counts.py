@@ -75,3 +75,18 @@ def test_stylists_free_at_the_same_instant_count_once_and_a_hold_hides_what_it_o
     assert count_starts(runs, {}, BASE + hour, BASE + 5 * hour) == {DAY: 5}
     # Nothing left: the date is left out.
     assert count_starts(runs, {}, BASE + 3 * hour, BASE + 5 * hour) == {}
+
+
+def test_a_long_hold_that_starts_long_before_a_run_still_hides_it() -> None:
+    # Holds are looked up by their start: one that starts hours before a run and lasts
+    # past its first starts must be found among many short ones.
+    q, hour = 15 * MIN, 3600
+    runs: list[Run] = [(DAY, 1, BASE + 10 * hour, BASE + 12 * hour, q, hour)]  # 10:00..12:00
+    everything = (BASE - hour, BASE + 24 * hour)
+    short = [(BASE + h * hour, BASE + h * hour + q) for h in (2, 4, 6, 8, 14, 16)]
+    long = (BASE + 1 * hour, BASE + 10 * hour + 2 * q)  # 01:00-10:30: hides 10:00 and 10:15
+    assert count_starts(runs, {1: short}, *everything) == {DAY: 9}
+    assert count_starts(runs, {1: [*short, long]}, *everything) == {DAY: 7}
+    assert count_starts(runs, {1: [*short, long]}, *everything) == listed(
+        runs, {1: [*short, long]}, *everything
+    )
