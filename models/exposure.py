@@ -9,10 +9,10 @@ spread and every free time is shown to someone.
 How `choose` picks, when there are more than five distinct start times:
 
 - k: 2 (10%), 3 (60%), 4 (15%), 5 (15%), E[k] = 3.35. The seed design's 3 with 15% each of 4
-  and 5, with a tenth of the 3s moved to 2 because the issue says 2 to 5.
-- Day parts: one time from each part that has times; when k is smaller than the number of such
-  parts, the parts are drawn weighted by how many times they hold, so a big part is skipped
-  less often. The rest of k is drawn from all times not yet picked.
+  and 5, with a tenth of the 3s moved to 2 because the issue says 2 to 5. Never fewer than the
+  day parts that have times: a 2 becomes a 3 on a day with times in all three parts.
+- Day parts: one time from each part that has times (the issue: each represented when each
+  has times). The rest of k is drawn from all times not yet picked.
 - Gap preference: each candidate scores +1 per side touching a booking or the edge of the
   stylist's hours (gap 0) and -1 per side leaving a hole shorter than the shortest service;
   weight = base ** score, score in -2..2. "balanced" base sqrt(2): weights 0.5..2; "compact"
@@ -55,6 +55,7 @@ __all__ = [
     "replace_taken",
     "row_of",
     "seed_for",
+    "top_up",
 ]
 
 VARIANTS = ("balanced", "uniform", "compact")
@@ -262,7 +263,8 @@ class FreeDay:
         if len(self.rows) <= SHOW_ALL_UP_TO:
             picked = list(range(len(self.rows)))
         else:
-            k = rng.choices(_KS, weights=_K_CHANCES)[0]
+            # Drawn first whatever the day holds, so a day's parts do not shift the draws.
+            k = max(rng.choices(_KS, weights=_K_CHANCES)[0], self._parts_with_times)
             picked = self._pick_times(k, rng, exponent_of)
         # Stylists are drawn in start order so the draws do not depend on the order of the picks;
         # one time per pick, so start order is the canonical order.
@@ -279,9 +281,7 @@ class FreeDay:
     def _pick_times(self, k: int, rng: random.Random, exponent_of: dict[int, float]) -> list[int]:
         # A time weighs as its best stylist: base ** max(score) (every base is >= 1).
         by_part = self._by_part
-        parts = [part for part in DAY_PARTS if by_part[part]]
-        if k < len(parts):
-            parts = _sample(parts, k, rng, lambda part: float(len(by_part[part])))
+        parts = [part for part in DAY_PARTS if by_part[part]]  # k is at least as many
         scores = self.scores
         picked = []
         for part in parts:
@@ -291,6 +291,10 @@ class FreeDay:
         rest = [i for i in range(len(self.rows)) if i not in taken]
         best = _top(rng, [exponent_of[scores[i]] for i in rest], k - len(picked))
         return picked + [rest[j] for j in best]
+
+    @cached_property
+    def _parts_with_times(self) -> int:
+        return sum(1 for indices in self._by_part.values() if indices)
 
     @cached_property
     def _by_part(self) -> dict[str, list[int]]:
@@ -335,6 +339,19 @@ def replace_taken(
         used.add(choice.start_at)
         result.append(choice)
     return sorted(result, key=_order)
+
+
+def top_up(kept: Sequence[Candidate], fresh: Sequence[Candidate]) -> list[Candidate]:
+    """`kept` grown to as many times as `fresh` (a new choice for the same customer) shows,
+    with times of `fresh` not already kept, in fresh's order; sorted by start.
+
+    For an exposure that lost times it could not replace, or showed few because few were
+    free, once more are free again: it shows what a new one would, keeping what it showed."""
+    if len(kept) >= len(fresh):
+        return list(kept)
+    used = {c.start_at for c in kept}
+    added = [c for c in fresh if c.start_at not in used][: len(fresh) - len(kept)]
+    return sorted([*kept, *added], key=_order)
 
 
 def _order(c: Candidate) -> tuple[datetime, uuid.UUID, str]:

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.orm import Session
 
-from models.exposure import Candidate, CandidateRow, replace_taken, row_of, seed_for
+from models.exposure import (
+    SHOW_ALL_UP_TO,
+    Candidate,
+    CandidateRow,
+    replace_taken,
+    row_of,
+    seed_for,
+    top_up,
+)
 from salon.answers import Lookup, PublicReads, stream_entry
 from salon.encoding import rfc3339
 from salon.errors import InvalidInput
@@ -163,6 +171,10 @@ class ExposureService:
             replaced = replace_taken(
                 previous, free.candidates(), seed=seed, shortest_service=o.shortest, variant=variant
             )
+            if len(replaced) < min(SHOW_ALL_UP_TO, free.count):
+                # Fewer than a new exposure might show (times taken and not replaced, or
+                # few were free): grown back as the same seed chooses now.
+                replaced = top_up(replaced, free.choose(seed=seed, variant=variant))
             shown = [row_of(c) for c in replaced]
             expires_at = dt.datetime.fromisoformat(stored["expires_at"])
         else:

@@ -183,6 +183,46 @@ def test_a_taken_time_is_replaced_by_one_other_and_the_rest_stay(api, shop, cont
     assert len(after) == len(before)
 
 
+def test_a_held_time_is_replaced_and_comes_back_to_nobody_else_while_held(
+    api, shop, container, tenant
+):
+    session = "6" * 32
+    before = slots(api, shop, session=session, stylist=shop["a"]).json["exposed_slots"]
+    held = before[-1]
+    start = dt.datetime.fromisoformat(held["start_at"].replace("Z", "+00:00"))
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    book(container, shop, tenant, shop["a"], start, minutes=15, status="held", expires=expires)
+    after = slots(api, shop, session=session, stylist=shop["a"]).json
+    assert held not in after["exposed_slots"]
+    assert len(after["exposed_slots"]) == len(before)
+    assert after["total_available"] < STARTS_PER_STYLIST
+    # Another customer is not offered it either.
+    other = slots(api, shop, session="7" * 32, stylist=shop["a"]).json["exposed_slots"]
+    assert held["start_at"] not in {s["start_at"] for s in other}
+
+
+def test_an_exposure_that_showed_nothing_shows_times_once_some_are_free_again(
+    api, shop, container, tenant
+):
+    session = "8" * 32
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    book(container, shop, tenant, shop["a"], at(9), minutes=9 * 60, status="held", expires=expires)
+    empty = slots(api, shop, session=session, stylist=shop["a"]).json
+    assert empty["exposed_slots"] == [] and empty["total_available"] == 0
+    with container.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE scheduler.bookings SET status = 'cancelled' WHERE stylist_id = :st"),
+            {"st": shop["a"]},
+        )
+    bump_versions(container, [], [(uuid.UUID(shop["a"]), at(9), at(18))])
+    again = slots(api, shop, session=session, stylist=shop["a"]).json
+    assert again["total_available"] == STARTS_PER_STYLIST
+    assert 2 <= len(again["exposed_slots"]) <= 5
+    assert again["next_available_date"] is None
+    # What a new exposure of the same seed shows: the same session asking afresh.
+    assert again == slots(api, shop, session=session, stylist=shop["a"]).json
+
+
 def test_no_times_gives_an_empty_list_and_the_next_date(api, shop, container, tenant):
     day_before = DAY - dt.timedelta(days=1)
     body = slots(api, shop, day=day_before).json

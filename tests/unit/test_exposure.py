@@ -21,6 +21,7 @@ from models.exposure import (
     day_part,
     replace_taken,
     seed_for,
+    top_up,
 )
 
 UTC = dt.UTC
@@ -160,12 +161,22 @@ def test_different_seeds_give_different_answers() -> None:
 
 
 def test_count_is_2_to_5_and_every_count_occurs() -> None:
-    counts = Counter(len(_pick(FULL, i)) for i in range(1000))
+    # A day open 09:00-17:00 has times in two parts: every count can be drawn.
+    two_parts = make_day(closes="17:00")
+    assert {day_part(c.local_start) for c in two_parts} == {"morning", "afternoon"}
+    counts = Counter(len(_pick(two_parts, i)) for i in range(1000))
     assert set(counts) == {2, 3, 4, 5}
     # Documented chances 10/60/15/15 %: loose bounds, fixed seeds.
     assert counts.most_common(1)[0][0] == 3
     assert 50 <= counts[2] <= 160
     assert 520 <= counts[3] <= 680
+
+
+def test_a_day_with_times_in_three_parts_shows_at_least_three() -> None:
+    # The 2s become 3s (each part represented), the rest of the draw is unchanged.
+    counts = Counter(len(_pick(FULL, i)) for i in range(1000))
+    assert set(counts) == {3, 4, 5}
+    assert 620 <= counts[3] <= 780
 
 
 def test_one_candidate_per_start_time_with_several_stylists() -> None:
@@ -182,8 +193,7 @@ def test_one_candidate_per_start_time_with_several_stylists() -> None:
 def test_day_parts_each_represented() -> None:
     for i in range(300):
         shown = _pick(FULL, i)
-        parts = {day_part(c.local_start) for c in shown}
-        assert len(parts) == min(len(shown), 3)
+        assert {day_part(c.local_start) for c in shown} == set(DAY_PARTS)
 
 
 def test_day_part_with_a_single_time_is_represented() -> None:
@@ -192,11 +202,7 @@ def test_day_part_with_a_single_time_is_represented() -> None:
     evening = [c for c in cands if day_part(c.local_start) == "evening"]
     assert [c.local_start.strftime("%H:%M") for c in evening] == ["19:30"]
     for i in range(200):
-        shown = _pick(cands, i)
-        if len(shown) >= 3:
-            assert evening[0] in shown
-        else:
-            assert len({day_part(c.local_start) for c in shown}) == 2
+        assert evening[0] in _pick(cands, i)
 
 
 # Seven bookings leave times touching a booking and times leaving a 15-minute hole in each part.
@@ -319,6 +325,22 @@ def test_replace_taken_drops_when_nothing_is_left() -> None:
     # One other time left for two taken ones: one replaced, one dropped.
     shown = cands[:2]
     assert _replace(shown, cands[2:3], 0) == cands[2:3]
+
+
+def test_top_up_grows_what_was_kept_to_a_new_choice_and_keeps_it() -> None:
+    fresh = _pick(FULL, 7)
+    assert top_up([], fresh) == fresh
+    # One time kept that the new choice does not show: kept, and the new choice's first
+    # times added up to its count.
+    kept = [c for c in FULL if c.start_at not in _times(fresh)][:1]
+    grown = top_up(kept, fresh)
+    assert len(grown) == len(fresh) and kept[0] in grown
+    assert set(grown) - set(kept) == set(fresh[: len(fresh) - 1])
+    assert grown == sorted(grown, key=lambda c: c.start_at)
+    # A kept time the new choice also shows is not added twice.
+    assert top_up(fresh[:1], fresh) == fresh
+    # Already as many as a new choice: unchanged.
+    assert top_up(fresh, fresh[:2]) == fresh
 
 
 @settings(max_examples=60, deadline=None)
