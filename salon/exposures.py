@@ -208,14 +208,19 @@ class ExposureService:
                 nxt = self.next_available_date(session, o, day, window)
             response["next_available_date"] = nxt.isoformat() if nxt else None
         answer = orjson.dumps(response)
-        # Served until the exposure expires, and never once its day is over at the location.
-        day_over = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone)
+        # Served until the exposure expires, never once its day is over at the location, and
+        # not once its first free time comes within the minimum notice (today's exposures:
+        # a shown time that can no longer be booked is replaced, the total counts it out).
+        until = min(expires_at, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone))
+        if free.count:
+            notice = dt.timedelta(minutes=self.settings.min_notice_minutes)
+            until = min(until, free.starts[0] - notice)
         entry = self._ledger_entry(subject, o, day, stylist_part, variant, seed, shown, total, now)
         self.reads.store(
             key,
             answer,
             versions,
-            until=min(expires_at, day_over),
+            until=until,
             ttl=int((expires_at - now).total_seconds()),
             state={
                 "shown": [_row_doc(r) for r in shown],

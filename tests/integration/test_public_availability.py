@@ -419,6 +419,34 @@ def test_a_catalogue_change_shows_at_the_next_request(api, shop, admin_token):
     assert slots(api, shop, session="6" * 32, stylist=shop["b"]).status_code == 404
 
 
+def test_a_time_coming_within_the_minimum_notice_leaves_a_sticky_exposure(shop, container):
+    """An exposure of today is not served past the moment its first time can no longer be
+    booked: asked again then, that time is gone and counted out."""
+    from salon.exposures import ExposureService
+
+    exposures = ExposureService(container)
+    notice = dt.timedelta(minutes=container.settings.min_notice_minutes)
+    ask = {
+        "subject": "session:" + "a" * 32,
+        "location_id": uuid.UUID(shop["location"]),
+        "service_id": uuid.UUID(shop["service"]),
+        "stylist_id": uuid.UUID(shop["a"]),
+        "day": DAY,
+        "variant": "balanced",
+    }
+    import orjson
+
+    first = orjson.loads(exposures.exposure(**ask, now=at(9) - notice - dt.timedelta(minutes=1)))
+    assert first["total_available"] == STARTS_PER_STYLIST
+    # Two minutes later (well within the exposure's TTL) 09:00 is inside the notice.
+    later = orjson.loads(exposures.exposure(**ask, now=at(9) - notice + dt.timedelta(minutes=1)))
+    assert later["total_available"] == STARTS_PER_STYLIST - 1
+    shown = {s["local_start"] for s in later["exposed_slots"]}
+    assert at(9).isoformat() not in shown
+    kept = [s for s in first["exposed_slots"] if s["local_start"] != at(9).isoformat()]
+    assert all(s in later["exposed_slots"] for s in kept)  # the rest stay
+
+
 def test_an_expiring_hold_frees_its_time_without_any_write(api, shop, container, tenant):
     """Free-time lists are shared between customers until the first hold in them expires."""
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
