@@ -9,7 +9,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Minutes = Annotated[int, Field(gt=0, le=24 * 60)]
@@ -379,11 +379,17 @@ class LedgerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: str | None = None
     date: dt_date | None = None
+    # Recorded from `since` up to `until` (aware instants); `before`: the `next` of a previous
+    # page (an entry id), to go on from there.
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    before: Annotated[str, Field(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] | None = None
     limit: int = Field(100, ge=1, le=1000)
 
 
 class LedgerOut(Out):
     items: list[dict[str, str]]
+    next: str | None  # more may be older than this entry: ask again with before=next
 
 
 # --- bookings -------------------------------------------------------------------------------

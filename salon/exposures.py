@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -269,27 +270,75 @@ class ExposureService:
             "variant": variant,
             "seed": str(seed),
             "shown": ",".join(rfc3339(r[3]) for r in shown),
+            # Who and which slot for each shown time, in the same order.
+            "shown_stylists": ",".join(_hyphenated(r[1]) for r in shown),
+            "shown_slots": ",".join(_hyphenated(r[2]) for r in shown),
             "total_available": str(total),
             "at": rfc3339(now),
         }
 
     def ledger(
-        self, *, biz: uuid.UUID, subject: str | None, day: dt.date | None, limit: int
-    ) -> list[dict[str, str]]:
-        """Recent exposures of a brand, newest first, for support ("why not 15:00?")."""
+        self,
+        *,
+        biz: uuid.UUID,
+        subject: str | None,
+        day: dt.date | None,
+        limit: int,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        before: str | None = None,
+    ) -> LedgerPage:
+        """A brand's exposures, newest first, for support ("why not 15:00?"): those recorded
+        from `since` to `until`, older than the entry `before` (a previous page's `next`).
+
+        The stream holds every brand's exposures of the last week, so it is read backwards in
+        pages, at most LEDGER_SCAN entries a call; `next` says where to go on when `limit`
+        were found or that many were read. An exposure of a date is recorded before that date
+        ends anywhere, so `day` also bounds the read."""
+        stream = f"{self.ns}:exposures"
+        newest = until
+        if day is not None:
+            # Any zone's end of that date (UTC+14) is before the next UTC day ends.
+            day_ends = dt.datetime.combine(day + dt.timedelta(days=2), dt.time(), dt.UTC)
+            newest = min(newest, day_ends) if newest else day_ends
+        high = f"({before}" if before else (_stream_ms(newest) if newest else "+")
+        low = _stream_ms(since) if since else "-"
         found: list[dict[str, str]] = []
-        raw: list[tuple[bytes, dict[bytes, bytes]]] = self.container.redis.xrevrange(  # type: ignore[assignment]
-            f"{self.ns}:exposures", count=20_000
-        )
-        for entry_id, fields in raw:
-            doc = {k.decode(): v.decode() for k, v in fields.items()}
-            if doc.get("biz") != str(biz):
-                continue
-            if subject and doc.get("subject") != subject:
-                continue
-            if day and doc.get("date") != day.isoformat():
-                continue
-            found.append({"id": entry_id.decode(), **doc})
-            if len(found) >= limit:
-                break
-        return found
+        scanned = 0
+        while scanned < LEDGER_SCAN:
+            count = min(LEDGER_PAGE, LEDGER_SCAN - scanned)
+            raw: list[tuple[bytes, dict[bytes, bytes]]] = self.container.redis.xrevrange(  # type: ignore[assignment]
+                stream, max=high, min=low, count=count
+            )
+            for entry_id, fields in raw:
+                scanned += 1
+                doc = {k.decode(): v.decode() for k, v in fields.items()}
+                if doc.get("biz") != str(biz):
+                    continue
+                if subject and doc.get("subject") != subject:
+                    continue
+                if day and doc.get("date") != day.isoformat():
+                    continue
+                found.append({"id": entry_id.decode(), **doc})
+                if len(found) >= limit:
+                    return LedgerPage(found, entry_id.decode())
+            if len(raw) < count:
+                return LedgerPage(found, None)
+            high = "(" + raw[-1][0].decode()
+        return LedgerPage(found, high[1:])
+
+
+# A ledger query reads the stream this many entries at a time, and at most LEDGER_SCAN.
+LEDGER_PAGE = 5_000
+LEDGER_SCAN = 200_000
+
+
+@dataclass(frozen=True)
+class LedgerPage:
+    items: list[dict[str, str]]
+    next: str | None  # an entry id: older ones may match too (before=next goes on)
+
+
+def _stream_ms(at: dt.datetime) -> str:
+    """A stream id bound: entries are numbered by the millisecond they were added."""
+    return str(int(at.timestamp() * 1000))

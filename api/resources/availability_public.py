@@ -135,7 +135,13 @@ class ExposureLedger(PublicResource):
     @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, LedgerQuery)
-        items = self.exposures.ledger(
-            biz=req.context.principal.biz, subject=q.subject, day=q.date, limit=q.limit
+        page = self.exposures.ledger(
+            biz=req.context.principal.biz,
+            subject=q.subject,
+            day=q.date,
+            since=q.since,
+            until=q.until,
+            before=q.before,
+            limit=q.limit,
         )
-        resp.media = {"items": items}
+        resp.media = {"items": page.items, "next": page.next}

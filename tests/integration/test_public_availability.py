@@ -295,10 +295,65 @@ def test_bad_requests_are_problems(api, shop):
 
 
 def test_the_ledger_records_each_exposure_for_support(api, admin_token, shop):
-    slots(api, shop, session="5" * 32)
-    items = api.get("/admin/v1/exposures", admin_token, subject="session:" + "5" * 32).json["items"]
-    assert items and items[0]["date"] == DAY.isoformat()
-    assert items[0]["shown"] and int(items[0]["total_available"]) == STARTS_PER_STYLIST
+    before = dt.datetime.now(dt.UTC)
+    shown = slots(api, shop, session="5" * 32, **{"X-Exposure-Variant": "compact"}).json
+    subject = "session:" + "5" * 32
+    page = api.get("/admin/v1/exposures", admin_token, subject=subject).json
+    assert len(page["items"]) == 1 and page["next"] is None
+    entry = page["items"][0]
+    assert entry["subject"] == subject and entry["variant"] == "compact"
+    assert entry["date"] == DAY.isoformat() and entry["location_id"] == shop["location"]
+    assert int(entry["seed"]) > 0
+    assert before <= dt.datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
+    assert int(entry["total_available"]) == shown["total_available"] == STARTS_PER_STYLIST
+    # Which times, with whom, in which slot: what the customer was shown.
+    times = shown["exposed_slots"]
+    assert entry["shown"].split(",") == [t["start_at"] for t in times]
+    assert entry["shown_stylists"].split(",") == [t["stylist_id"] for t in times]
+    assert entry["shown_slots"].split(",") == [t["slot_id"] for t in times]
+    # A repeat is not recorded again.
+    slots(api, shop, session="5" * 32, **{"X-Exposure-Variant": "compact"})
+    assert len(api.get("/admin/v1/exposures", admin_token, subject=subject).json["items"]) == 1
+
+
+def test_the_ledger_finds_an_exposure_behind_many_newer_ones_and_pages(
+    api, admin_token, shop, container
+):
+    subject = "session:" + "c" * 32
+    slots(api, shop, session="c" * 32)
+    slots(api, shop, session="c" * 32, day=DAY + dt.timedelta(days=6))
+    # Other brands' exposures since: more than several reads of the stream take (a first
+    # version read the newest 20,000 only).
+    stream = f"{container.settings.redis_namespace}:exposures"
+    pipe = container.redis.pipeline(transaction=False)
+    for i in range(25_000):
+        pipe.xadd(stream, {"biz": str(uuid.UUID(int=i + 1)), "subject": "session:x"})
+    pipe.execute()
+    ours = api.get("/admin/v1/exposures", admin_token, subject=subject).json
+    assert [e["date"] for e in ours["items"]] == [
+        (DAY + dt.timedelta(days=6)).isoformat(),
+        DAY.isoformat(),
+    ]
+    # One at a time: `next` goes on to the older one, then nothing is left.
+    first = api.get("/admin/v1/exposures", admin_token, subject=subject, limit=1).json
+    assert [e["date"] for e in first["items"]] == [(DAY + dt.timedelta(days=6)).isoformat()]
+    second = api.get(
+        "/admin/v1/exposures", admin_token, subject=subject, limit=1, before=first["next"]
+    ).json
+    assert [e["date"] for e in second["items"]] == [DAY.isoformat()]
+    third = api.get(
+        "/admin/v1/exposures", admin_token, subject=subject, limit=1, before=second["next"]
+    ).json
+    assert third == {"items": [], "next": None}
+    # By date, and by when it was recorded.
+    by_day = api.get("/admin/v1/exposures", admin_token, subject=subject, date=DAY.isoformat())
+    assert [e["date"] for e in by_day.json["items"]] == [DAY.isoformat()]
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
+    none = api.get("/admin/v1/exposures", admin_token, subject=subject, since=later)
+    assert none.json["items"] == []
+    naive = api.get("/admin/v1/exposures", admin_token, since="2026-01-01T00:00:00")
+    assert naive.status_code == 422
+    assert naive.headers["Content-Type"].startswith("application/problem+json")
 
 
 def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker):
