@@ -82,6 +82,31 @@ def test_dates_count_the_free_starts_per_day_in_one_call(api, shop):
     )
 
 
+def test_a_90_day_calendar_takes_a_few_statements_not_one_per_day(api, shop, container):
+    import threading
+
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    me = threading.get_ident()
+
+    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if threading.get_ident() == me:  # not the test worker's threads
+            statements.append(statement)
+
+    ask = {"location_id": shop["location"], "service_id": shop["service"], "days": 90}
+    api.get("/v1/dates", None, **ask)  # the offer read and kept
+    bump_versions(container, [shop["a"], shop["b"]])  # every date changed: computed in full
+    event.listen(container.engine, "before_cursor_execute", seen)
+    try:
+        resp = api.get("/v1/dates", None, **ask)
+    finally:
+        event.remove(container.engine, "before_cursor_execute", seen)
+    assert resp.status_code == 200 and len(resp.json["dates"]) == 90
+    assert sum(d["total_slots"] for d in resp.json["dates"]) == 7 * STARTS_PER_STYLIST
+    assert 1 <= len(statements) <= 3, statements
+
+
 def test_an_exposure_shows_two_to_five_real_times_and_is_sticky(api, shop):
     first = slots(api, shop)
     assert first.status_code == 200, first.text
@@ -272,6 +297,19 @@ def test_one_booking_blocks_a_stylist_at_both_locations(api, admin_token, shop, 
     ]
     assert starts and not any(at(11) <= s < at(13) for s in starts)
     assert body["total_available"] == STARTS_PER_STYLIST - 8
+    # The other location's calendar counts the same.
+    calendar = api.get(
+        "/v1/dates",
+        None,
+        **{
+            "from": DAY.isoformat(),
+            "days": 1,
+            "location_id": other["id"],
+            "service_id": service["id"],
+            "stylist_id": shop["a"],
+        },
+    ).json
+    assert calendar["dates"][0]["total_slots"] == STARTS_PER_STYLIST - 8
 
 
 def test_bad_requests_are_problems(api, shop):
