@@ -457,6 +457,85 @@ def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker)
         long_horizon.close()
 
 
+def test_a_day_whose_clock_goes_back_offers_the_repeated_hour_twice(
+    api, admin_token, settings, worker
+):
+    """New York, 2027-11-07: 01:00-02:00 happens twice; a 00:00-05:00 day has 6 real hours."""
+    long_horizon = bootstrap(settings.with_(booking_horizon_days=400))
+    try:
+        client = testing.TestClient(create_app(long_horizon))
+        loc = api.post(
+            "/admin/v1/locations",
+            admin_token,
+            {"name": "Late owls", "timezone": "America/New_York"},
+        ).json
+        stylist = api.post(
+            "/admin/v1/stylists", admin_token, {"name": "Nox", "location_ids": [loc["id"]]}
+        ).json
+        service = api.post(
+            "/admin/v1/services",
+            admin_token,
+            {"location_id": loc["id"], "name": "Trim", "duration_minutes": 30},
+        ).json
+        api.post(
+            "/admin/v1/availabilities",
+            admin_token,
+            {
+                "location_id": loc["id"],
+                "stylist_id": stylist["id"],
+                "rule_kind": "DATE_RANGE",
+                "valid_from": "2027-11-07",
+                "valid_to": "2027-11-07",
+                "start_time": "00:00",
+                "end_time": "05:00",
+                "slot_granularity_minutes": 30,
+            },
+        )
+        job = api.post(
+            "/admin/v1/slots/generate",
+            admin_token,
+            {"from": "2027-11-07", "to": "2027-11-07", "location_id": loc["id"]},
+        ).json
+        assert api.wait_job(admin_token, job["id"])["created"] == 12
+        body = client.simulate_get(
+            "/v1/slots",
+            params={"date": "2027-11-07", "location_id": loc["id"], "service_id": service["id"]},
+            headers={"X-Session-Id": "d" * 32},
+        ).json
+        assert body["total_available"] == 12
+        for s in body["exposed_slots"]:
+            start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+            end = dt.datetime.fromisoformat(s["end_at"].replace("Z", "+00:00"))
+            assert end - start == dt.timedelta(minutes=30)
+        dates = client.simulate_get(
+            "/v1/dates",
+            params={
+                "from": "2027-11-06",
+                "days": 3,
+                "location_id": loc["id"],
+                "service_id": service["id"],
+            },
+        ).json["dates"]
+        assert [d["total_slots"] for d in dates] == [0, 12, 0]
+        # Both 01:00s are real and distinct: each shown with its own offset.
+        with long_horizon.sessions() as session:
+            repeated = (
+                session.execute(
+                    text(
+                        "SELECT start_at FROM scheduler.slot_instances WHERE location_id = :loc"
+                        " AND start_at >= '2027-11-07T05:00:00Z'"
+                        " AND start_at < '2027-11-07T07:00:00Z'"
+                    ),
+                    {"loc": loc["id"]},
+                )
+                .scalars()
+                .all()
+            )
+        assert len(repeated) == 4  # 01:00 and 01:30, at -04:00 and again at -05:00
+    finally:
+        long_horizon.close()
+
+
 def test_a_holds_fit_check_agrees_with_the_listed_free_times(api, shop, container, tenant):
     """Two readings of one rule: `fits` (what a hold checks) and `free_starts` (what is shown)."""
     from salon.exposures import ExposureService
