@@ -837,3 +837,49 @@ def test_a_day_built_from_its_rows_is_the_day_built_from_candidates(shop, contai
     built = FreeDay.of_rows(candidate_rows(o, rows), o.shortest)
     assert built == FreeDay.of(candidates, o.shortest)
     assert built.candidates() == sorted(candidates, key=lambda c: (c.start_at, c.stylist_id))
+
+
+def test_today_is_the_locations_date_not_utcs(api, admin_token, container, worker):
+    """Kiritimati is UTC+14: at 11:00 UTC its date is already tomorrow's."""
+    import orjson
+
+    from salon.calendars import Calendars
+    from salon.errors import InvalidInput
+    from salon.exposures import ExposureService
+
+    day = DAY + dt.timedelta(days=20)
+    opened = api.open_salon(
+        admin_token,
+        name="Line Islands",
+        timezone="Pacific/Kiritimati",
+        stylists=("K",),
+        days=(day - dt.timedelta(days=1), day + dt.timedelta(days=1)),
+    )
+    now = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(11), dt.UTC)  # day, 01:00 there
+    ask = {
+        "subject": "session:" + "e" * 32,
+        "location_id": uuid.UUID(opened["location"]),
+        "service_id": uuid.UUID(opened["service"]),
+        "stylist_id": None,
+        "variant": "balanced",
+    }
+    exposures = ExposureService(container)
+    with pytest.raises(InvalidInput, match="past"):
+        exposures.exposure(**ask, day=day - dt.timedelta(days=1), now=now)
+    shown = orjson.loads(exposures.exposure(**ask, day=day, now=now))
+    assert shown["date"] == day.isoformat()
+    assert shown["total_available"] == STARTS_PER_STYLIST
+    calendar = orjson.loads(
+        Calendars(container).calendar(
+            location_id=ask["location_id"],
+            service_id=ask["service_id"],
+            stylist_id=None,
+            first=None,
+            days=2,
+            now=now,
+        )
+    )
+    assert [d["date"] for d in calendar["dates"]] == [
+        day.isoformat(),
+        (day + dt.timedelta(days=1)).isoformat(),
+    ]
