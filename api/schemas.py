@@ -386,6 +386,23 @@ class LedgerQuery(BaseModel):
     before: Annotated[str, Field(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] | None = None
     limit: int = Field(100, ge=1, le=1000)
 
+    @field_validator("before")
+    @classmethod
+    def _an_entry_id(cls, value: str | None) -> str | None:
+        # What Redis takes as an exclusive bound: two 64-bit numbers, not 0-0.
+        if value is not None:
+            ms, seq = (int(part) for part in value.split("-"))
+            if ms >= 2**64 or seq >= 2**64 or (ms, seq) == (0, 0):
+                raise ValueError("not a ledger entry id (use a page's next)")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _after_1970(cls, value: AwareDatetime | None) -> AwareDatetime | None:
+        if value is not None and value.timestamp() < 0:
+            raise ValueError("before the ledger's first possible entry (1970)")
+        return value
+
 
 class LedgerOut(Out):
     items: list[dict[str, str]]

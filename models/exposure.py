@@ -341,17 +341,33 @@ def replace_taken(
     return sorted(result, key=_order)
 
 
-def top_up(kept: Sequence[Candidate], fresh: Sequence[Candidate]) -> list[Candidate]:
+def top_up(
+    kept: Sequence[Candidate], fresh: Sequence[Candidate], *, avoid: Iterable[datetime] = ()
+) -> list[Candidate]:
     """`kept` grown to as many times as `fresh` (a new choice for the same customer) shows,
-    with times of `fresh` not already kept, in fresh's order; sorted by start.
+    with times of `fresh` neither kept nor in `avoid` (times shown before and taken: as in
+    `replace_taken`, not offered again with another stylist); sorted by start.
 
-    For an exposure that lost times it could not replace, or showed few because few were
-    free, once more are free again: it shows what a new one would, keeping what it showed."""
-    if len(kept) >= len(fresh):
-        return list(kept)
-    used = {c.start_at for c in kept}
-    added = [c for c in fresh if c.start_at not in used][: len(fresh) - len(kept)]
-    return sorted([*kept, *added], key=_order)
+    Each addition comes from the day part with the fewest times so far (a part missing first),
+    and while a part fresh shows is missing, more are added (up to five): the grown exposure
+    keeps the parts a new one would show. Among equals, fresh's order. For an exposure that
+    lost times it could not replace, or showed few because few were free, once more are free
+    again: it shows what a new one would, keeping what it showed."""
+    result = list(kept)
+    used = {c.start_at for c in kept} | set(avoid)
+    pool = [c for c in fresh if c.start_at not in used]
+    parts = {day_part(c.local_start) for c in fresh}
+    while pool and len(result) < SHOW_ALL_UP_TO:
+        shown_per_part = dict.fromkeys(DAY_PARTS, 0)
+        for c in result:
+            shown_per_part[day_part(c.local_start)] += 1
+        missing = any(shown_per_part[part] == 0 for part in parts)
+        if len(result) >= len(fresh) and not missing:
+            break
+        best = min(pool, key=lambda c: shown_per_part[day_part(c.local_start)])
+        pool.remove(best)
+        result.append(best)
+    return sorted(result, key=_order)
 
 
 def _order(c: Candidate) -> tuple[datetime, uuid.UUID, str]:

@@ -175,7 +175,8 @@ class ExposureService:
             if len(replaced) < min(SHOW_ALL_UP_TO, free.count):
                 # Fewer than a new exposure might show (times taken and not replaced, or
                 # few were free): grown back as the same seed chooses now.
-                replaced = top_up(replaced, free.choose(seed=seed, variant=variant))
+                fresh = free.choose(seed=seed, variant=variant)
+                replaced = top_up(replaced, fresh, avoid=(c.start_at for c in previous))
             shown = [row_of(c) for c in replaced]
             expires_at = dt.datetime.fromisoformat(stored["expires_at"])
         else:

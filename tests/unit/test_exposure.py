@@ -335,12 +335,26 @@ def test_top_up_grows_what_was_kept_to_a_new_choice_and_keeps_it() -> None:
     kept = [c for c in FULL if c.start_at not in _times(fresh)][:1]
     grown = top_up(kept, fresh)
     assert len(grown) == len(fresh) and kept[0] in grown
-    assert set(grown) - set(kept) == set(fresh[: len(fresh) - 1])
+    assert set(grown) - set(kept) <= set(fresh)
     assert grown == sorted(grown, key=lambda c: c.start_at)
+    # Times to avoid (shown before and taken) are not added.
+    assert not set(top_up([], fresh, avoid=[fresh[0].start_at])) & {fresh[0]}
     # A kept time the new choice also shows is not added twice.
     assert top_up(fresh[:1], fresh) == fresh
     # Already as many as a new choice: unchanged.
     assert top_up(fresh, fresh[:2]) == fresh
+
+
+def test_top_up_keeps_every_day_part_a_new_choice_shows() -> None:
+    # Shown 09:00 and 09:15 when only those were free; now the whole day is free again.
+    early = [c for c in FULL if c.local_start.strftime("%H:%M") in ("09:00", "09:15")]
+    for i in range(200):
+        fresh = _pick(FULL, i)
+        grown = top_up(early, fresh)
+        assert early[0] in grown and early[1] in grown
+        # As many as the new choice, or more where needed to show its every part (<= 5).
+        assert len(fresh) <= len(grown) <= max(len(fresh), 4)
+        assert {day_part(c.local_start) for c in grown} == set(DAY_PARTS)
 
 
 @settings(max_examples=60, deadline=None)
