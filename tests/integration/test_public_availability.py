@@ -600,6 +600,30 @@ def test_a_catalogue_change_shows_at_the_next_request(api, shop, admin_token):
     assert slots(api, shop, session="6" * 32, stylist=shop["b"]).status_code == 404
 
 
+def test_nothing_beyond_the_booking_horizon_is_offered_or_counted(shop, settings):
+    # A 13-day horizon ends within DAY + 3 (DAY is 10 days ahead); the shop has slots to DAY + 6.
+    short = bootstrap(settings.with_(booking_horizon_days=13))
+    try:
+        client = testing.TestClient(create_app(short))
+        ask = {"location_id": shop["location"], "service_id": shop["service"]}
+        dates = client.simulate_get(
+            "/v1/dates", params={**ask, "from": DAY.isoformat(), "days": 7}
+        ).json["dates"]
+        counts = [d["total_slots"] for d in dates]
+        assert counts[:3] == [STARTS_PER_STYLIST] * 3
+        # DAY + 3 is cut where the horizon ends (by the time of day now): anything up to all.
+        assert counts[4:] == [0, 0, 0]
+        beyond = client.simulate_get(
+            "/v1/slots",
+            params={**ask, "date": (DAY + dt.timedelta(days=5)).isoformat()},
+            headers={"X-Session-Id": "f" * 32},
+        ).json
+        assert beyond["exposed_slots"] == [] and beyond["total_available"] == 0
+        assert beyond["next_available_date"] is None
+    finally:
+        short.close()
+
+
 def test_a_time_coming_within_the_minimum_notice_leaves_a_sticky_exposure(shop, container):
     """An exposure of today is not served past the moment its first time can no longer be
     booked: asked again then, that time is gone and counted out."""
