@@ -256,7 +256,10 @@ def test_no_times_gives_an_empty_list_and_the_next_date(api, shop, container, te
     assert body["next_available_date"] == DAY.isoformat()
 
 
-def test_one_booking_blocks_a_stylist_at_both_locations(api, admin_token, shop, container, tenant):
+@pytest.mark.parametrize("status", ["confirmed", "held"])
+def test_one_booking_blocks_a_stylist_at_both_locations(
+    api, admin_token, shop, container, tenant, status
+):
     other = api.post(
         "/admin/v1/locations", admin_token, {"name": "Wells", "timezone": "Europe/London"}
     ).json
@@ -281,7 +284,8 @@ def test_one_booking_blocks_a_stylist_at_both_locations(api, admin_token, shop, 
             ),
             {"other": other["id"], "a": shop["a"], "d": DAY},
         )
-    book(container, shop, tenant, shop["a"], at(12))
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10) if status == "held" else None
+    book(container, shop, tenant, shop["a"], at(12), status=status, expires=expires)
     body = api.client.simulate_get(
         "/v1/slots",
         params={
