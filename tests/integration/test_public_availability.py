@@ -407,15 +407,16 @@ def test_the_ledger_finds_an_exposure_behind_many_newer_ones_and_pages(
         assert refused.headers["Content-Type"].startswith("application/problem+json")
 
 
-def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker):
-    """New York, 2027-03-14: 02:00-03:00 does not exist; a 00:00-05:00 day has 4 real hours."""
+def _a_night_in_new_york(api, admin_token, settings, day: str, name: str, session: str):  # type: ignore[no-untyped-def]
+    """A New York location open 00:00-05:00 on `day` only (30-minute slots and service), its
+    slots generated, seen through an app whose horizon reaches it: how many slots were made,
+    the exposure of that day, the counts of the day before, the day and the day after, and
+    the location's id."""
     long_horizon = bootstrap(settings.with_(booking_horizon_days=400))
     try:
         client = testing.TestClient(create_app(long_horizon))
         loc = api.post(
-            "/admin/v1/locations",
-            admin_token,
-            {"name": "Night owls", "timezone": "America/New_York"},
+            "/admin/v1/locations", admin_token, {"name": name, "timezone": "America/New_York"}
         ).json
         stylist = api.post(
             "/admin/v1/stylists", admin_token, {"name": "Nox", "location_ids": [loc["id"]]}
@@ -432,8 +433,8 @@ def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker)
                 "location_id": loc["id"],
                 "stylist_id": stylist["id"],
                 "rule_kind": "DATE_RANGE",
-                "valid_from": "2027-03-14",
-                "valid_to": "2027-03-14",
+                "valid_from": day,
+                "valid_to": day,
                 "start_time": "00:00",
                 "end_time": "05:00",
                 "slot_granularity_minutes": 30,
@@ -442,111 +443,75 @@ def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker)
         job = api.post(
             "/admin/v1/slots/generate",
             admin_token,
-            {"from": "2027-03-14", "to": "2027-03-14", "location_id": loc["id"]},
+            {"from": day, "to": day, "location_id": loc["id"]},
         ).json
-        assert api.wait_job(admin_token, job["id"])["created"] == 8
+        created = api.wait_job(admin_token, job["id"])["created"]
         body = client.simulate_get(
             "/v1/slots",
-            params={"date": "2027-03-14", "location_id": loc["id"], "service_id": service["id"]},
-            headers={"X-Session-Id": "6" * 32},
+            params={"date": day, "location_id": loc["id"], "service_id": service["id"]},
+            headers={"X-Session-Id": session},
         ).json
-        assert body["total_available"] == 8
-        for s in body["exposed_slots"]:
-            assert not s["local_start"].startswith("2027-03-14T02:")
-            start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
-            end = dt.datetime.fromisoformat(s["end_at"].replace("Z", "+00:00"))
-            assert end - start == dt.timedelta(minutes=30)
+        day_before = dt.date.fromisoformat(day) - dt.timedelta(days=1)
         dates = client.simulate_get(
             "/v1/dates",
             params={
-                "from": "2027-03-13",
+                "from": day_before.isoformat(),
                 "days": 3,
                 "location_id": loc["id"],
                 "service_id": service["id"],
             },
         ).json["dates"]
-        assert [d["total_slots"] for d in dates] == [0, 8, 0]
+        return created, body, [d["total_slots"] for d in dates], loc["id"]
     finally:
         long_horizon.close()
+
+
+def _half_hours(body) -> None:  # type: ignore[no-untyped-def]
+    for s in body["exposed_slots"]:
+        start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
+        end = dt.datetime.fromisoformat(s["end_at"].replace("Z", "+00:00"))
+        assert end - start == dt.timedelta(minutes=30)
+
+
+def test_a_dst_day_offers_only_real_instants(api, admin_token, settings, worker):
+    """New York, 2027-03-14: 02:00-03:00 does not exist; a 00:00-05:00 day has 4 real hours."""
+    created, body, counts, _ = _a_night_in_new_york(
+        api, admin_token, settings, "2027-03-14", "Night owls", "6" * 32
+    )
+    assert created == 8
+    assert body["total_available"] == 8
+    for s in body["exposed_slots"]:
+        assert not s["local_start"].startswith("2027-03-14T02:")
+    _half_hours(body)
+    assert counts == [0, 8, 0]
 
 
 def test_a_day_whose_clock_goes_back_offers_the_repeated_hour_twice(
-    api, admin_token, settings, worker
+    api, admin_token, container, settings, worker
 ):
     """New York, 2027-11-07: 01:00-02:00 happens twice; a 00:00-05:00 day has 6 real hours."""
-    long_horizon = bootstrap(settings.with_(booking_horizon_days=400))
-    try:
-        client = testing.TestClient(create_app(long_horizon))
-        loc = api.post(
-            "/admin/v1/locations",
-            admin_token,
-            {"name": "Late owls", "timezone": "America/New_York"},
-        ).json
-        stylist = api.post(
-            "/admin/v1/stylists", admin_token, {"name": "Nox", "location_ids": [loc["id"]]}
-        ).json
-        service = api.post(
-            "/admin/v1/services",
-            admin_token,
-            {"location_id": loc["id"], "name": "Trim", "duration_minutes": 30},
-        ).json
-        api.post(
-            "/admin/v1/availabilities",
-            admin_token,
-            {
-                "location_id": loc["id"],
-                "stylist_id": stylist["id"],
-                "rule_kind": "DATE_RANGE",
-                "valid_from": "2027-11-07",
-                "valid_to": "2027-11-07",
-                "start_time": "00:00",
-                "end_time": "05:00",
-                "slot_granularity_minutes": 30,
-            },
-        )
-        job = api.post(
-            "/admin/v1/slots/generate",
-            admin_token,
-            {"from": "2027-11-07", "to": "2027-11-07", "location_id": loc["id"]},
-        ).json
-        assert api.wait_job(admin_token, job["id"])["created"] == 12
-        body = client.simulate_get(
-            "/v1/slots",
-            params={"date": "2027-11-07", "location_id": loc["id"], "service_id": service["id"]},
-            headers={"X-Session-Id": "d" * 32},
-        ).json
-        assert body["total_available"] == 12
-        for s in body["exposed_slots"]:
-            start = dt.datetime.fromisoformat(s["start_at"].replace("Z", "+00:00"))
-            end = dt.datetime.fromisoformat(s["end_at"].replace("Z", "+00:00"))
-            assert end - start == dt.timedelta(minutes=30)
-        dates = client.simulate_get(
-            "/v1/dates",
-            params={
-                "from": "2027-11-06",
-                "days": 3,
-                "location_id": loc["id"],
-                "service_id": service["id"],
-            },
-        ).json["dates"]
-        assert [d["total_slots"] for d in dates] == [0, 12, 0]
-        # Both 01:00s are real and distinct: each shown with its own offset.
-        with long_horizon.sessions() as session:
-            repeated = (
-                session.execute(
-                    text(
-                        "SELECT start_at FROM scheduler.slot_instances WHERE location_id = :loc"
-                        " AND start_at >= '2027-11-07T05:00:00Z'"
-                        " AND start_at < '2027-11-07T07:00:00Z'"
-                    ),
-                    {"loc": loc["id"]},
-                )
-                .scalars()
-                .all()
+    created, body, counts, loc = _a_night_in_new_york(
+        api, admin_token, settings, "2027-11-07", "Late owls", "d" * 32
+    )
+    assert created == 12
+    assert body["total_available"] == 12
+    _half_hours(body)
+    assert counts == [0, 12, 0]
+    # Both 01:00s are real and distinct: each shown with its own offset.
+    with container.sessions() as session:
+        repeated = (
+            session.execute(
+                text(
+                    "SELECT start_at FROM scheduler.slot_instances WHERE location_id = :loc"
+                    " AND start_at >= '2027-11-07T05:00:00Z'"
+                    " AND start_at < '2027-11-07T07:00:00Z'"
+                ),
+                {"loc": loc},
             )
-        assert len(repeated) == 4  # 01:00 and 01:30, at -04:00 and again at -05:00
-    finally:
-        long_horizon.close()
+            .scalars()
+            .all()
+        )
+    assert len(repeated) == 4  # 01:00 and 01:30, at -04:00 and again at -05:00
 
 
 def test_a_holds_fit_check_agrees_with_the_listed_free_times(api, shop, container, tenant):
