@@ -215,8 +215,8 @@ class ExposureService:
         # a shown time that can no longer be booked is replaced, the total counts it out).
         until = min(expires_at, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), o.zone))
         if free.count:
-            notice = dt.timedelta(minutes=self.settings.min_notice_minutes)
-            until = min(until, free.starts[0] - notice)
+            # The first time is bookable while the window's earliest has not passed it.
+            until = min(until, now + (free.starts[0] - window.earliest))
         entry = self._ledger_entry(subject, o, day, stylist_part, variant, seed, shown, total, now)
         self.reads.store(
             key,
