@@ -304,6 +304,12 @@ class ExposureService:
             newest = min(newest, day_ends) if newest else day_ends
         high = f"({before}" if before else (_stream_ms(newest) if newest else "+")
         low = _stream_ms(since) if since else "-"
+        # Compared as stored, before anything is decoded: most entries are other brands'.
+        wanted = {b"biz": str(biz).encode()}
+        if subject:
+            wanted[b"subject"] = subject.encode()
+        if day:
+            wanted[b"date"] = day.isoformat().encode()
         found: list[dict[str, str]] = []
         scanned = 0
         while scanned < LEDGER_SCAN:
@@ -313,13 +319,9 @@ class ExposureService:
             )
             for entry_id, fields in raw:
                 scanned += 1
+                if any(fields.get(name) != value for name, value in wanted.items()):
+                    continue
                 doc = {k.decode(): v.decode() for k, v in fields.items()}
-                if doc.get("biz") != str(biz):
-                    continue
-                if subject and doc.get("subject") != subject:
-                    continue
-                if day and doc.get("date") != day.isoformat():
-                    continue
                 found.append({"id": entry_id.decode(), **doc})
                 if len(found) >= limit:
                     return LedgerPage(found, entry_id.decode())
