@@ -9,9 +9,18 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# Surrounding blanks are dropped, so a name of blanks only is refused.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Minutes = Annotated[int, Field(gt=0, le=24 * 60)]
 
 
@@ -414,7 +423,10 @@ class LedgerOut(Out):
 
 class CustomerIn(In):
     name: Name
-    phone: Annotated[str, Field(min_length=5, max_length=32, pattern=r"^\+?[0-9 ()./-]{5,32}$")]
+    # At least 5 digits, among the usual separators.
+    phone: Annotated[
+        str, Field(min_length=5, max_length=32, pattern=r"^\+?[ ()./-]*(?:[0-9][ ()./-]*){5,}$")
+    ]
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
         None
     )
@@ -450,6 +462,7 @@ class CustomerOut(Out):
 
 
 class BookingOut(Out):
+    id: uuid.UUID  # the same as booking_id (design.md: a created resource carries its `id`)
     booking_id: uuid.UUID
     status: Literal["held", "confirmed", "completed", "cancelled", "expired", "no_show"]
     slot_id: uuid.UUID | None
@@ -470,8 +483,15 @@ class BookingQuery(PageQuery):
     status: Literal["held", "confirmed", "completed", "cancelled", "expired", "no_show"] | None = (
         None
     )
+    # The location's own dates (a booking's date is the day it starts there).
     date_from: dt_date | None = None
     date_to: dt_date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BookingQuery:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from must not be after date_to")
+        return self
 
 
 class AdminBookingQuery(BookingQuery):

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Date, cast, func, select, text, update
 from sqlalchemy.orm import Session
 
 from models.tables import Booking, Location, OutboxEvent, SlotInstance
@@ -44,13 +44,30 @@ class CancellationWindowClosed(Conflict):
     slug, title = "cancellation-window-closed", "Too late to cancel"
 
 
-def booking_view(b: Booking) -> dict[str, Any]:
+class RescheduleWindowClosed(Conflict):
+    slug, title = "reschedule-window-closed", "Too late to move"
+
+
+def hold_lapsed(b: Booking, now: dt.datetime) -> bool:
+    """A hold past its expiry counts as expired everywhere, before the sweep marks it."""
+    return b.status == "held" and b.hold_expires_at is not None and b.hold_expires_at <= now
+
+
+def status_at(b: Booking, now: dt.datetime) -> str:
+    """The status a reader is shown: a lapsed hold is `expired` (the sweep only catches up)."""
+    return "expired" if hold_lapsed(b, now) else b.status
+
+
+def booking_view(b: Booking, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The booking as clients see it; with `now` (a read), a lapsed hold shows as expired."""
     service_end = (
         b.start_at + dt.timedelta(minutes=b.service_minutes) if b.service_minutes else b.end_at
     )
+    status = b.status if now is None else status_at(b, now)
     return {
+        "id": b.id,
         "booking_id": b.id,
-        "status": b.status,
+        "status": status,
         "slot_id": b.slot_id,
         "service_id": b.service_id,
         "stylist_id": b.stylist_id,
@@ -58,7 +75,7 @@ def booking_view(b: Booking) -> dict[str, Any]:
         "start_at": b.start_at,
         "end_at": service_end,
         "occupied_until": b.end_at,
-        "hold_expires_at": b.hold_expires_at if b.status == "held" else None,
+        "hold_expires_at": b.hold_expires_at if status == "held" else None,
         "customer": {"name": b.customer_name, "phone": b.customer_phone, "email": b.customer_email},
         "notes": b.notes,
         "source": b.source,
@@ -584,14 +601,36 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
     return _outcome(b)
 
 
+def _expire_lapsed(session: Session, ctx: WriteContext, b: Booking, now: dt.datetime) -> None:
+    """Mark a hold (an ORM row, locked) found past its expiry as the sweep would, with its
+    event: whatever a change asked for, a lapsed hold answers as an expired one does (one
+    outcome, swept or not). The caller refuses the change by returning, not raising, so the
+    marking is kept."""
+    b.status, b.updated_at = "expired", now
+    session.flush()
+    _event(session, "booking.expired", b, ctx.request_id)
+
+
+def _refused_after_expiry(b: Booking, error: DomainError) -> WriteOutcome:
+    return WriteOutcome(error.status, error.problem(), touched_times=(_time_of(b),))
+
+
+def _too_late_for_customer(ctx: WriteContext, b: Booking, now: dt.datetime, *, staff: bool) -> bool:
+    """A customer frees a confirmed booking's time only up to the cut-off before its start."""
+    cutoff = dt.timedelta(hours=ctx.settings.cancel_cutoff_hours)
+    return not staff and b.status == "confirmed" and b.start_at - now < cutoff
+
+
 def _cancel(session: Session, ctx: WriteContext, b: Booking, *, staff: bool) -> WriteOutcome:
     if b.status == "cancelled":
         return _outcome(b)
     if b.status not in LIVE:
         raise BookingClosed(f"booking is {b.status}")
     now = _now(session)
-    cutoff = dt.timedelta(hours=ctx.settings.cancel_cutoff_hours)
-    if not staff and b.status == "confirmed" and b.start_at - now < cutoff:
+    if hold_lapsed(b, now):
+        _expire_lapsed(session, ctx, b, now)
+        return _refused_after_expiry(b, BookingClosed("booking is expired"))
+    if _too_late_for_customer(ctx, b, now, staff=staff):
         raise CancellationWindowClosed(
             f"customers can cancel up to {ctx.settings.cancel_cutoff_hours} h before the start;"
             " please call the salon"
@@ -619,19 +658,36 @@ def _named_booking(
 
 
 def _reschedule(
-    session: Session, ctx: WriteContext, b: Booking, new_slot_id: uuid.UUID
+    session: Session, ctx: WriteContext, b: Booking, new_slot_id: uuid.UUID, *, staff: bool
 ) -> WriteOutcome:
+    if b.status == "expired":
+        raise HoldExpired("the hold expired; choose a time again")
     if b.status not in LIVE:
         raise BookingClosed(f"booking is {b.status}")
     slot = _slot(session, new_slot_id)
-    if slot.id == b.slot_id:
-        return _outcome(b)
-    lock_stylists(session, [b.stylist_id, slot.stylist_id])
-    if b.status == "held" and b.hold_expires_at is not None and b.hold_expires_at <= _now(session):
-        raise HoldExpired("the hold expired; choose a time again")
     location = session.get(Location, slot.location_id)
     if location is None or location.biz_entity_id != b.biz_entity_id:
         raise NotFound(f"slot {new_slot_id} not found")
+    now = _now(session)
+    if hold_lapsed(b, now):
+        _expire_lapsed(session, ctx, b, now)
+        return _refused_after_expiry(b, HoldExpired("the hold expired; choose a time again"))
+    # Moving frees the old time as a cancel does: the customer's cut-off applies to it too
+    # (and a booking that has started cannot be moved by its customer at all).
+    if _too_late_for_customer(ctx, b, now, staff=staff):
+        raise RescheduleWindowClosed(
+            f"customers can move a booking up to {ctx.settings.cancel_cutoff_hours} h before"
+            " its start; please call the salon"
+        )
+    if slot.id == b.slot_id:
+        return _outcome(b)
+    if slot.location_id != b.location_id:
+        # A service belongs to one location: the booking cannot move to another one.
+        raise InvalidInput(
+            "a booking can move only to a slot at its own location",
+            errors=[{"field": "slot_id", "message": "the slot is at another location"}],
+        )
+    lock_stylists(session, [b.stylist_id, slot.stylist_id])
     # The old time stays taken until this same transaction moves it: both, or nothing.
     minutes, need = _check_fit_after_expiry(session, ctx, slot, b.service_id, b.id)
     old_time = _time_of(b)
@@ -650,7 +706,7 @@ def _reschedule(
 def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
     slot_id = uuid.UUID(ctx.body["slot_id"])
     b = _named_booking(session, ctx, moving_to=slot_id)
-    return _reschedule(session, ctx, b, slot_id)
+    return _reschedule(session, ctx, b, slot_id, staff=ctx.principal.role in STAFF_ROLES)
 
 
 @operation("booking.admin_update")
@@ -661,7 +717,7 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     if action == "cancel":
         return _cancel(session, ctx, b, staff=True)
     if action == "reschedule" and new_slot is not None:
-        return _reschedule(session, ctx, b, new_slot)
+        return _reschedule(session, ctx, b, new_slot, staff=True)
     if action == "no_show":
         if b.status != "confirmed":
             raise BookingClosed(f"only a confirmed booking can be a no-show (it is {b.status})")
@@ -714,13 +770,25 @@ def list_bookings(
         query = query.where(Booking.biz_entity_id == principal.biz)
     else:
         query = query.where(Booking.user_id == principal.sub)
-    if status:
+    now = _now(session)
+    if status == "held":
+        query = query.where(Booking.status == "held", Booking.hold_expires_at > now)
+    elif status == "expired":
+        lapsed = (Booking.status == "held") & (Booking.hold_expires_at <= now)
+        query = query.where((Booking.status == "expired") | lapsed)
+    elif status:
         query = query.where(Booking.status == status)
+    if date_from or date_to:
+        # Dates are the location's own: a booking's date is the day its start falls on there.
+        query = query.join(Location, Location.id == Booking.location_id)
+        local_date = cast(func.timezone(Location.timezone, Booking.start_at), Date)
     if date_from:
-        query = query.where(Booking.start_at >= dt.datetime.combine(date_from, dt.time(), dt.UTC))
+        # A coarse UTC bound first (no zone is more than a day off UTC) keeps the index useful.
+        since = dt.datetime.combine(date_from - dt.timedelta(days=1), dt.time(), dt.UTC)
+        query = query.where(Booking.start_at >= since, local_date >= date_from)
     if date_to:
-        end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
-        query = query.where(Booking.start_at < end)
+        until = dt.datetime.combine(date_to + dt.timedelta(days=2), dt.time(), dt.UTC)
+        query = query.where(Booking.start_at < until, local_date <= date_to)
     if location_id:
         query = query.where(Booking.location_id == location_id)
     if stylist_id:
@@ -729,4 +797,9 @@ def list_bookings(
     rows = session.scalars(
         query.order_by(Booking.start_at, Booking.id).offset((page - 1) * page_size).limit(page_size)
     )
-    return [booking_view(b) for b in rows], total
+    return [booking_view(b, now) for b in rows], total
+
+
+def read_booking(session: Session, principal: Principal, booking_id: uuid.UUID) -> dict[str, Any]:
+    """`GET` of one booking: the principal's own, as of the database clock."""
+    return booking_view(own_booking(session, principal, booking_id), _now(session))

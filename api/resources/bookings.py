@@ -72,8 +72,9 @@ class Booking(BaseResource):
     @falcon.before(customer_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
-            b = bookings.own_booking(s, req.context.principal, parse_uuid(booking_id, "booking"))
-            resp.media = bookings.booking_view(b)
+            resp.media = bookings.read_booking(
+                s, req.context.principal, parse_uuid(booking_id, "booking")
+            )
 
 
 class ConfirmBooking(BaseResource):
@@ -171,8 +172,9 @@ class AdminBooking(BaseResource):
     @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
-            b = bookings.own_booking(s, req.context.principal, parse_uuid(booking_id, "booking"))
-            resp.media = bookings.booking_view(b)
+            resp.media = bookings.read_booking(
+                s, req.context.principal, parse_uuid(booking_id, "booking")
+            )
 
     @doc(
         "Cancel, reschedule or mark a no-show (staff: no cut-off)",
