@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from salon.connect_breaker import ConnectBreaker
 from salon.script_lane import CommandLane, LaneScript, ScriptLane
 from salon.settings import Settings
 
@@ -50,6 +51,10 @@ class Container:
         self.engine.dispose()
 
 
+# After a failed connect, new ones fail at once this long, then one caller tries again.
+CONNECT_COOLDOWN_SECONDS = 1.0
+
+
 def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None) -> Engine:
     timeout = (
         settings.db_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
@@ -76,6 +81,12 @@ def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None)
         },
     )
     event.listen(engine, "checkout", _liveness_check(engine))
+    breaker = ConnectBreaker(cooldown=CONNECT_COOLDOWN_SECONDS)
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        return breaker.connect(lambda: dialect.connect(*cargs, **cparams))
+
     return engine
 
 
