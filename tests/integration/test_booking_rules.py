@@ -305,3 +305,44 @@ def test_a_hold_carries_its_id_and_a_trimmed_name(api, salon, container, setting
     assert resp.status_code == 201, resp.text
     assert resp.json["id"] == resp.json["booking_id"]
     assert resp.json["customer"]["name"] == "Ana Lopez"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/bookings", {"notes": "a\u0000b"}, "notes"),
+        ("/v1/bookings", {"customer": {**CUSTOMER, "name": "Ana\u0000"}}, "customer.name"),
+        ("/v1/bookings", {"consent": {"sms\u0000": True}}, "consent.sms\u0000"),
+        ("/admin/v1/locations", {"name": "Lyon\u0000", "timezone": "Europe/Paris"}, "name"),
+    ],
+)
+def test_a_nul_character_anywhere_in_a_body_is_a_422_that_records_nothing(
+    api, salon, container, settings, path, body, field
+):
+    """PostgreSQL cannot store U+0000 in text or jsonb: it was a 500 from the write's record."""
+    me = customer(settings) if path == "/v1/bookings" else salon["admin"]
+    if path == "/v1/bookings":
+        body = {
+            "slot_id": slot_id(container, salon["stylists"][0], 10),
+            "service_id": salon["service"],
+            "customer": CUSTOMER,
+            **body,
+        }
+    with container.engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM scheduler.idempotency_keys")).scalar()
+    resp = api.post(path, me, body)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json["errors"] == [
+        {"field": field, "message": "must not contain the NUL character (U+0000)"}
+    ]
+    with container.engine.connect() as conn:
+        after = conn.execute(text("SELECT count(*) FROM scheduler.idempotency_keys")).scalar()
+    assert after == before
+
+
+def test_a_nul_character_in_a_query_is_a_422(api, settings):
+    resp = api.get("/v1/bookings", customer(settings), date_from="2027-01-01\u0000")
+    assert resp.status_code == 422, resp.text
+    assert resp.json["errors"][0]["field"] == "date_from"
+    assert "NUL" in resp.json["errors"][0]["message"]
