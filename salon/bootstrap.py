@@ -124,12 +124,14 @@ def build_redis(settings: Settings, *, socket_timeout: float | None = None) -> R
     )
 
 
-def build_broker(settings: Settings) -> RedisBroker:
+def build_broker(settings: Settings, *, socket_timeout: float = 10.0) -> RedisBroker:
     from workers.middleware import RequestIdMiddleware
 
-    # The broker gets its own client: Dramatiq blocks on it, and its timeouts must not be the
-    # API's sub-second ones.
-    client = build_redis(settings, socket_timeout=10.0)
+    # The broker gets its own client. A worker's fetch that timed out after it reached Redis
+    # would strand its messages in the worker's ack set, so workers wait long; the API passes
+    # its sub-second timeout (an enqueue that timed out is re-sent, harmlessly, by the
+    # scheduler's re-enqueue job).
+    client = build_redis(settings, socket_timeout=socket_timeout)
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=f"{settings.redis_namespace}-dramatiq",
@@ -150,7 +152,10 @@ def build_broker(settings: Settings) -> RedisBroker:
 
 
 def bootstrap(
-    settings: Settings | None = None, *, statement_timeout_ms: int | None = None
+    settings: Settings | None = None,
+    *,
+    statement_timeout_ms: int | None = None,
+    broker_timeout_seconds: float = 10.0,
 ) -> Container:
     settings = settings or Settings.from_env()
     if not settings.database_url or not settings.redis_url:
@@ -159,7 +164,7 @@ def bootstrap(
             "(or run `salon dev`, which starts embedded servers)"
         )
     engine = build_engine(settings, statement_timeout_ms=statement_timeout_ms)
-    broker = build_broker(settings)
+    broker = build_broker(settings, socket_timeout=broker_timeout_seconds)
     # The dramatiq CLI finds the broker through the global; actors are bound to it explicitly.
     dramatiq.set_broker(broker)
     container = Container(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis
-from sqlalchemy import Connection, Table, delete, func, text, update
+from sqlalchemy import Connection, Table, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -524,16 +524,22 @@ def notify_done(
 # --- scheduler side -------------------------------------------------------------------------
 
 
-def reenqueue_due(container: Container) -> int:
+def reenqueue_due(container: Container, batch: int = 1000) -> int:
     """Send again every pending write whose message may be lost (Redis was down, or restarted
     and lost its queues). Duplicates are harmless (`execute` is idempotent); the wait before
-    each further send doubles, up to 32x, so a long outage does not pile messages up."""
+    each further send doubles, up to 32x, so a long outage does not pile messages up.
+
+    Only a write whose send went through is marked as sent (rows locked meanwhile, SKIP
+    LOCKED: two schedulers never send the same row twice in one tick). While Redis is still
+    down the first send fails, nothing is marked, and the next tick tries again at once:
+    an outage does not push the writes' next try back."""
     redeliver = container.settings.redeliver_after_seconds
     backoff = func.power(2, func.least(WriteRequest.attempts - 1, 5)) * redeliver
     never_sent_before = func.now() - dt.timedelta(seconds=2)
+    sent: list[uuid.UUID] = []
     with container.sessions.begin() as session:
-        rows = session.execute(
-            update(WriteRequest)
+        due = session.execute(
+            select(WriteRequest.id, WriteRequest.request_id)
             .where(
                 WriteRequest.status == "pending",
                 (
@@ -545,12 +551,27 @@ def reenqueue_due(container: Container) -> int:
                     < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, backoff)
                 ),
             )
-            .values(enqueued_at=func.now(), attempts=WriteRequest.attempts + 1)
-            .returning(WriteRequest.id, WriteRequest.request_id)
+            .order_by(WriteRequest.created_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
         ).all()
-    for r in rows:
-        container.actors.execute_write.send_with_options(args=(str(r.id),), request_id=r.request_id)
-    return len(rows)
+        try:
+            for r in due:
+                container.actors.execute_write.send_with_options(
+                    args=(str(r.id),), request_id=r.request_id
+                )
+                sent.append(r.id)
+        except (redis.RedisError, OSError):
+            log.warning(
+                "re-enqueue stopped after %d of %d writes: Redis unavailable", len(sent), len(due)
+            )
+        if sent:
+            session.execute(
+                update(WriteRequest)
+                .where(WriteRequest.id.in_(sent))
+                .values(enqueued_at=func.now(), attempts=WriteRequest.attempts + 1)
+            )
+    return len(sent)
 
 
 def purge_expired(session: Session) -> int:

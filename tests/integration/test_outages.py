@@ -4,6 +4,8 @@ hang, and nothing accepted is lost."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import socket
 import threading
 import time
@@ -14,7 +16,7 @@ import pytest
 from falcon import testing
 from sqlalchemy import select
 
-from api.app import create_app, wsgi_app
+from api.app import api_container, create_app, wsgi_app
 from models.tables import Location, WriteRequest
 from salon import writes
 from salon.bootstrap import bootstrap
@@ -91,6 +93,70 @@ def test_redis_down_a_write_is_recorded_answered_202_and_completed_later(
     assert row is not None and row.status == "succeeded" and row.http_status == 201
     with container.sessions() as s:
         assert s.scalar(select(Location.name).where(Location.biz_entity_id == tenant)) == "Outage"
+
+
+@pytest.fixture
+def frozen_redis(tmp_path):  # type: ignore[no-untyped-def]
+    """A Redis of our own, and a way to freeze it (SIGSTOP): connections stay open and every
+    call waits for an answer that does not come, the worst case for a caller."""
+    from salon.embedded import EmbeddedServices
+
+    servers = EmbeddedServices(tmp_path)
+    servers.start_redis()
+    pid = int((tmp_path / "redis" / "valkey.pid").read_text())
+    yield servers.redis_url, pid
+    os.kill(pid, signal.SIGCONT)
+    servers.stop_redis()
+
+
+def test_a_frozen_redis_costs_a_write_a_fast_202_and_loses_nothing(
+    frozen_redis, settings, tenant, container, worker
+):
+    """The API's enqueue waits for Redis no longer than its other calls (`api_container`):
+    a write is recorded, answered 202 at once, and re-sent by the scheduler's job later."""
+    url, pid = frozen_redis
+    c = api_container(settings.with_(redis_url=url))
+    try:
+        client = testing.TestClient(wsgi_app(c))
+        token = token_for(settings, "admin", tenant)
+
+        def create(name: str) -> testing.Result:
+            return client.simulate_post(
+                "/admin/v1/locations",
+                json={**LOCATION, "name": name},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                    "Prefer": "respond-async",
+                },
+            )
+
+        assert create("Before").status_code == 202  # connections to Redis open and warm
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        resp = create("Frozen")
+        elapsed = time.monotonic() - started
+        assert client.simulate_get("/v1/locations").status_code == 200
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        c.close()
+    assert resp.status_code == 202, resp.text
+    assert elapsed < 2.0, elapsed
+    write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
+    with container.sessions() as s:
+        row = s.get(WriteRequest, write_id)
+        assert row is not None and row.status == "pending" and row.enqueued_at is None
+    # Re-sent on the real broker, where the test's worker runs it.
+    time.sleep(2.1)
+    assert writes.reenqueue_due(container) >= 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with container.sessions() as s:
+            row = s.get(WriteRequest, write_id)
+            if row is not None and row.status != "pending":
+                break
+        time.sleep(0.1)
+    assert row is not None and row.status == "succeeded"
 
 
 def test_redis_down_reads_still_work_and_readyz_names_redis(redis_down_app):

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from models.tables import Location, WriteRequest
 from salon import writes
@@ -434,3 +434,39 @@ def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_who
         for op in ("test.refuse_first", "test.violate"):
             del OPERATIONS[op]
             _NO_SAVEPOINT.discard(op)
+
+
+def test_re_sending_while_redis_is_down_marks_nothing_and_sends_at_once_when_back(
+    idle_container, settings
+):
+    """A write is marked as re-sent only once its message went out: an outage of Redis does
+    not push its next try back (it was: marked, send failed, next try 2x later)."""
+    from salon.bootstrap import bootstrap
+
+    write_id = _pending_write(idle_container, "location.create")
+    redeliver = idle_container.settings.redeliver_after_seconds
+    with idle_container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scheduler.idempotency_keys SET attempts = 1,"
+                " enqueued_at = now() - make_interval(secs => :s) WHERE id = :id"
+            ),
+            {"s": redeliver + 1, "id": write_id},
+        )
+    down = bootstrap(settings.with_(redis_url="redis://127.0.0.1:1/0"))
+    try:
+        for _ in range(3):  # three scheduler ticks during the outage
+            assert writes.reenqueue_due(down) == 0
+    finally:
+        down.close()
+    with idle_container.sessions() as s:
+        row = s.get(WriteRequest, write_id)
+        assert row.attempts == 1
+    from workers.actors import WRITES_QUEUE
+
+    queue = f"{idle_container.settings.redis_namespace}-dramatiq:{WRITES_QUEUE}"
+    before = idle_container.redis.llen(queue)
+    assert writes.reenqueue_due(idle_container) >= 1  # Redis back: sent on the next tick
+    assert idle_container.redis.llen(queue) > before
+    with idle_container.sessions() as s:
+        assert s.get(WriteRequest, write_id).attempts == 2
