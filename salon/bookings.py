@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Date, cast, func, select, text, update
 from sqlalchemy.orm import Session
@@ -22,8 +22,11 @@ from salon.auth import STAFF_ROLES, Principal
 from salon.encoding import jsonable
 from salon.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
 from salon.locks import CUSTOMER, LOCK_SQL, STYLIST, lock_stylists
-from salon.versions import TimeChange
+from salon.versions import TimeChange, bump_versions
 from salon.writes import WriteContext, WriteOutcome, operation
+
+if TYPE_CHECKING:
+    from salon.bootstrap import Container
 
 LIVE = ("held", "confirmed")
 
@@ -729,6 +732,22 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
         _event(session, "booking.no_show", b, ctx.request_id)
         return _outcome(b)
     raise DomainError(f"unknown action {action}")
+
+
+def sweep_lapsed_holds(container: Container, batch: int = 500) -> int:
+    """The scheduler's sweep: every hold past its expiry marked expired, with its event, one
+    batch per transaction (a long backlog never holds locks for long); holds being confirmed
+    or changed right now are skipped and left to their write (which expires them itself).
+    Returns how many were expired."""
+    total = 0
+    while True:
+        with container.sessions.begin() as session:
+            expired = expire_due_holds(session, batch=batch)
+            freed = [(b.stylist_id, b.start_at, b.end_at) for b in expired]
+        bump_versions(container, [], freed)
+        total += len(expired)
+        if len(expired) < batch:
+            return total
 
 
 def expire_due_holds(session: Session, batch: int) -> list[Booking]:

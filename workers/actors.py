@@ -17,7 +17,6 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from salon import bookings, generation, writes
-from salon.versions import bump_versions
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -81,14 +80,7 @@ def declare_actors(container: Container) -> Actors:
         generation.start_horizon_jobs(container)
 
     def expire_holds() -> None:
-        # Batches of their own transactions: a long backlog never holds locks for long.
-        while True:
-            with container.sessions.begin() as session:
-                expired = bookings.expire_due_holds(session, batch=500)
-                freed = [(b.stylist_id, b.start_at, b.end_at) for b in expired]
-            bump_versions(container, [], freed)
-            if len(expired) < 500:
-                return
+        bookings.sweep_lapsed_holds(container)
 
     return Actors(
         execute_write=dramatiq.actor(

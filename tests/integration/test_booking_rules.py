@@ -346,3 +346,33 @@ def test_a_nul_character_in_a_query_is_a_422(api, settings):
     assert resp.status_code == 422, resp.text
     assert resp.json["errors"][0]["field"] == "date_from"
     assert "NUL" in resp.json["errors"][0]["message"]
+
+
+def test_each_change_writes_one_event_and_repeats_or_refusals_write_none(
+    api, salon, container, settings
+):
+    me = customer(settings)
+    stylist = salon["stylists"][0]
+    by_customer = confirmed(api, me, salon, slot_id(container, stylist, 9))
+    url = f"/v1/bookings/{by_customer['booking_id']}"
+    assert api.post(f"{url}/confirm", me, {}).status_code == 200  # a repeat: no event
+    assert api.post(f"{url}/cancel", me, {"reason": "moving"}).status_code == 200
+    assert api.post(f"{url}/cancel", me, {}).status_code == 200  # a repeat: no event
+    assert api.post(f"{url}/confirm", me, {}).status_code == 409  # refused: no event
+    assert topics(container, by_customer["booking_id"]) == [
+        "booking.held",
+        "booking.confirmed",
+        "booking.cancelled",
+    ]
+    by_staff = confirmed(api, customer(settings), salon, slot_id(container, stylist, 11))
+    staff = api.patch(
+        f"/admin/v1/bookings/{by_staff['booking_id']}", salon["admin"], {"action": "cancel"}
+    )
+    assert staff.status_code == 200
+    assert topics(container, by_staff["booking_id"])[-1] == "booking.cancelled"
+    lapsed = hold(api, me, salon, slot_id(container, stylist, 13)).json
+    expire_hold(container, lapsed["booking_id"])
+    for _ in range(2):
+        late = api.post(f"/v1/bookings/{lapsed['booking_id']}/confirm", me, {})
+        assert late.status_code == 409 and late.json["type"].endswith("/hold-expired")
+    assert topics(container, lapsed["booking_id"]) == ["booking.held", "booking.expired"]

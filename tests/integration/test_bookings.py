@@ -221,22 +221,74 @@ def test_reschedule_is_atomic(api, salon, container, settings):
     assert topics == ["booking.held", "booking.confirmed", "booking.rescheduled"]
 
 
-def test_the_sweep_expires_due_holds_in_batches(api, salon, container, settings):
-    from salon.bookings import expire_due_holds
+def test_the_sweep_expires_every_lapsed_hold_in_batches_with_one_event_each(
+    api, salon, container, settings
+):
+    from sqlalchemy import event
 
-    b = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 17)).json
-    expire_hold(container, b["booking_id"])
-    with container.sessions.begin() as s:
-        expired = expire_due_holds(s, batch=1000)
-    assert uuid.UUID(b["booking_id"]) in {x.id for x in expired}
+    from salon.bookings import sweep_lapsed_holds
+
+    made = [
+        hold(api, customer(settings), salon, slot_id(container, s, h)).json
+        for s in salon["stylists"]
+        for h in (9, 11, 13, 15)
+    ]
+    live = made.pop()  # not lapsed: left alone
+    for b in made:
+        expire_hold(container, b["booking_id"])
+    commits: list[int] = []
+
+    def committed(conn: object) -> None:
+        commits.append(1)
+
+    event.listen(container.engine, "commit", committed)
+    try:
+        assert sweep_lapsed_holds(container, batch=3) == 7
+    finally:
+        event.remove(container.engine, "commit", committed)
+    assert len(commits) >= 3  # 3 + 3 + 1: a transaction per batch
     with container.sessions() as s:
-        assert s.get(Booking, uuid.UUID(b["booking_id"])).status == "expired"
-        topics = s.scalars(
-            select(OutboxEvent.topic)
-            .where(OutboxEvent.aggregate_id == uuid.UUID(b["booking_id"]))
-            .order_by(OutboxEvent.id)
+        statuses = {
+            str(b.id): b.status
+            for b in s.scalars(select(Booking).where(Booking.biz_entity_id == salon["tenant"]))
+        }
+        expired_events = s.scalars(
+            select(OutboxEvent.aggregate_id).where(
+                OutboxEvent.topic == "booking.expired",
+                OutboxEvent.aggregate_id.in_([uuid.UUID(b["booking_id"]) for b in [*made, live]]),
+            )
         ).all()
-    assert topics == ["booking.held", "booking.expired"]
+    assert {statuses[b["booking_id"]] for b in made} == {"expired"}
+    assert statuses[live["booking_id"]] == "held"
+    assert sorted(map(str, expired_events)) == sorted(b["booking_id"] for b in made)
+    assert sweep_lapsed_holds(container, batch=3) == 0  # nothing twice
+
+
+def test_the_sweep_skips_a_hold_being_changed_without_waiting_for_it(
+    api, salon, container, settings
+):
+    from salon.bookings import sweep_lapsed_holds
+
+    busy = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 9)).json
+    idle = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 11)).json
+    for b in (busy, idle):
+        expire_hold(container, b["booking_id"])
+    swept: list[int] = []
+    with container.engine.connect() as other, other.begin():
+        # A confirm of it holds the row now.
+        other.execute(
+            text("SELECT 1 FROM scheduler.bookings WHERE id = :id FOR UPDATE"),
+            {"id": busy["booking_id"]},
+        )
+        sweep = threading.Thread(target=lambda: swept.append(sweep_lapsed_holds(container)))
+        sweep.start()
+        sweep.join(timeout=10)
+        assert not sweep.is_alive(), "the sweep waited for a locked row"
+    assert swept == [1]
+    with container.sessions() as s:
+        assert s.get(Booking, uuid.UUID(busy["booking_id"])).status == "held"
+        assert s.get(Booking, uuid.UUID(idle["booking_id"])).status == "expired"
+    assert sweep_lapsed_holds(container) == 1  # released: the next tick takes it
 
 
 def test_unknown_slot_is_404_and_wrong_service_is_422(api, salon, container, settings):
