@@ -220,7 +220,8 @@ class Booking(Base):
     slot_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey(f"{SCHEMA}.slot_instances.id", ondelete="SET NULL")
     )
-    user_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    # Indexed with start_at, and for held rows alone (migrations 0003, 0008).
+    user_id: Mapped[uuid.UUID | None] = mapped_column()
     customer_name: Mapped[str] = mapped_column(Text)
     customer_phone: Mapped[str] = mapped_column(Text)
     customer_email: Mapped[str | None] = mapped_column(Text)
