@@ -80,7 +80,16 @@ def wait_http(url: str, timeout: float = 30.0, status: int = 200) -> None:
 class System:
     """API + worker + scheduler against the run's database and a Redis of their own."""
 
-    def __init__(self, base: str, env: dict[str, str], redis: EmbeddedServices, logs: Path) -> None:
+    def __init__(
+        self,
+        base: str,
+        env: dict[str, str],
+        redis: EmbeddedServices,
+        logs: Path,
+        *,
+        worker_processes: int = 1,
+        scheduler: bool = True,
+    ) -> None:
         self.base, self.env, self.redis = base, env, redis
         port = base.rsplit(":", 1)[1]
         metrics = logs / "metrics"  # removed with the test's directory
@@ -91,13 +100,62 @@ class System:
             {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
             logs,
         )
-        self.worker = Process("worker", ["worker", "--processes", "1", "--threads", "4"], env, logs)
+        self.worker = Process(
+            "worker", ["worker", "--processes", str(worker_processes), "--threads", "4"], env, logs
+        )
         self.scheduler = Process("scheduler", ["scheduler"], env, logs)
+        # Without the scheduler nothing re-sends a recorded write: only the broker redelivers.
+        self.runs_scheduler = scheduler
+
+    @property
+    def processes(self) -> list[Process]:
+        return [self.api, self.worker, *([self.scheduler] if self.runs_scheduler else [])]
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.log()}" for p in (self.api, self.worker, self.scheduler)
-        )
+        return "\n".join(f"--- {p.name}\n{p.log()}" for p in self.processes)
+
+
+@contextlib.contextmanager
+def running_system(
+    database_url: str,
+    namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    env: dict[str, str],
+    *,
+    worker_processes: int = 1,
+    scheduler: bool = True,
+) -> Iterator[System]:
+    """Start a Redis of its own and the processes on `database_url`; stop them all after."""
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    redis = EmbeddedServices(tmp_path_factory.mktemp("e2e-redis"))
+    redis.start_redis()
+    port = free_port()
+    full_env = {
+        **env,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis.redis_url,
+        "REDIS_NAMESPACE": namespace,
+    }
+    sys_ = System(
+        f"http://127.0.0.1:{port}",
+        full_env,
+        redis,
+        logs,
+        worker_processes=worker_processes,
+        scheduler=scheduler,
+    )
+    for p in sys_.processes:
+        p.start()
+    try:
+        wait_http(f"{sys_.base}/readyz", timeout=60)
+        yield sys_
+    except BaseException:
+        print(sys_.logs())
+        raise
+    finally:
+        for p in sys_.processes:
+            p.kill(signal.SIGTERM)
+        redis.stop_redis()
 
 
 @pytest.fixture(scope="session")
@@ -126,32 +184,40 @@ def e2e_tenant(e2e_database_url) -> uuid.UUID:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def system(e2e_database_url, run_id, tmp_path_factory) -> Iterator[System]:  # type: ignore[no-untyped-def]
-    database_url = e2e_database_url
-    logs = tmp_path_factory.mktemp("e2e-logs")
-    redis = EmbeddedServices(tmp_path_factory.mktemp("e2e-redis"))
-    redis.start_redis()
-    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis.redis_url,
-        "REDIS_NAMESPACE": f"e2e-{run_id}",
         "API_WAIT_SECONDS": "5",
         "REDELIVER_AFTER_SECONDS": "3",
         "SCHEDULER_TICK_SECONDS": "1",
         "BROKER_HEARTBEAT_MS": "3000",
         "RATE_LIMIT_PER_MINUTE": "0",
     }
-    sys_ = System(f"http://127.0.0.1:{port}", env, redis, logs)
-    for p in (sys_.api, sys_.worker, sys_.scheduler):
-        p.start()
-    try:
-        wait_http(f"{sys_.base}/readyz", timeout=60)
+    with running_system(e2e_database_url, f"e2e-{run_id}", tmp_path_factory, env) as sys_:
         yield sys_
-    except BaseException:
-        print(sys_.logs())
-        raise
+
+
+# Left to the product's defaults (the README's configuration table) in `default_broker_system`:
+# never inherited from the environment the tests run in.
+BROKER_AND_REDELIVERY = ("BROKER_HEARTBEAT_MS", "REDELIVER_AFTER_SECONDS", "SCHEDULER_TICK_SECONDS")
+
+
+@pytest.fixture(scope="module")
+def default_broker_system(servers, run_id, tmp_path_factory) -> Iterator[System]:  # type: ignore[no-untyped-def]
+    """API (2 gunicorn workers) + 2 worker processes with the product's DEFAULT broker
+    settings (heartbeat, maintenance) and NO scheduler, so no re-enqueue job: whatever a
+    killed worker had fetched comes back through the broker or not at all. Its own database
+    (no other system's scheduler may re-send its writes) and its own Redis."""
+    from salon.migrate import upgrade
+
+    name = f"salon_e2e_plain_{run_id}"
+    url = create_database(servers.admin_database_url, name)
+    try:
+        upgrade(url)
+        env = {k: v for k, v in os.environ.items() if k not in BROKER_AND_REDELIVERY}
+        env.update({"API_WAIT_SECONDS": "5", "RATE_LIMIT_PER_MINUTE": "0"})
+        with running_system(
+            url, f"e2e-plain-{run_id}", tmp_path_factory, env, worker_processes=2, scheduler=False
+        ) as sys_:
+            yield sys_
     finally:
-        for p in (sys_.api, sys_.worker, sys_.scheduler):
-            p.kill(signal.SIGTERM)
-        redis.stop_redis()
+        drop_database(servers.admin_database_url, name)

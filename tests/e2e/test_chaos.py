@@ -7,6 +7,7 @@ one a client can act on.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import token_for
+from tests.e2e.conftest import BROKER_AND_REDELIVERY, System
 
 CUSTOMER = {"name": "Chaos Client", "phone": "+1 212 555 0100", "email": "chaos@example.com"}
 PROBLEM_JSON = "application/problem+json"
@@ -321,6 +323,32 @@ def resent(db: Engine, holds: list[Hold]) -> int:
         )
 
 
+def held_events(db: Engine, salon: Salon) -> dict[str, int]:
+    """How many `booking.held` outbox events each booking of this salon's location has."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT aggregate_id, count(*) AS n FROM scheduler.outbox_events"
+                " WHERE topic = 'booking.held' AND payload->>'location_id' = :l"
+                " GROUP BY aggregate_id"
+            ),
+            {"l": salon.location},
+        )
+        return {str(r.aggregate_id): int(r.n) for r in rows}
+
+
+def assert_one_held_event_per_booking(db: Engine, salon: Salon) -> None:
+    """Exactly one `booking.held` event per booking created, none for a write that made none
+    (a refused or lost one) and none twice (a write run again)."""
+    events = held_events(db, salon)
+    booked = {str(r.id) for r in bookings_of(db, salon.stylists)}
+    twice = {b: n for b, n in events.items() if n != 1}
+    assert not twice, f"{len(twice)} bookings with duplicated events: {list(twice.items())[:5]}"
+    missing, stray = booked - events.keys(), events.keys() - booked
+    assert not missing, f"{len(missing)} bookings without their event: {sorted(missing)[:5]}"
+    assert not stray, f"{len(stray)} events without a booking: {sorted(stray)[:5]}"
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -400,6 +428,8 @@ def test_worker_sigkilled_twice_during_1000_holds_loses_and_doubles_nothing(
         assert again.headers.get("Idempotent-Replayed") == "true"
         assert again.json()["booking_id"] == h.write_id
     assert len(bookings_of(db, salon.stylists)) == 1000
+    # Writes run again after a kill (redelivered, re-enqueued) and replays add no event.
+    assert_one_held_event_per_booking(db, salon)
     # The kills hit writes in flight: some answered 202 and were finished by a later worker.
     assert delayed
     print(
@@ -461,6 +491,7 @@ def test_redis_restarted_mid_burst_loses_no_accepted_hold(
     # A refusal recorded nothing: no write under its key, no booking of its slot.
     rows = bookings_of(db, salon.stylists)
     assert len(rows) == len(accepted)
+    assert_one_held_event_per_booking(db, salon)
     if refused:
         with db.connect() as conn:
             recorded = conn.execute(
@@ -484,7 +515,7 @@ def test_redis_restarted_mid_burst_loses_no_accepted_hold(
 
 @dataclass
 class Call:
-    kind: str  # "read" or "create"
+    kind: str  # "read", "create" or "hold"
     status: int
     seconds: float
     content_type: str
@@ -492,6 +523,7 @@ class Call:
     name: str | None = None
     key: str | None = None
     write_id: str | None = None
+    hold: Hold | None = None
 
 
 def terminate_backends(url: str) -> int:
@@ -511,8 +543,14 @@ def terminate_backends(url: str) -> int:
 
 
 def test_postgres_connections_dropped_answer_fast_503s_then_recover(
-    system, e2e_database_url, e2e_tenant, client, admin, db
+    system, settings, e2e_database_url, e2e_tenant, client, admin, db
 ):
+    salon = make_salon(client, admin, db, stylists=5, days=3)  # 540 slots
+    holds = new_holds(settings, salon, salon.slots)
+    after_hold = holds.pop()  # the hold sent once the drops are over
+    todo: queue.SimpleQueue[Hold] = queue.SimpleQueue()
+    for h in holds:
+        todo.put(h)
     calls: list[Call] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -523,14 +561,22 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
         with httpx.Client(base_url=system.base, timeout=30) as c:
             while not stop.is_set():
                 name = key = None
+                hold = None
                 t0 = time.monotonic()
                 try:
                     if kind == "read":
                         resp = c.get("/v1/locations", params={"page_size": 5})
-                    else:
+                    elif kind == "create":
                         name, key = f"{prefix}-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
                         body = {"name": name, "timezone": "UTC"}
                         resp = write(c, "/admin/v1/locations", admin, body, key, "wait=1")
+                    else:
+                        try:
+                            hold = todo.get_nowait()
+                        except queue.Empty:
+                            return
+                        t0 = time.monotonic()
+                        resp = send_hold(c, salon, hold, "wait=1")
                 except httpx.HTTPError as exc:
                     with lock:
                         errors.append(repr(exc))
@@ -543,21 +589,42 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
                     resp.json() if resp.content else {},
                     name,
                     key,
+                    hold=hold,
                 )
                 if resp.status_code == 202:
                     call.write_id = resp.headers["Location"].rsplit("/", 1)[1]
+                if hold is not None:
+                    hold.status, hold.answer = resp.status_code, call.body
+                    if resp.status_code == 201:
+                        hold.write_id = resp.headers.get("X-Write-Id")
+                        hold.final = {
+                            "status": "succeeded",
+                            "http_status": 201,
+                            "result": call.body,
+                        }
+                    elif resp.status_code == 202:
+                        hold.write_id = call.write_id
                 with lock:
                     calls.append(call)
 
-    threads = [threading.Thread(target=hammer, args=(k,)) for k in ("read",) * 3 + ("create",) * 3]
+    kinds = ("read",) * 3 + ("create",) * 2 + ("hold",) * 3
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in kinds]
     for t in threads:
         t.start()
     killed = []
+
+    def refused_so_far() -> int:
+        with lock:
+            return sum(c.status == 503 for c in calls)
+
     try:
         time.sleep(1.0)
-        for _ in range(4):
+        # A drop answers 503 only to the requests whose statement was on a connection at that
+        # moment (an idle pooled one is replaced unseen): drop until one was hit, at least 4
+        # times, at most 20.
+        while len(killed) < 4 or (refused_so_far() == 0 and len(killed) < 20):
             killed.append(terminate_backends(e2e_database_url))
-            time.sleep(1.0)
+            time.sleep(0.5)
     finally:
         stop.set()
         for t in threads:
@@ -565,7 +632,7 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
     assert not errors, errors[:5]
     assert all(n > 0 for n in killed), killed
 
-    # Within a few seconds of the last drop, reads and writes go through again.
+    # Within a few seconds of the last drop, reads and writes go through again, a hold too.
     deadline = time.monotonic() + 5
     while True:
         read = client.get("/v1/locations", params={"page_size": 5})
@@ -576,18 +643,27 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
             {"name": f"{prefix}-after", "timezone": "UTC"},
             prefer="wait=2",
         )
-        if read.status_code == 200 and made.status_code == 201:
+        held = send_hold(client, salon, after_hold, "wait=2")  # the same key each time
+        if read.status_code == 200 and made.status_code == 201 and held.status_code == 201:
             break
-        assert time.monotonic() < deadline, (read.status_code, made.status_code, made.text)
+        assert time.monotonic() < deadline, (read.status_code, made.text, held.text)
+        time.sleep(0.1)
+    after_hold.write_id = held.headers.get("X-Write-Id")
+    after_hold.final = {"status": "succeeded", "http_status": 201, "result": held.json()}
 
-    statuses = sorted({c.status for c in calls})
-    assert all(200 <= s < 300 or s == 503 for s in statuses), statuses
-    slow = [(c.kind, c.status, round(c.seconds, 2)) for c in calls if c.seconds > 2.5]
-    assert not slow, slow
+    # At least one request was on a dropped connection and got its fast 503.
+    statuses: dict[int, int] = {}
+    for c in calls:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
     refused = [c for c in calls if c.status == 503]
+    assert refused, f"{len(killed)} drops and not one 503: {statuses}"
     for c in refused:
         assert c.content_type.startswith(PROBLEM_JSON), c.content_type
         assert c.body["type"].endswith("/service-unavailable"), c.body
+    assert all(200 <= s < 300 or s == 503 for s in statuses), statuses
+    # Every request answered fast, none hung on a dead connection.
+    slow = [(c.kind, c.status, round(c.seconds, 2)) for c in calls if c.seconds > 2.5]
+    assert not slow, slow
 
     # Every accepted create ends done, and exists exactly once.
     creates = [c for c in calls if c.kind == "create"]
@@ -606,8 +682,8 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
     for c in creates:
         if c.status != 503:
             continue
-        for _ in range(100):
-            again = write(
+        again = retry_until_answered(
+            lambda c=c: write(  # type: ignore[misc]
                 client,
                 "/admin/v1/locations",
                 admin,
@@ -615,18 +691,48 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
                 c.key,
                 "wait=2",
             )
-            if again.status_code != 409:
-                break
-            time.sleep(0.1)
+        )
         assert again.status_code == 201, again.text
     counts = location_counts(db, e2e_tenant, prefix)
     assert all(n == 1 for n in counts.values()), counts
+
+    # Holds: every accepted one ends a booking, exactly once; a refused one retried with its
+    # key ends booked exactly once; one `booking.held` event each.
+    sent = [c.hold for c in calls if c.hold is not None]
+    assert len(sent) >= 50, len(sent)
+    accepted_holds = [h for h in sent if h.status in (201, 202)]
+    assert accepted_holds
+    settle(system.base, [h for h in accepted_holds if h.status == 202], timeout=30)
+    assert_each_accepted_hold_booked_once(db, salon, accepted_holds)
+    refused_holds = [h for h in sent if h.status == 503]
+    holds_recorded_anyway = len(bookings_of(db, salon.stylists)) - len(accepted_holds) - 1
+    for h in refused_holds:
+        again = retry_until_answered(lambda h=h: send_hold(client, salon, h, "wait=2"))  # type: ignore[misc]
+        assert again.status_code == 201, again.text
+        h.write_id = again.json()["booking_id"]
+        h.final = {"status": "succeeded", "http_status": 201, "result": again.json()}
+    assert_each_accepted_hold_booked_once(db, salon, [*sent, after_hold])
+    assert len(bookings_of(db, salon.stylists)) == len(sent) + 1
+    assert_one_held_event_per_booking(db, salon)
     print(
-        f"\n{len(calls)} calls while {sum(killed)} backends were terminated in 4 rounds: "
-        f"{len(refused)} answered 503 (max {max(c.seconds for c in calls):.2f} s), "
-        f"{len(accepted)} creates accepted, {len(recorded_anyway)} creates answered 503 "
-        "but were recorded and done anyway"
+        f"\n{len(calls)} calls while {sum(killed)} backends were terminated in {len(killed)}"
+        f" rounds: {len(refused)} answered 503 (max {max(c.seconds for c in calls):.2f} s;"
+        f" {sum(c.kind == 'read' for c in refused)} reads, {len(refused_holds)} of {len(sent)}"
+        f" holds, {sum(h.status == 202 for h in sent)} holds 202),"
+        f" {len(accepted)} creates accepted,"
+        f" {len(recorded_anyway)} creates and {holds_recorded_anyway} holds answered 503 but"
+        " were recorded and done anyway"
     )
+
+
+def retry_until_answered(send: Callable[[], httpx.Response]) -> httpx.Response:
+    """A client's retry with the same key: again while that key's write is still running."""
+    for _ in range(100):
+        again = send()
+        if again.status_code != 409:
+            break
+        time.sleep(0.1)
+    return again
 
 
 def settled_request(
@@ -784,3 +890,298 @@ def test_confirming_a_hold_the_sweep_expired_answers_hold_expired(
         resp = write(client, f"/v1/bookings/{booking}/confirm", me, {}, prefer="wait=5")
         assert resp.status_code == 409, resp.text
         assert resp.json()["type"].endswith("/hold-expired"), resp.json()
+
+
+# --- 5. two API and two worker processes, the product's default broker, no scheduler --------
+
+
+@dataclass
+class Plain:
+    """`default_broker_system` with a brand of its own, a client and its database."""
+
+    system: System
+    client: httpx.Client
+    db: Engine
+    admin: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def plain(default_broker_system, settings) -> Iterator[Plain]:  # type: ignore[no-untyped-def]
+    sys_ = default_broker_system
+    engine = create_engine(sys_.env["DATABASE_URL"], pool_pre_ping=True)
+    biz = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO public.biz_entity (id, name) VALUES (:id, 'plain')"), {"id": biz}
+        )
+    staff = {"Authorization": f"Bearer {token_for(settings, 'admin', biz)}"}
+    try:
+        with httpx.Client(base_url=sys_.base, timeout=60) as c:
+            yield Plain(sys_, c, engine, staff)
+    finally:
+        engine.dispose()
+
+
+def print_none(n: int) -> None:
+    pass
+
+
+def slots_by_stylist(db: Engine, salon: Salon) -> dict[str, list[str]]:
+    """Each stylist's slots of the salon, by start (09:00, 09:15, ... on the first day)."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT stylist_id, id FROM scheduler.slot_instances WHERE location_id = :l"
+                " ORDER BY start_at"
+            ),
+            {"l": salon.location},
+        )
+        out: dict[str, list[str]] = {s: [] for s in salon.stylists}
+        for r in rows:
+            out[str(r.stylist_id)].append(str(r.id))
+        return out
+
+
+def outcome_of(base: str, headers: dict[str, str], resp: httpx.Response) -> tuple[int, str, str]:
+    """(final status, problem slug or "", booking id or ""), a 202 followed to its end."""
+    status, body = resp.status_code, resp.json() if resp.content else {}
+    if status == 202:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            deadline = time.monotonic() + 30
+            while (state := c.get(resp.headers["Location"], headers=headers).json())[
+                "status"
+            ] == "pending":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.1)
+        status, body = int(state["http_status"]), state["result"]
+    slug = str(body.get("type", "")).rsplit("/", 1)[-1] if status >= 400 else ""
+    return status, slug, str(body.get("booking_id", "")) if status == 201 else ""
+
+
+def tally(answers: list[tuple[int, str, str]]) -> dict[tuple[int, str], int]:
+    """How many answers had each (final status, problem slug)."""
+    counts: dict[tuple[int, str], int] = {}
+    for status, slug, _ in answers:
+        counts[(status, slug)] = counts.get((status, slug), 0) + 1
+    return counts
+
+
+def test_two_api_and_two_worker_processes_refuse_exactly_the_overlaps_and_the_fourth_hold(
+    plain, settings
+):
+    """32 customers race for four clusters of overlapping hours of one stylist while one
+    customer sends 8 holds at once, all 40 released together at two gunicorn workers and two
+    Dramatiq processes: exactly one hold per cluster and 3 of the customer's 8 are taken."""
+    sys_, db = plain.system, plain.db
+    salon = make_salon(plain.client, plain.admin, db, stylists=2, days=1)
+    hour = created(
+        plain.client,
+        "/admin/v1/services",
+        plain.admin,
+        {"location_id": salon.location, "name": "Colour", "duration_minutes": 60},
+    )["id"]
+    contested, other = salon.stylists
+    slots = slots_by_stylist(db, salon)
+    # Cluster k: 60-minute holds starting at 09:00 + 2k h and 15, 30, 45 minutes later, two
+    # customers each: any two of a cluster overlap, no two of different clusters do.
+    race = [
+        (
+            slots[contested][8 * k + m],
+            hour,
+            {"Authorization": f"Bearer {token_for(settings, 'user', None)}"},
+        )
+        for k in range(4)
+        for m in range(4)
+        for _ in range(2)
+    ]
+    one = uuid.uuid4()
+    mine = {"Authorization": f"Bearer {token_for(settings, 'user', None, sub=one)}"}
+    # One customer, 8 holds of 15 minutes at times apart (09:00, 09:30, ... of the other stylist).
+    limit = [(slots[other][2 * i], salon.service, mine) for i in range(8)]
+    attempts = race + limit
+    gate = threading.Barrier(len(attempts))
+
+    def send(attempt: tuple[str, str, dict[str, str]]) -> tuple[int, str, str]:
+        slot, service, headers = attempt
+        with httpx.Client(base_url=sys_.base, timeout=60) as c:
+            gate.wait(timeout=30)
+            resp = write(
+                c,
+                "/v1/bookings",
+                headers,
+                {"slot_id": slot, "service_id": service, "customer": CUSTOMER},
+                prefer="wait=10",
+            )
+        return outcome_of(sys_.base, headers, resp)
+
+    # Which Dramatiq processes hold fetched writes (one ack set per process) during the race.
+    broker = redis.Redis.from_url(sys_.env["REDIS_URL"])
+    acks = f"{sys_.env['REDIS_NAMESPACE']}-dramatiq:__acks__.*.writes"
+    holding: set[bytes] = set()
+    raced_out = threading.Event()
+
+    def watch() -> None:
+        while not raced_out.is_set():
+            holding.update(k for k in broker.scan_iter(acks) if broker.scard(k))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    t0 = time.monotonic()
+    try:
+        with ThreadPoolExecutor(len(attempts)) as pool:
+            outcomes = list(pool.map(send, attempts))
+    finally:
+        raced_out.set()
+        watcher.join()
+        broker.close()
+    seconds = time.monotonic() - t0
+    raced, limited = outcomes[: len(race)], outcomes[len(race) :]
+
+    with db.connect() as conn:
+        overlapping = conn.execute(
+            text(
+                "SELECT count(*) FROM scheduler.bookings a JOIN scheduler.bookings b"
+                " ON a.stylist_id = b.stylist_id AND a.id < b.id"
+                " AND tstzrange(a.start_at, a.end_at, '[)')"
+                " && tstzrange(b.start_at, b.end_at, '[)')"
+                " WHERE a.location_id = :l AND a.status IN ('held', 'confirmed')"
+                " AND b.status IN ('held', 'confirmed')"
+            ),
+            {"l": salon.location},
+        ).scalar_one()
+        live_hours = (
+            conn.execute(
+                text(
+                    "SELECT extract(hour FROM start_at) FROM scheduler.bookings"
+                    " WHERE stylist_id = :s AND status IN ('held', 'confirmed') ORDER BY start_at"
+                ),
+                {"s": contested},
+            )
+            .scalars()
+            .all()
+        )
+        held_by_one = conn.execute(
+            text("SELECT count(*) FROM scheduler.bookings WHERE user_id = :u AND status = 'held'"),
+            {"u": one},
+        ).scalar_one()
+    assert overlapping == 0, f"{overlapping} pairs of live bookings overlap"
+
+    assert tally(raced) == {(201, ""): 4, (409, "slot-unavailable"): 28}, raced
+    assert tally(limited) == {(201, ""): 3, (409, "hold-limit-reached"): 5}, limited
+
+    assert [int(h) for h in live_hours] == [9, 11, 13, 15], live_hours  # one per cluster
+    assert held_by_one == 3
+    booked = {b for status, _, b in outcomes if status == 201}
+    assert booked == {str(r.id) for r in bookings_of(db, salon.stylists)}
+    assert_one_held_event_per_booking(db, salon)
+    # Both worker processes ran writes of the race.
+    assert len(holding) == 2, holding
+    print(f"\n40 concurrent holds at 2 API + 2 worker processes, all answered in {seconds:.1f} s")
+
+
+def test_broker_alone_brings_back_a_sigkilled_workers_writes_within_seconds(plain, settings):
+    """With the product's default broker settings and no scheduler (so no re-enqueue job), a
+    SIGKILLed worker's fetched, unacknowledged writes come back through Redis within seconds
+    (Dramatiq's own default heartbeat would take a minute), and each is done exactly once."""
+    sys_, db = plain.system, plain.db
+    assert not sys_.runs_scheduler
+    assert not set(BROKER_AND_REDELIVERY) & sys_.env.keys()
+    salon = make_salon(plain.client, plain.admin, db, stylists=2, days=1)  # 72 slots
+    holds = new_holds(settings, salon, salon.slots[:60])
+    broker = redis.Redis.from_url(sys_.env["REDIS_URL"])
+    ns = f"{sys_.env['REDIS_NAMESPACE']}-dramatiq"
+    acks = f"{ns}:__acks__.*.writes"
+    # Each of the 2 processes prefetches twice its 4 threads (Dramatiq's default).
+    prefetched = 2 * 2 * 4
+
+    def fetched() -> set[str]:
+        """The write ids of the messages workers fetched and have not acknowledged."""
+        ids = set()
+        for key in broker.scan_iter(acks):
+            for message_id in broker.smembers(key):
+                raw = broker.hget(f"{ns}:writes.msgs", message_id)
+                if raw is not None:
+                    ids.add(str(json.loads(raw)["args"][0]))
+        return ids
+
+    def pending(ids: set[str]) -> set[str]:
+        with db.connect() as conn:
+            return {
+                str(i)
+                for i in conn.execute(
+                    text(
+                        "SELECT id FROM scheduler.idempotency_keys"
+                        " WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'pending'"
+                    ),
+                    {"ids": list(ids)},
+                ).scalars()
+            }
+
+    # The stylists' advisory locks (salon.locks) held here: every hold a worker runs waits
+    # for them, so both processes are soon running 4 and holding 4 more each, none done.
+    blocker = db.connect()
+    tx = blocker.begin()
+    for s in salon.stylists:
+        blocker.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"stylist:{s}"}
+        )
+    try:
+        burst(sys_.base, salon, holds, threads=16, prefer="respond-async", on_progress=print_none)
+        wait_until(
+            lambda: len(fetched()) >= prefetched, 30, f"the workers holding {prefetched} writes"
+        )
+        sys_.worker.kill()
+        killed = time.monotonic()
+        with db.connect() as conn:
+            killed_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        stranded = fetched()
+    finally:
+        tx.rollback()
+        blocker.close()
+        time.sleep(0.5)
+        sys_.worker.start()
+        broker.close()
+    # None of them was done (they waited for the locks): only a redelivery can finish them.
+    lost = pending(stranded)
+    assert len(stranded) >= prefetched and lost == stranded, (len(stranded), len(lost))
+
+    bad = [(h.status, h.error, h.answer) for h in holds if h.status not in (201, 202)]
+    assert not bad, (len(bad), bad[:5])
+    ids = {str(h.write_id) for h in holds}
+    assert len(ids) == len(holds)
+    deadline = 30.0
+    try:
+        wait_until(lambda: not pending(ids), deadline - (time.monotonic() - killed), "all done")
+    except AssertionError:
+        raise AssertionError(
+            f"{len(pending(ids))} writes ({len(pending(lost))} of the {len(lost)} the kill"
+            f" stranded) still pending {deadline:.0f} s after the kill"
+        ) from None
+    with db.connect() as conn:
+        back_after = conn.execute(
+            text(
+                "SELECT extract(epoch FROM max(completed_at) - :k) FROM scheduler.idempotency_keys"
+                " WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"k": killed_at, "ids": list(lost)},
+        ).scalar_one()
+    # The default heartbeat (10 s) plus a maintenance pass; Dramatiq's 60 s would fail this.
+    assert float(back_after) <= 20.0, (
+        f"stranded writes done {float(back_after):.1f} s after the kill"
+    )
+
+    for h in holds:
+        if h.status == 201:
+            h.final = {"status": "succeeded", "http_status": 201, "result": h.answer}
+    settle(sys_.base, [h for h in holds if h.status == 202], timeout=30)
+    assert_each_accepted_hold_booked_once(db, salon, holds)
+    assert len(bookings_of(db, salon.stylists)) == len(holds)
+    assert_one_held_event_per_booking(db, salon)
+    # Nothing but the broker sent any write twice (the API enqueues once: attempts = 1).
+    again = resent(db, holds)
+    assert again == 0, f"{again} writes were re-enqueued: not the broker's redelivery"
+    print(
+        f"\n{len(holds)} holds, 2 worker processes SIGKILLed holding {len(stranded)} fetched"
+        f" writes: all done {float(back_after):.1f} s after the kill, by the broker alone"
+    )
