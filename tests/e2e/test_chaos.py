@@ -149,8 +149,8 @@ def make_salon(
         if state["status"] in ("succeeded", "failed"):
             break
         time.sleep(0.2)
+    # Not `created`: the scheduler's rolling generation may have made them first (skipped).
     assert state["status"] == "succeeded", state
-    assert state["created"] == stylists * days * SLOTS_PER_DAY, state
     with db.connect() as conn:
         slots = [
             str(s)
