@@ -16,18 +16,19 @@ from api.errors import ProblemError
 M = TypeVar("M", bound=BaseModel)
 
 
-def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+def _field_errors(exc: ValidationError, whole: str) -> list[dict[str, str]]:
     return [
         {
-            "field": ".".join(str(p) for p in err["loc"]) or "body",
+            # `whole`: what an error of the whole model (a cross-field rule) is about.
+            "field": ".".join(str(p) for p in err["loc"]) or whole,
             "message": err["msg"],
         }
         for err in exc.errors(include_url=False, include_input=False)
     ]
 
 
-def invalid(exc: ValidationError) -> ProblemError:
-    errors = _field_errors(exc)
+def invalid(exc: ValidationError, whole: str = "body") -> ProblemError:
+    errors = _field_errors(exc, whole)
     fields = ", ".join(e["field"] for e in errors)
     return ProblemError(422, "Invalid input", f"invalid field(s): {fields}", errors=errors)
 
@@ -96,4 +97,4 @@ def parse_query(req: falcon.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise invalid(exc) from exc
+        raise invalid(exc, "query") from exc

@@ -236,6 +236,9 @@ def test_the_list_filters_pages_and_refuses_bad_queries(api, salon, container, s
         resp = api.get("/v1/bookings", me, **bad)
         assert resp.status_code == 422, bad
         assert resp.headers["content-type"].startswith("application/problem+json")
+    crossed = api.get("/v1/bookings", me, date_from=after, date_to=day).json
+    assert crossed["errors"][0]["field"] == "query"
+    assert "date_from must not be after date_to" in crossed["errors"][0]["message"]
 
 
 def test_the_list_reads_dates_in_the_locations_zone(api, container, settings, admin_token, worker):
