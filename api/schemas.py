@@ -479,13 +479,17 @@ class BookingPage(Page):
     items: list[BookingOut]  # type: ignore[assignment]
 
 
+ListDate = Annotated[dt_date, Field(ge=dt_date(1900, 1, 1), le=dt_date(2999, 12, 31))]
+
+
 class BookingQuery(PageQuery):
     status: Literal["held", "confirmed", "completed", "cancelled", "expired", "no_show"] | None = (
         None
     )
-    # The location's own dates (a booking's date is the day it starts there).
-    date_from: dt_date | None = None
-    date_to: dt_date | None = None
+    # The location's own dates (a booking's date is the day it starts there); bounded so the
+    # search's margins around them stay valid dates.
+    date_from: ListDate | None = None
+    date_to: ListDate | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> BookingQuery:

@@ -667,14 +667,16 @@ def _reschedule(
         raise HoldExpired("the hold expired; choose a time again")
     if b.status not in LIVE:
         raise BookingClosed(f"booking is {b.status}")
-    slot = _slot(session, new_slot_id)
-    location = session.get(Location, slot.location_id)
-    if location is None or location.biz_entity_id != b.biz_entity_id:
-        raise NotFound(f"slot {new_slot_id} not found")
     now = _now(session)
     if hold_lapsed(b, now):
         _expire_lapsed(session, ctx, b, now)
         return _refused_after_expiry(b, HoldExpired("the hold expired; choose a time again"))
+    slot = _slot(session, new_slot_id)
+    location = session.get(Location, slot.location_id)
+    if location is None or location.biz_entity_id != b.biz_entity_id:
+        raise NotFound(f"slot {new_slot_id} not found")
+    if slot.id == b.slot_id:
+        return _outcome(b)  # already there: a repeat, whatever the cut-off
     # Moving frees the old time as a cancel does: the customer's cut-off applies to it too
     # (and a booking that has started cannot be moved by its customer at all).
     if _too_late_for_customer(ctx, b, now, staff=staff):
@@ -682,8 +684,6 @@ def _reschedule(
             f"customers can move a booking up to {ctx.settings.cancel_cutoff_hours} h before"
             " its start; please call the salon"
         )
-    if slot.id == b.slot_id:
-        return _outcome(b)
     if slot.location_id != b.location_id:
         # A service belongs to one location: the booking cannot move to another one.
         raise InvalidInput(
@@ -722,9 +722,13 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     if action == "reschedule" and new_slot is not None:
         return _reschedule(session, ctx, b, new_slot, staff=True)
     if action == "no_show":
+        now = _now(session)
+        if hold_lapsed(b, now):
+            _expire_lapsed(session, ctx, b, now)
+            return _refused_after_expiry(b, BookingClosed("booking is expired"))
         if b.status != "confirmed":
             raise BookingClosed(f"only a confirmed booking can be a no-show (it is {b.status})")
-        if b.start_at > _now(session):
+        if b.start_at > now:
             raise BookingClosed("a booking cannot be a no-show before it starts")
         b.status, b.updated_at = "no_show", func.now()
         session.flush()

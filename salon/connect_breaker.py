@@ -48,7 +48,7 @@ class ConnectBreaker:
                 self._trying = True  # this caller is the one trial
         try:
             conn = attempt()
-        except Exception:
+        except BaseException:  # also an interrupt (Dramatiq's time limit): never stuck trying
             with self._lock:
                 self._failed_at = self._clock()
                 self._trying = False

@@ -524,15 +524,27 @@ def notify_done(
 # --- scheduler side -------------------------------------------------------------------------
 
 
-def reenqueue_due(container: Container, batch: int = 1000) -> int:
+def reenqueue_due(container: Container, limit: int = 1000, chunk: int = 100) -> int:
     """Send again every pending write whose message may be lost (Redis was down, or restarted
     and lost its queues). Duplicates are harmless (`execute` is idempotent); the wait before
     each further send doubles, up to 32x, so a long outage does not pile messages up.
 
-    Only a write whose send went through is marked as sent (rows locked meanwhile, SKIP
-    LOCKED: two schedulers never send the same row twice in one tick). While Redis is still
-    down the first send fails, nothing is marked, and the next tick tries again at once:
-    an outage does not push the writes' next try back."""
+    Only a write whose send went through is marked as sent. Rows are locked while sent
+    (SKIP LOCKED: two schedulers never send one row twice in a tick), `chunk` rows per
+    transaction, so a worker given one of them waits at most for one chunk's sends. While
+    Redis is still down the first send fails, nothing is marked, and the next tick tries again
+    at once: an outage does not push the writes' next try back. Up to `limit` per tick."""
+    total = 0
+    while total < limit:
+        sent, due = _reenqueue_chunk(container, min(chunk, limit - total))
+        total += sent
+        if sent < due or due < chunk:
+            return total  # Redis failed, or nothing more is due
+    return total
+
+
+def _reenqueue_chunk(container: Container, chunk: int) -> tuple[int, int]:
+    """(sent, due) for one transaction's rows."""
     redeliver = container.settings.redeliver_after_seconds
     backoff = func.power(2, func.least(WriteRequest.attempts - 1, 5)) * redeliver
     never_sent_before = func.now() - dt.timedelta(seconds=2)
@@ -552,7 +564,7 @@ def reenqueue_due(container: Container, batch: int = 1000) -> int:
                 ),
             )
             .order_by(WriteRequest.created_at)
-            .limit(batch)
+            .limit(chunk)
             .with_for_update(skip_locked=True)
         ).all()
         try:
@@ -571,7 +583,7 @@ def reenqueue_due(container: Container, batch: int = 1000) -> int:
                 .where(WriteRequest.id.in_(sent))
                 .values(enqueued_at=func.now(), attempts=WriteRequest.attempts + 1)
             )
-    return len(sent)
+    return len(sent), len(due)
 
 
 def purge_expired(session: Session) -> int:

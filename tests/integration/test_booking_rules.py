@@ -103,7 +103,9 @@ def test_a_lapsed_hold_reads_as_expired_before_the_sweep(api, salon, container, 
         assert s.get(Booking, uuid.UUID(lapsed["booking_id"])).status == "held"
 
 
-@pytest.mark.parametrize("action", ["cancel", "reschedule to its own slot", "reschedule"])
+@pytest.mark.parametrize(
+    "action", ["cancel", "reschedule to its own slot", "reschedule", "reschedule to no slot"]
+)
 def test_a_lapsed_hold_answers_as_an_expired_one_whatever_is_asked(
     api, salon, container, settings, action
 ):
@@ -125,7 +127,10 @@ def test_a_lapsed_hold_answers_as_an_expired_one_whatever_is_asked(
         url = f"/v1/bookings/{b['booking_id']}"
         if action == "cancel":
             return api.post(f"{url}/cancel", me, {})
-        target = own if action == "reschedule to its own slot" else slot_id(container, stylist, 15)
+        target = {
+            "reschedule to its own slot": own,
+            "reschedule to no slot": str(uuid.uuid4()),
+        }.get(action) or slot_id(container, stylist, 15)
         return api.post(f"{url}/reschedule", me, {"slot_id": target})
 
     answers = [ask(b) for b in (swept, lapsed)]
@@ -232,6 +237,8 @@ def test_the_list_filters_pages_and_refuses_bad_queries(api, salon, container, s
         {"page_size": "1001"},
         {"colour": "red"},
         {"date_from": after, "date_to": day},
+        {"date_from": "0001-01-01"},
+        {"date_to": "9999-12-31"},
     ):
         resp = api.get("/v1/bookings", me, **bad)
         assert resp.status_code == 422, bad
@@ -379,3 +386,29 @@ def test_each_change_writes_one_event_and_repeats_or_refusals_write_none(
         late = api.post(f"/v1/bookings/{lapsed['booking_id']}/confirm", me, {})
         assert late.status_code == 409 and late.json["type"].endswith("/hold-expired")
     assert topics(container, lapsed["booking_id"]) == ["booking.held", "booking.expired"]
+
+
+def test_staff_marking_a_lapsed_hold_no_show_expire_it_instead(api, salon, container, settings):
+    b = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][0], 14)).json
+    expire_hold(container, b["booking_id"])
+    resp = api.patch(f"/admin/v1/bookings/{b['booking_id']}", salon["admin"], {"action": "no_show"})
+    assert resp.status_code == 409 and resp.json["detail"] == "booking is expired"
+    assert topics(container, b["booking_id"]) == ["booking.held", "booking.expired"]
+
+
+def test_a_move_to_where_the_booking_already_is_repeats_even_inside_the_cut_off(
+    api, salon, container, settings
+):
+    me = customer(settings)
+    b = confirmed(api, me, salon, slot_id(container, salon["stylists"][1], 16))
+    with container.engine.begin() as conn:  # 3 hours from now, on its slot still
+        conn.execute(
+            text(
+                "UPDATE scheduler.bookings SET start_at = now() + interval '3 hours',"
+                " end_at = now() + interval '4 hours' WHERE id = :id"
+            ),
+            {"id": b["booking_id"]},
+        )
+    same = api.post(f"/v1/bookings/{b['booking_id']}/reschedule", me, {"slot_id": b["slot_id"]})
+    assert same.status_code == 200 and same.json["slot_id"] == b["slot_id"]
+    assert topics(container, b["booking_id"]) == ["booking.held", "booking.confirmed"]

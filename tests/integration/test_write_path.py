@@ -470,3 +470,19 @@ def test_re_sending_while_redis_is_down_marks_nothing_and_sends_at_once_when_bac
     assert idle_container.redis.llen(queue) > before
     with idle_container.sessions() as s:
         assert s.get(WriteRequest, write_id).attempts == 2
+
+
+def test_re_sending_goes_in_chunks_each_committed_after_its_sends(idle_container):
+    ids = [_pending_write(idle_container, "location.create") for _ in range(7)]
+    with idle_container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scheduler.idempotency_keys SET attempts = 1, enqueued_at = now()"
+                " - make_interval(secs => :s) WHERE id = ANY(:ids)"
+            ),
+            {"s": idle_container.settings.redeliver_after_seconds + 1, "ids": ids},
+        )
+    assert writes.reenqueue_due(idle_container, limit=5, chunk=2) == 5  # 2 + 2 + 1
+    assert writes.reenqueue_due(idle_container, limit=5, chunk=2) >= 2  # the rest
+    with idle_container.sessions() as s:
+        assert {s.get(WriteRequest, i).attempts for i in ids} == {2}

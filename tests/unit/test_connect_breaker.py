@@ -67,6 +67,23 @@ def test_one_caller_at_a_time_tries_while_the_others_fail_fast() -> None:
     assert got == ["conn"] and breaker.connect(lambda: "third") == "third"
 
 
+def test_an_interrupted_trial_does_not_leave_the_breaker_stuck() -> None:
+    """Dramatiq's time limit is a BaseException raised in the worker's thread."""
+    clock = Clock()
+    breaker = ConnectBreaker(cooldown=1.0, clock=clock)
+    with pytest.raises(OSError):
+        breaker.connect(fail)
+    clock.now += 2
+
+    def interrupted() -> object:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        breaker.connect(interrupted)
+    clock.now += 2
+    assert breaker.connect(lambda: "conn") == "conn"
+
+
 def test_a_refusal_is_an_outage_for_the_api() -> None:
     """SQLAlchemy wraps a DBAPI OperationalError raised by connect in its own, which the API
     answers with a 503 and a worker retries."""
