@@ -592,26 +592,29 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
         raise HoldExpired("the hold expired before it was confirmed; choose a time again")
     if b.status != "held":
         raise BookingClosed(f"booking is {b.status}")
-    assert b.hold_expires_at is not None
-    if b.hold_expires_at <= now:
+    if hold_lapsed(b, now):
         # Exactly one outcome at the edge: the database clock, under the row lock, says expired.
         b.status, b.updated_at = "expired", now
         _confirm_or_expire(session, b, "booking.expired", ctx.request_id)
-        error = HoldExpired("the hold expired before it was confirmed; choose a time again")
-        return WriteOutcome(error.status, error.problem(), touched_times=(_time_of(b),))
+        return _refused_after_expiry(
+            b, HoldExpired("the hold expired before it was confirmed; choose a time again")
+        )
     b.status, b.confirmed_at, b.updated_at = "confirmed", now, now
     _confirm_or_expire(session, b, "booking.confirmed", ctx.request_id)
     return _outcome(b)
 
 
-def _expire_lapsed(session: Session, ctx: WriteContext, b: Booking, now: dt.datetime) -> None:
+def _expire_lapsed(
+    session: Session, ctx: WriteContext, b: Booking, now: dt.datetime, error: DomainError
+) -> WriteOutcome:
     """Mark a hold (an ORM row, locked) found past its expiry as the sweep would, with its
-    event: whatever a change asked for, a lapsed hold answers as an expired one does (one
-    outcome, swept or not). The caller refuses the change by returning, not raising, so the
-    marking is kept."""
+    event, and refuse the change with `error`: whatever a change asked for, a lapsed hold
+    answers as an expired one does (one outcome, swept or not). The refusal is returned, not
+    raised, so the marking is kept."""
     b.status, b.updated_at = "expired", now
     session.flush()
     _event(session, "booking.expired", b, ctx.request_id)
+    return _refused_after_expiry(b, error)
 
 
 def _refused_after_expiry(b: Booking, error: DomainError) -> WriteOutcome:
@@ -631,8 +634,7 @@ def _cancel(session: Session, ctx: WriteContext, b: Booking, *, staff: bool) -> 
         raise BookingClosed(f"booking is {b.status}")
     now = _now(session)
     if hold_lapsed(b, now):
-        _expire_lapsed(session, ctx, b, now)
-        return _refused_after_expiry(b, BookingClosed("booking is expired"))
+        return _expire_lapsed(session, ctx, b, now, BookingClosed("booking is expired"))
     if _too_late_for_customer(ctx, b, now, staff=staff):
         raise CancellationWindowClosed(
             f"customers can cancel up to {ctx.settings.cancel_cutoff_hours} h before the start;"
@@ -669,8 +671,9 @@ def _reschedule(
         raise BookingClosed(f"booking is {b.status}")
     now = _now(session)
     if hold_lapsed(b, now):
-        _expire_lapsed(session, ctx, b, now)
-        return _refused_after_expiry(b, HoldExpired("the hold expired; choose a time again"))
+        return _expire_lapsed(
+            session, ctx, b, now, HoldExpired("the hold expired; choose a time again")
+        )
     slot = _slot(session, new_slot_id)
     location = session.get(Location, slot.location_id)
     if location is None or location.biz_entity_id != b.biz_entity_id:
@@ -690,7 +693,7 @@ def _reschedule(
             "a booking can move only to a slot at its own location",
             errors=[{"field": "slot_id", "message": "the slot is at another location"}],
         )
-    lock_stylists(session, [b.stylist_id, slot.stylist_id])
+    # Both stylists' locks are held already (`_named_booking`, moving_to=the slot).
     # The old time stays taken until this same transaction moves it: both, or nothing.
     minutes, need = _check_fit_after_expiry(session, ctx, slot, b.service_id, b.id)
     old_time = _time_of(b)
@@ -724,8 +727,7 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     if action == "no_show":
         now = _now(session)
         if hold_lapsed(b, now):
-            _expire_lapsed(session, ctx, b, now)
-            return _refused_after_expiry(b, BookingClosed("booking is expired"))
+            return _expire_lapsed(session, ctx, b, now, BookingClosed("booking is expired"))
         if b.status != "confirmed":
             raise BookingClosed(f"only a confirmed booking can be a no-show (it is {b.status})")
         if b.start_at > now:

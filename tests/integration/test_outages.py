@@ -49,6 +49,25 @@ def silent_db() -> Iterator[str]:
         conn.close()
 
 
+def recorded_unsent_then_resent(container, resp: testing.Result) -> WriteRequest | None:  # type: ignore[no-untyped-def]
+    """The write a 202 names: recorded and not enqueued; then, past the 2 s the re-enqueue
+    job leaves a new write, re-sent by that job and run. Its row once settled (or at 10 s)."""
+    write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
+    with container.sessions() as s:
+        row = s.get(WriteRequest, write_id)
+        assert row is not None and row.status == "pending" and row.enqueued_at is None
+    time.sleep(2.1)
+    assert writes.reenqueue_due(container) >= 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with container.sessions() as s:
+            row = s.get(WriteRequest, write_id)
+            if row is not None and row.status != "pending":
+                break
+        time.sleep(0.1)
+    return row
+
+
 @pytest.fixture
 def redis_down_app(settings):  # type: ignore[no-untyped-def]
     c = bootstrap(settings.with_(redis_url=CLOSED_PORT_REDIS))
@@ -76,20 +95,8 @@ def test_redis_down_a_write_is_recorded_answered_202_and_completed_later(
     )
     assert time.monotonic() - started < 2.0
     assert resp.status_code == 202
-    write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
-    with container.sessions() as s:
-        row = s.get(WriteRequest, write_id)
-        assert row is not None and row.status == "pending" and row.enqueued_at is None
     # Redis is back (the real container): the scheduler's job re-enqueues, the worker runs it.
-    time.sleep(2.1)
-    assert writes.reenqueue_due(container) >= 1
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with container.sessions() as s:
-            row = s.get(WriteRequest, write_id)
-            if row is not None and row.status != "pending":
-                break
-        time.sleep(0.1)
+    row = recorded_unsent_then_resent(container, resp)
     assert row is not None and row.status == "succeeded" and row.http_status == 201
     with container.sessions() as s:
         assert s.scalar(select(Location.name).where(Location.biz_entity_id == tenant)) == "Outage"
@@ -142,20 +149,8 @@ def test_a_frozen_redis_costs_a_write_a_fast_202_and_loses_nothing(
         c.close()
     assert resp.status_code == 202, resp.text
     assert elapsed < 2.0, elapsed
-    write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
-    with container.sessions() as s:
-        row = s.get(WriteRequest, write_id)
-        assert row is not None and row.status == "pending" and row.enqueued_at is None
     # Re-sent on the real broker, where the test's worker runs it.
-    time.sleep(2.1)
-    assert writes.reenqueue_due(container) >= 1
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with container.sessions() as s:
-            row = s.get(WriteRequest, write_id)
-            if row is not None and row.status != "pending":
-                break
-        time.sleep(0.1)
+    row = recorded_unsent_then_resent(container, resp)
     assert row is not None and row.status == "succeeded"
 
 
