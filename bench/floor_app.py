@@ -11,10 +11,12 @@ validation beyond ``int()``, no catalogue, no fit check, no events, no version b
 (``INSERT ... ON CONFLICT DO NOTHING`` on an autocommit connection, its own commit) before
 it enqueues, so a Redis outage loses nothing; the worker locks that record in its
 transaction and stores the outcome there, so a redelivered message changes nothing.
+``FLOOR_BROKER=lane`` uses the product's broker (``salon.bootstrap.build_broker``) instead
+of the stock one.
 
 Served by ``gunicorn bench.floor_app:app``; the worker is ``dramatiq bench.floor_app``.
 Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_DRAMATIQ_NAMESPACE``,
-``FLOOR_RECORD``. ``bench.floor_holds`` runs it against pgbench.
+``FLOOR_RECORD``, ``FLOOR_BROKER``. ``bench.floor_holds`` runs it against pgbench.
 """
 
 from __future__ import annotations
@@ -74,7 +76,19 @@ STORE_OUTCOME = (
     "UPDATE floor_record SET status = 'done', outcome = %s, completed_at = now() WHERE key = %s"
 )
 
-broker = make_broker(REDIS_URL, NAMESPACE)
+
+def _broker() -> dramatiq.Broker:
+    if os.environ.get("FLOOR_BROKER") != "lane":
+        return make_broker(REDIS_URL, NAMESPACE)
+    # The product's broker: Dramatiq's dispatch script on plain per-thread connections
+    # (salon.script_lane), the heartbeat and the middleware `salon worker` has.
+    from salon.bootstrap import build_broker
+    from salon.settings import Settings
+
+    return build_broker(Settings.from_env({"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": NAMESPACE}))
+
+
+broker = _broker()
 dramatiq.set_broker(broker)
 _local = threading.local()
 _redis_pool: redis.ConnectionPool | None = None

@@ -43,7 +43,14 @@ from bench.salon_setup import DEFAULT_REDIS_URL, product_gunicorn, revision, wip
 from bench.server_runs import Ours, Redos, Run, checked_run
 from salon.settings import Settings
 
-VARIANTS = {"floor": "0", "floor+record": "1"}
+# name -> (FLOOR_RECORD, FLOOR_BROKER); "(lane)": the product's broker, not the stock one
+VARIANTS = {
+    "floor": ("0", "stock"),
+    "floor+record": ("1", "stock"),
+    "floor (lane)": ("0", "lane"),
+    "floor+record (lane)": ("1", "lane"),
+}
+DEFAULT_VARIANTS = ("floor", "floor+record")
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/salon_bench_floor"
 SLOTS = 200_000
 STYLISTS = 200
@@ -62,6 +69,7 @@ class Options:
     retries: int = 2
     seed: int = 20261205
     skip_pgbench: bool = False
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
 
 
 def prepare(dsn: str) -> None:
@@ -110,10 +118,12 @@ def hold_requests(rng: random.Random, n: int) -> list[Request]:
 
 
 @contextmanager
-def floor_stack(opts: Options, record: str, namespace: str) -> Iterator[tuple[Service, Service]]:
+def floor_stack(opts: Options, variant: str, namespace: str) -> Iterator[tuple[Service, Service]]:
+    record, broker = VARIANTS[variant]
     env = {
         "FLOOR_DSN": opts.dsn,
         "FLOOR_RECORD": record,
+        "FLOOR_BROKER": broker,
         "BENCH_REDIS_URL": opts.redis_url,
         "BENCH_DRAMATIQ_NAMESPACE": namespace,
     }
@@ -130,14 +140,14 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
     prepare(opts.dsn)
     dbname = opts.dsn.rsplit("/", 1)[1]
     redos = Redos()
-    kept: dict[str, list[Run]] = {v: [] for v in VARIANTS}
+    kept: dict[str, list[Run]] = {v: [] for v in opts.variants}
     pg_runs: list[dict[str, Any]] = []
     n = 20_000  # more than 16 clients can send in a run at ~1,000/s
 
     def floor_run(name: str) -> None:
         namespace = f"bench-floor-{uuid.uuid4().hex[:6]}"
         try:
-            with floor_stack(opts, VARIANTS[name], namespace) as (api, worker):
+            with floor_stack(opts, name, namespace) as (api, worker):
                 reset(opts.dsn)
                 run_load(
                     api.url,
@@ -166,7 +176,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
                     retries=opts.retries,
                     redos=redos,
                     before=lambda: reset(opts.dsn),
-                    after=lambda _t, _r: outcome(opts.dsn, name != "floor"),
+                    after=lambda _t, _r: outcome(opts.dsn, VARIANTS[name][0] == "1"),
                     timeout=30.0,
                 )
         finally:
@@ -191,7 +201,7 @@ def measure(opts: Options) -> tuple[list[Figure], dict[str, Any]]:
         pg_runs.append({"tps": tps, "p99_ms": p99, "other_cpu_pct": info["other_cpu_pct"]})
         print(f"# pgbench: {tps:,.0f} tx/s", file=sys.stderr, flush=True)
 
-    steps = [*([] if opts.skip_pgbench else ["pgbench"]), *VARIANTS]
+    steps = [*([] if opts.skip_pgbench else ["pgbench"]), *opts.variants]
     try:
         for rnd in range(opts.repeat):
             for step in steps if rnd % 2 == 0 else steps[::-1]:
@@ -261,6 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-c", "--connections", type=int, default=16)
     ap.add_argument("--max-other", type=float, default=25.0)
     ap.add_argument("--skip-pgbench", action="store_true")
+    ap.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated, of: {'; '.join(VARIANTS)} (default: %(default)s)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
@@ -272,7 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         connections=args.connections,
         max_other=args.max_other,
         skip_pgbench=args.skip_pgbench,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
     )
+    unknown = set(opts.variants) - set(VARIANTS)
+    if unknown:
+        ap.error(f"unknown variants: {sorted(unknown)}")
     figures, details = measure(opts)
     emit(
         figures,
