@@ -123,7 +123,8 @@ def floor_hold(key: str, slot: int, client: int) -> None:
         if RECORD:
             row = conn.execute(LOCK_RECORD, (key,)).fetchone()
             if row is not None and row[0] == "done":  # a redelivery: keep the first result
-                booking = int(json.loads(str(row[1]))["booking_id"]) if row[1] else 0
+                outcome = row[1] if isinstance(row[1], dict) else {}  # jsonb arrives as a dict
+                booking = int(outcome.get("booking_id", 0))
                 _signal(key, booking)
                 return
         stylist = conn.execute(HOLD_SLOT, (slot,)).fetchone()
