@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 import zoneinfo
 from datetime import date as dt_date
+from datetime import datetime as dt_datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -12,12 +14,41 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
+
+# Dates and instants in bodies and queries: ISO 8601 / RFC 3339 text only. Pydantic also
+# reads a number as a Unix time ("20240101" -> 1970-08-23, "0" -> 1970-01-01, even in strict
+# JSON mode) and a date from a midnight date-time: a mistyped date would be taken for another
+# one, and acted on (slots generated for 1970), instead of refused with a 422.
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+# Parsed here, not by pydantic: the strict models would take no text for a date after this.
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _ISO_DATE.match(value):
+            raise ValueError("not a date: use YYYY-MM-DD")
+        return dt_date.fromisoformat(value)
+    return value
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _RFC3339.match(value):
+            raise ValueError("not an RFC 3339 date-time (e.g. 2026-03-01T09:00:00Z)")
+        return dt_datetime.fromisoformat(value.upper())
+    return value
+
+
+IsoDate = Annotated[dt_date, BeforeValidator(_iso_date)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 # Surrounding blanks are dropped, so a name of blanks only is refused.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -234,8 +265,8 @@ class RuleIn(In):
     start_time: HHMM
     end_time: HHMM
     slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] = 15
-    valid_from: dt_date | None = None
-    valid_to: dt_date | None = None
+    valid_from: IsoDate | None = None
+    valid_to: IsoDate | None = None
     is_closed: bool = False
 
     _kind = field_validator("rule_kind")(check_kind)
@@ -251,8 +282,8 @@ class RulePatch(In):
     start_time: HHMM | None = None
     end_time: HHMM | None = None
     slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] | None = None
-    valid_from: dt_date | None = None
-    valid_to: dt_date | None = None
+    valid_from: IsoDate | None = None
+    valid_to: IsoDate | None = None
     is_closed: bool | None = None
 
     _kind = field_validator("rule_kind")(check_kind)
@@ -288,8 +319,8 @@ class RuleQuery(PageQuery):
 
 
 class GenerateIn(In):
-    from_: dt_date = Field(alias="from")
-    to: dt_date
+    from_: IsoDate = Field(alias="from")
+    to: IsoDate
     location_id: uuid.UUID | None = None
     stylist_ids: list[uuid.UUID] | None = Field(None, max_length=1000)
     dry_run: bool = False
@@ -309,8 +340,8 @@ class JobOut(Out):
 class SlotQuery(PageQuery):
     location_id: uuid.UUID | None = None
     stylist_id: uuid.UUID | None = None
-    from_: dt_date = Field(alias="from")
-    to: dt_date
+    from_: IsoDate = Field(alias="from")
+    to: IsoDate
 
 
 class SlotOut(Out):
@@ -333,7 +364,7 @@ class SlotPage(Page):
 
 class DatesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_: dt_date | None = Field(None, alias="from")
+    from_: IsoDate | None = Field(None, alias="from")
     days: int = Field(30, ge=1, le=90)
     location_id: uuid.UUID
     service_id: uuid.UUID
@@ -357,7 +388,7 @@ class DatesOut(Out):
 
 class SlotsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    date: dt_date
+    date: IsoDate
     location_id: uuid.UUID
     service_id: uuid.UUID
     stylist_id: uuid.UUID | None = None
@@ -387,11 +418,11 @@ class ExposureOut(Out):
 class LedgerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: str | None = None
-    date: dt_date | None = None
+    date: IsoDate | None = None
     # Recorded from `since` up to `until` (aware instants); `before`: the `next` of a previous
     # page (an entry id), to go on from there.
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
     before: Annotated[str, Field(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] | None = None
     limit: int = Field(100, ge=1, le=1000)
 
@@ -479,7 +510,7 @@ class BookingPage(Page):
     items: list[BookingOut]  # type: ignore[assignment]
 
 
-ListDate = Annotated[dt_date, Field(ge=dt_date(1900, 1, 1), le=dt_date(2999, 12, 31))]
+ListDate = Annotated[IsoDate, Field(ge=dt_date(1900, 1, 1), le=dt_date(2999, 12, 31))]
 
 
 class BookingQuery(PageQuery):

@@ -150,6 +150,56 @@ JSON = {"Content-Type": "application/json"}
             "validation-error",
         ),
         ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+        # Dates and instants are ISO text: a number is not read as a Unix time (it was:
+        # "0" -> 1970-01-01, "20240101" -> 1970-08-23).
+        (
+            "POST",
+            "/admin/v1/slots/generate",
+            True,
+            {"json": {"from": "0", "to": "86400"}},
+            422,
+            "validation-error",
+        ),
+        (
+            "POST",
+            "/admin/v1/availabilities",
+            True,
+            {
+                "json": {
+                    "location_id": str(uuid.uuid4()),
+                    "rule_kind": "WEEKLY",
+                    "days_of_week": [1],
+                    "start_time": "09:00",
+                    "end_time": "18:00",
+                    "valid_from": "0",
+                }
+            },
+            422,
+            "validation-error",
+        ),
+        ("GET", "/admin/v1/bookings", True, {"params": {"date_to": "0"}}, 422, "validation-error"),
+        (
+            "GET",
+            "/admin/v1/exposures",
+            True,
+            {"params": {"since": "20240101"}},
+            422,
+            "validation-error",
+        ),
+        (
+            "GET",
+            "/v1/dates",
+            False,
+            {
+                "params": {
+                    "from": "86400",
+                    "location_id": str(uuid.uuid4()),
+                    "service_id": str(uuid.uuid4()),
+                }
+            },
+            422,
+            "validation-error",
+        ),
     ],
 )
 def test_errors_are_problem_documents_with_stable_types(
