@@ -9,7 +9,7 @@ from datetime import date as dt_date
 from datetime import datetime as dt_datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -70,6 +70,28 @@ class In(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+T = TypeVar("T")
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null: leave the field out to keep its value")
+    return value
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    # The document shows the field as what it takes: its type, without null.
+    options = schema.pop("anyOf")
+    schema.update(next(o for o in options if o != {"type": "null"}))
+    schema.pop("default", None)
+
+
+# A PATCH field that may be left out (the value stays) but not set to null: the write would
+# store an empty value the resource cannot have, or crash in the worker (a null
+# `location_ids` or `stylist_ids`), where it was retried and ended as a 500.
+Keep = Annotated[T | None, BeforeValidator(_not_null), Field(json_schema_extra=_not_nullable)]
+
+
 class Out(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -100,10 +122,10 @@ class LocationIn(In):
 
 
 class LocationPatch(In):
-    name: Name | None = None
-    timezone: str | None = None
+    name: Keep[Name] = None
+    timezone: Keep[str] = None
     address: str | None = Field(None, max_length=500)
-    active: bool | None = None
+    active: Keep[bool] = None
 
     @field_validator("timezone")
     @classmethod
@@ -133,9 +155,9 @@ class StylistIn(In):
 
 
 class StylistPatch(In):
-    name: Name | None = None
-    location_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=50)
-    active: bool | None = None
+    name: Keep[Name] = None
+    location_ids: Keep[list[uuid.UUID]] = Field(None, min_length=1, max_length=50)
+    active: Keep[bool] = None
 
 
 class StylistOut(Out):
@@ -164,13 +186,13 @@ class ServiceIn(In):
 
 
 class ServicePatch(In):
-    name: Name | None = None
-    duration_minutes: Minutes | None = None
-    buffer_minutes: Annotated[int, Field(ge=0, le=240)] | None = None
+    name: Keep[Name] = None
+    duration_minutes: Keep[Minutes] = None
+    buffer_minutes: Keep[Annotated[int, Field(ge=0, le=240)]] = None
     price: Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)] | None = None
-    stylist_ids: list[uuid.UUID] | None = Field(None, max_length=500)
-    duration_overrides: dict[uuid.UUID, Minutes] | None = None
-    active: bool | None = None
+    stylist_ids: Keep[list[uuid.UUID]] = Field(None, max_length=500)
+    duration_overrides: Keep[dict[uuid.UUID, Minutes]] = None
+    active: Keep[bool] = None
 
 
 class ServiceOut(Out):
@@ -277,14 +299,14 @@ class RuleIn(In):
 class RulePatch(In):
     stylist_id: uuid.UUID | None = None
     service_id: uuid.UUID | None = None
-    rule_kind: str | None = None
+    rule_kind: Keep[str] = None
     days_of_week: list[Weekday] | None = Field(None, min_length=1, max_length=7)
-    start_time: HHMM | None = None
-    end_time: HHMM | None = None
-    slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] | None = None
+    start_time: Keep[HHMM] = None
+    end_time: Keep[HHMM] = None
+    slot_granularity_minutes: Keep[Annotated[int, Field(ge=5, le=60)]] = None
     valid_from: IsoDate | None = None
     valid_to: IsoDate | None = None
-    is_closed: bool | None = None
+    is_closed: Keep[bool] = None
 
     _kind = field_validator("rule_kind")(check_kind)
     _days = field_validator("days_of_week")(check_days)

@@ -150,6 +150,25 @@ JSON = {"Content-Type": "application/json"}
             "validation-error",
         ),
         ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+        # A PATCH may leave a field out, not null it: a null `location_ids`, `stylist_ids` or
+        # `duration_overrides` crashed the write in the worker (retried, then a 500).
+        *(
+            (
+                "PATCH",
+                f"/admin/v1/{kind}/0190a6e4-0000-7000-8000-000000000000",
+                True,
+                {"json": body},
+                422,
+                "validation-error",
+            )
+            for kind, body in [
+                ("stylists", {"location_ids": None}),
+                ("services", {"stylist_ids": None}),
+                ("services", {"duration_overrides": None}),
+                ("locations", {"name": None}),
+                ("availabilities", {"start_time": None}),
+            ]
+        ),
         # Dates and instants are ISO text: a number is not read as a Unix time (it was:
         # "0" -> 1970-01-01, "20240101" -> 1970-08-23).
         (
