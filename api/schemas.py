@@ -254,6 +254,8 @@ def patch_body(model: BaseModel) -> dict[str, Any]:
 # --- availability rules ---------------------------------------------------------------------
 
 HHMM = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", examples=["09:00"])]
+# 24:00 ends a day; as a start it was stored as 00:00 and opened the whole day instead.
+StartHHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["09:00"])]
 Weekday = Annotated[int, Field(ge=1, le=7)]
 
 
@@ -284,7 +286,7 @@ class RuleIn(In):
     service_id: uuid.UUID | None = None
     rule_kind: str
     days_of_week: list[Weekday] | None = Field(None, min_length=1, max_length=7)
-    start_time: HHMM
+    start_time: StartHHMM
     end_time: HHMM
     slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] = 15
     valid_from: IsoDate | None = None
@@ -301,7 +303,7 @@ class RulePatch(In):
     service_id: uuid.UUID | None = None
     rule_kind: Keep[str] = None
     days_of_week: list[Weekday] | None = Field(None, min_length=1, max_length=7)
-    start_time: Keep[HHMM] = None
+    start_time: Keep[StartHHMM] = None
     end_time: Keep[HHMM] = None
     slot_granularity_minutes: Keep[Annotated[int, Field(ge=5, le=60)]] = None
     valid_from: IsoDate | None = None

@@ -150,6 +150,28 @@ JSON = {"Content-Type": "application/json"}
             "validation-error",
         ),
         ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+        # 24:00 only ends a day: as a start it was stored as 00:00 (the whole day open).
+        *(
+            (method, path, True, {"json": body}, 422, "validation-error")
+            for method, path, body in [
+                (
+                    "POST",
+                    "/admin/v1/availabilities",
+                    {
+                        "location_id": "0190a6e4-0000-7000-8000-000000000000",
+                        "rule_kind": "WEEKLY",
+                        "days_of_week": [1],
+                        "start_time": "24:00",
+                        "end_time": "24:00",
+                    },
+                ),
+                (
+                    "PATCH",
+                    "/admin/v1/availabilities/0190a6e4-0000-7000-8000-000000000000",
+                    {"start_time": "24:00"},
+                ),
+            ]
+        ),
         # A PATCH may leave a field out, not null it: a null `location_ids`, `stylist_ids` or
         # `duration_overrides` crashed the write in the worker (retried, then a 500).
         *(
