@@ -98,6 +98,12 @@ _ERRORS = {
 }
 
 
+def _names_ids(model: type[BaseModel] | None) -> bool:
+    """Whether the input names other objects by id: an unknown one (or another tenant's)
+    answers 404, as an unknown id in the path does."""
+    return model is not None and any(n.endswith(("_id", "_ids")) for n in model.model_fields)
+
+
 def _operation(components: _Components, path: str, method: str, op: OperationDoc) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {
@@ -139,7 +145,10 @@ def _operation(components: _Components, path: str, method: str, op: OperationDoc
         if model is not None:
             entry["content"] = {op.content_type: {"schema": components.ref(model, "serialization")}}
         elif op.content_type != "application/json":
-            entry["content"] = {op.content_type: {"schema": {"type": "string"}}}
+            # A YAML body is a document (a mapping once parsed, as clients read it); the other
+            # kinds (HTML, Prometheus text) are text.
+            kind = "object" if op.content_type.endswith("yaml") else "string"
+            entry["content"] = {op.content_type: {"schema": {"type": kind}}}
         responses[str(status)] = entry
     if op.write:
         responses["202"] = {
@@ -153,7 +162,7 @@ def _operation(components: _Components, path: str, method: str, op: OperationDoc
         errors |= {413, 415}
     if op.auth != "public":
         errors |= {401, 403}
-    if "{" in path:
+    if "{" in path or _names_ids(op.body) or _names_ids(op.query):
         errors |= {404}
     for status in sorted(errors | {429}):
         responses.setdefault(str(status), _problem(components, _ERRORS[status]))

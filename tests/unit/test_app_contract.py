@@ -54,6 +54,23 @@ def test_every_route_is_in_the_openapi_document_and_nothing_else(app, client):
                 assert op["requestBody"]["content"]["application/json"]["schema"]
 
 
+def test_the_document_declares_what_the_operations_answer(client):
+    paths = client.simulate_get("/openapi.json").json["paths"]
+    # An unknown id in a body or query (a slot, a location) is a 404, as one in the path is.
+    for path, method in [
+        ("/v1/bookings", "post"),
+        ("/v1/dates", "get"),
+        ("/v1/slots", "get"),
+        ("/admin/v1/services", "post"),
+        ("/admin/v1/slots/generate", "post"),
+    ]:
+        assert "404" in paths[path][method]["responses"], (path, method)
+    assert "404" not in paths["/v1/locations"]["get"]["responses"]
+    # The YAML document is a document (a mapping), not a string.
+    yaml_200 = paths["/openapi.yaml"]["get"]["responses"]["200"]
+    assert yaml_200["content"]["application/yaml"]["schema"] == {"type": "object"}
+
+
 def test_the_yaml_document_is_the_same_spec(client):
     import yaml
 
