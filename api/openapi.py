@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from api.schemas import Accepted, Problem
+from api.writes import KEY_PATTERN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +128,8 @@ def _operation(components: _Components, path: str, method: str, op: OperationDoc
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": True,
-                "schema": {"type": "string"},
+                "description": "A new value (a UUID) per intent; the same one to retry it",
+                "schema": {"type": "string", "pattern": KEY_PATTERN},
             }
         )
         params.append(
@@ -151,9 +153,15 @@ def _operation(components: _Components, path: str, method: str, op: OperationDoc
             entry["content"] = {op.content_type: {"schema": {"type": kind}}}
         responses[str(status)] = entry
     if op.write:
+        accepted = components.ref(Accepted, "serialization")
+        own = responses.get("202", {}).get("content", {}).get("application/json")
+        # A write whose own answer is a 202 (a generation job) may also be the write's
+        # "not finished within the wait" 202: either body.
+        schema = {"anyOf": [own["schema"], accepted]} if own else accepted
         responses["202"] = {
-            "description": "Recorded and enqueued, not finished within the wait; poll `Location`",
-            "content": {"application/json": {"schema": components.ref(Accepted, "serialization")}},
+            "description": "Recorded and enqueued, not finished within the wait; poll `Location`"
+            + ("; or the operation's own 202" if own else ""),
+            "content": {"application/json": {"schema": schema}},
         }
     errors = {400, 422, 503} if (op.body or op.query or op.write) else {503}
     if op.write:

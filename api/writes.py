@@ -15,7 +15,9 @@ from salon.bootstrap import Container
 from salon.errors import IdempotencyKeyMissing
 from salon.writes import WriteCommand, submit
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# An Idempotency-Key: 1-255 visible ASCII characters (the OpenAPI document says so too).
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 _WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+(?:\.\d+)?)")
 
 

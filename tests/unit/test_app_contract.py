@@ -9,6 +9,7 @@ import pytest
 from falcon import inspect, testing
 
 from api.app import create_app
+from api.writes import KEY_PATTERN
 from salon.auth import issue_token
 from salon.bootstrap import bootstrap
 from salon.settings import Settings
@@ -66,6 +67,17 @@ def test_the_document_declares_what_the_operations_answer(client):
     ]:
         assert "404" in paths[path][method]["responses"], (path, method)
     assert "404" not in paths["/v1/locations"]["get"]["responses"]
+    # A generation answers its job with a 202, as a write not finished in time answers its id.
+    generate_202 = paths["/admin/v1/slots/generate"]["post"]["responses"]["202"]
+    assert generate_202["content"]["application/json"]["schema"]["anyOf"] == [
+        {"$ref": "#/components/schemas/JobOut"},
+        {"$ref": "#/components/schemas/Accepted"},
+    ]
+    # The Idempotency-Key the API takes (else a 400), as the API checks it.
+    (key,) = [
+        p for p in paths["/v1/bookings"]["post"]["parameters"] if p["name"] == "Idempotency-Key"
+    ]
+    assert key["schema"] == {"type": "string", "pattern": KEY_PATTERN}
     # The YAML document is a document (a mapping), not a string.
     yaml_200 = paths["/openapi.yaml"]["get"]["responses"]["200"]
     assert yaml_200["content"]["application/yaml"]["schema"] == {"type": "object"}
