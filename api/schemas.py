@@ -98,7 +98,8 @@ class Out(BaseModel):
 
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    page: int = Field(1, ge=1)
+    # Bounded so the page's offset stays a PostgreSQL bigint (a larger one was a 500).
+    page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(50, ge=1, le=1000)
 
 

@@ -179,6 +179,8 @@ JSON = {"Content-Type": "application/json"}
             "validation-error",
         ),
         ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+        # A page whose offset is past a bigint was a 500 from PostgreSQL.
+        ("GET", "/v1/locations", False, {"params": {"page": str(10**19)}}, 422, "validation-error"),
         # 24:00 only ends a day: as a start it was stored as 00:00 (the whole day open).
         *(
             (method, path, True, {"json": body}, 422, "validation-error")
