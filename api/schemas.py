@@ -443,7 +443,9 @@ class ExposureOut(Out):
 class LedgerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: str | None = None
-    date: IsoDate | None = None
+    # Its end bounds the read as a stream id (milliseconds since 1970): an earlier date gave
+    # Redis a negative id, a date near 9999 overflowed (both were 500s).
+    date: Annotated[IsoDate, Field(ge=dt_date(1970, 1, 1), le=dt_date(2999, 12, 31))] | None = None
     # Recorded from `since` up to `until` (aware instants); `before`: the `next` of a previous
     # page (an entry id), to go on from there.
     since: Instant | None = None

@@ -179,6 +179,12 @@ JSON = {"Content-Type": "application/json"}
             "validation-error",
         ),
         ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+        # The ledger's date bounds a Redis stream read: 0001-01-01 gave it a negative id and
+        # 9999-12-31 overflowed (both 500s).
+        *(
+            ("GET", "/admin/v1/exposures", True, {"params": {"date": d}}, 422, "validation-error")
+            for d in ("0001-01-01", "9999-12-31")
+        ),
         # A page whose offset is past a bigint was a 500 from PostgreSQL.
         ("GET", "/v1/locations", False, {"params": {"page": str(10**19)}}, 422, "validation-error"),
         # 24:00 only ends a day: as a start it was stored as 00:00 (the whole day open).
