@@ -113,7 +113,12 @@ def worker(container):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def tenant(container) -> uuid.UUID:  # type: ignore[no-untyped-def]
     """A brand of the test's own: tests share the database but never each other's data."""
-    biz = uuid.uuid4()
+    return new_tenant(container)
+
+
+def new_tenant(container, biz: uuid.UUID | None = None) -> uuid.UUID:  # type: ignore[no-untyped-def]
+    """A new brand in the run's database (for fixtures of a wider scope than `tenant`)."""
+    biz = biz or uuid.uuid4()
     with container.engine.begin() as conn:
         conn.execute(
             text("INSERT INTO public.biz_entity (id, name) VALUES (:id, 'test brand')"),
