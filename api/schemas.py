@@ -48,6 +48,9 @@ def _rfc3339(value: Any) -> Any:
 
 
 IsoDate = Annotated[dt_date, BeforeValidator(_iso_date)]
+# A date the service computes around (a day's margins in every zone, the days after it):
+# bounded so those stay valid dates (0001-01-01 or 9999-12-31 were 500s, or a worker's crash).
+Day = Annotated[IsoDate, Field(ge=dt_date(1900, 1, 1), le=dt_date(2999, 12, 31))]
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 # Surrounding blanks are dropped, so a name of blanks only is refused.
@@ -344,8 +347,8 @@ class RuleQuery(PageQuery):
 
 
 class GenerateIn(In):
-    from_: IsoDate = Field(alias="from")
-    to: IsoDate
+    from_: Day = Field(alias="from")
+    to: Day
     location_id: uuid.UUID | None = None
     stylist_ids: list[uuid.UUID] | None = Field(None, max_length=1000)
     dry_run: bool = False
@@ -389,7 +392,7 @@ class SlotPage(Page):
 
 class DatesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_: IsoDate | None = Field(None, alias="from")
+    from_: Day | None = Field(None, alias="from")
     days: int = Field(30, ge=1, le=90)
     location_id: uuid.UUID
     service_id: uuid.UUID
@@ -413,7 +416,7 @@ class DatesOut(Out):
 
 class SlotsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    date: IsoDate
+    date: Day
     location_id: uuid.UUID
     service_id: uuid.UUID
     stylist_id: uuid.UUID | None = None
@@ -537,17 +540,14 @@ class BookingPage(Page):
     items: list[BookingOut]  # type: ignore[assignment]
 
 
-ListDate = Annotated[IsoDate, Field(ge=dt_date(1900, 1, 1), le=dt_date(2999, 12, 31))]
-
-
 class BookingQuery(PageQuery):
     status: Literal["held", "confirmed", "completed", "cancelled", "expired", "no_show"] | None = (
         None
     )
     # The location's own dates (a booking's date is the day it starts there); bounded so the
     # search's margins around them stay valid dates.
-    date_from: ListDate | None = None
-    date_to: ListDate | None = None
+    date_from: Day | None = None
+    date_to: Day | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> BookingQuery:

@@ -106,6 +106,8 @@ def _admin() -> dict[str, str]:
 
 
 JSON = {"Content-Type": "application/json"}
+UNKNOWN_ID = "0190a6e4-0000-7000-8000-000000000000"
+ASK = {"location_id": UNKNOWN_ID, "service_id": UNKNOWN_ID}
 
 
 @pytest.mark.parametrize(
@@ -179,6 +181,24 @@ JSON = {"Content-Type": "application/json"}
             "validation-error",
         ),
         ("GET", "/v1/locations", False, {"params": {"page_size": "5000"}}, 422, "validation-error"),
+        # Dates the service computes around are bounded (1900-2999): beyond, the day's margins
+        # overflowed (500s from /v1/dates and /v1/slots, a generation's worker crashed).
+        *(
+            ("GET", path, False, {"params": {**params, **ASK}}, 422, "validation-error")
+            for path, params in [
+                ("/v1/dates", {"from": "0001-01-01"}),
+                ("/v1/dates", {"from": "9999-12-31"}),
+                ("/v1/slots", {"date": "9999-12-31"}),
+            ]
+        ),
+        (
+            "POST",
+            "/admin/v1/slots/generate",
+            True,
+            {"json": {"from": "9999-12-31", "to": "9999-12-31"}},
+            422,
+            "validation-error",
+        ),
         # The ledger's date bounds a Redis stream read: 0001-01-01 gave it a negative id and
         # 9999-12-31 overflowed (both 500s).
         *(
@@ -195,7 +215,7 @@ JSON = {"Content-Type": "application/json"}
                     "POST",
                     "/admin/v1/availabilities",
                     {
-                        "location_id": "0190a6e4-0000-7000-8000-000000000000",
+                        "location_id": UNKNOWN_ID,
                         "rule_kind": "WEEKLY",
                         "days_of_week": [1],
                         "start_time": "24:00",
@@ -204,7 +224,7 @@ JSON = {"Content-Type": "application/json"}
                 ),
                 (
                     "PATCH",
-                    "/admin/v1/availabilities/0190a6e4-0000-7000-8000-000000000000",
+                    f"/admin/v1/availabilities/{UNKNOWN_ID}",
                     {"start_time": "24:00"},
                 ),
             ]
@@ -214,7 +234,7 @@ JSON = {"Content-Type": "application/json"}
         *(
             (
                 "PATCH",
-                f"/admin/v1/{kind}/0190a6e4-0000-7000-8000-000000000000",
+                f"/admin/v1/{kind}/{UNKNOWN_ID}",
                 True,
                 {"json": body},
                 422,
