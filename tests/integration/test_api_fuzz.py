@@ -181,7 +181,7 @@ def _same_kind(name: str, value: Any) -> bool:
 
 
 def _with_real_values(values: Any) -> Any:
-    """The generated values as they are, or with those of a known name made real."""
+    """The generated values, with those of a known name made real or not."""
     # Examples and coverage cases are built at collection, before `world` exists.
     if not isinstance(values, dict) or not WORLD:
         return st.just(values)
@@ -194,10 +194,14 @@ def _with_real_values(values: Any) -> Any:
     }
     if not swaps:
         return st.just(values)
+    # Each one real or as generated, independently: a real location with an odd date too.
     drawn = st.fixed_dictionaries(
-        {k: v if isinstance(v, st.SearchStrategy) else st.just(v) for k, v in swaps.items()}
+        {
+            k: st.one_of(st.just(values[k]), v if isinstance(v, st.SearchStrategy) else st.just(v))
+            for k, v in swaps.items()
+        }
     )
-    return st.one_of(st.just(values), drawn.map(lambda real: {**values, **real}))
+    return drawn.map(lambda chosen: {**values, **chosen})
 
 
 def _is_uuid(value: Any) -> bool:
@@ -273,7 +277,7 @@ CHECKS = [
 
 @schema.parametrize()
 @hypothesis.settings(
-    max_examples=50,
+    max_examples=60,
     derandomize=True,
     database=None,
     deadline=None,
