@@ -42,10 +42,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 
 from api.app import create_app
 from api.writes import KEY_PATTERN
-from salon.auth import issue_token
+from models.tables import WriteRequest
+from salon.auth import decode_token, issue_token
 from salon.bootstrap import bootstrap
 from salon.errors import PROBLEM_BASE
 from salon.settings import Settings
@@ -295,6 +297,28 @@ def test_every_operation_holds_its_documented_contract(case: schemathesis.Case, 
 
 def test_the_real_app_serves_the_document_fuzzed(app) -> None:  # type: ignore[no-untyped-def]
     assert testing.TestClient(app).simulate_get("/openapi.json").json == DOCUMENT
+
+
+def test_no_write_of_the_fuzzing_crashed_or_ended_in_a_server_error(world, container) -> None:  # type: ignore[no-untyped-def]
+    """A write not finished within the wait was answered 202: its end, later, must not be a
+    server error either, nor a crash the worker retried (a null list in a PATCH was both)."""
+    principals = [decode_token(NOWHERE, token).key for token in TOKENS.values()]
+    query = select(
+        WriteRequest.operation,
+        WriteRequest.status,
+        WriteRequest.http_status,
+        WriteRequest.failures,
+    ).where(WriteRequest.principal.in_(principals))
+    deadline = time.monotonic() + 30
+    while True:
+        with container.sessions() as session:
+            rows = session.execute(query).all()
+        if all(r.status != "pending" for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(rows) > 100  # the fuzzing's writes reached the worker
+    bad = [r for r in rows if r.status == "pending" or r.failures or (r.http_status or 0) >= 500]
+    assert not bad, bad
 
 
 SECURED = [
