@@ -23,6 +23,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from salon.settings import Settings
 from tests.conftest import token_for
 from tests.e2e.conftest import BROKER_AND_REDELIVERY, System
 
@@ -971,7 +972,30 @@ def test_two_api_and_two_worker_processes_refuse_exactly_the_overlaps_and_the_fo
 ):
     """32 customers race for four clusters of overlapping hours of one stylist while one
     customer sends 8 holds at once, all 40 released together at two gunicorn workers and two
-    Dramatiq processes: exactly one hold per cluster and 3 of the customer's 8 are taken."""
+    Dramatiq processes: exactly one hold per cluster and 3 of the customer's 8 are taken.
+
+    Every round is checked in full. An idle Dramatiq process polls Redis only every ~100 ms
+    (`dramatiq_worker_timeout`), and a fast machine can finish the whole race inside that
+    time in the other process; so the race is run again, on a fresh salon, while one process
+    alone took its writes, up to four rounds, and one of them must have used both."""
+    processes_per_round: list[int] = []
+    for _ in range(4):
+        holding, seconds = race_for_the_overlaps_and_the_hold_limit(plain, settings)
+        processes_per_round.append(len(holding))
+        if len(holding) == 2:
+            break
+    assert processes_per_round[-1] == 2, processes_per_round
+    print(
+        f"\n40 concurrent holds at 2 API + 2 worker processes, all answered in {seconds:.1f} s"
+        f" (worker processes used per round: {processes_per_round})"
+    )
+
+
+def race_for_the_overlaps_and_the_hold_limit(
+    plain: Plain, settings: Settings
+) -> tuple[set[bytes], float]:
+    """One round of the race above, checked; returns the Dramatiq ack sets (one per worker
+    process) that held its writes, and how long it took."""
     sys_, db = plain.system, plain.db
     salon = make_salon(plain.client, plain.admin, db, stylists=2, days=1)
     hour = created(
@@ -1075,9 +1099,7 @@ def test_two_api_and_two_worker_processes_refuse_exactly_the_overlaps_and_the_fo
     booked = {b for status, _, b in outcomes if status == 201}
     assert booked == {str(r.id) for r in bookings_of(db, salon.stylists)}
     assert_one_held_event_per_booking(db, salon)
-    # Both worker processes ran writes of the race.
-    assert len(holding) == 2, holding
-    print(f"\n40 concurrent holds at 2 API + 2 worker processes, all answered in {seconds:.1f} s")
+    return holding, seconds
 
 
 def test_broker_alone_brings_back_a_sigkilled_workers_writes_within_seconds(plain, settings):
