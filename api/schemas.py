@@ -48,9 +48,24 @@ def _rfc3339(value: Any) -> Any:
 
 
 IsoDate = Annotated[dt_date, BeforeValidator(_iso_date)]
-# A date the service computes around (a day's margins in every zone, the days after it):
-# bounded so those stay valid dates (0001-01-01 or 9999-12-31 were 500s, or a worker's crash).
-Day = Annotated[IsoDate, Field(ge=dt_date(1900, 1, 1), le=dt_date(2999, 12, 31))]
+
+
+def _between(first: dt_date, last: dt_date) -> Any:
+    """A date's bounds. Pydantic documents them as "ge"/"le", which JSON Schema does not
+    know (clients and fuzzers would not see them): they are documented in words instead."""
+
+    def document(schema: dict[str, Any]) -> None:
+        schema.pop("ge", None)
+        schema.pop("le", None)
+        schema["description"] = f"A date from {first} to {last}."
+
+    return Field(ge=first, le=last, json_schema_extra=document)
+
+
+# A date the service computes around (a day's margins in every zone, the days after it, a
+# rule's year ahead): bounded so those stay valid dates (0001-01-01 or 9999-12-31 were 500s,
+# or a worker's crash).
+Day = Annotated[IsoDate, _between(dt_date(1900, 1, 1), dt_date(2999, 12, 31))]
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 # Surrounding blanks are dropped, so a name of blanks only is refused.
@@ -293,7 +308,7 @@ class RuleIn(In):
     start_time: StartHHMM
     end_time: HHMM
     slot_granularity_minutes: Annotated[int, Field(ge=5, le=60)] = 15
-    valid_from: IsoDate | None = None
+    valid_from: Day | None = None  # a rule's window is computed from it (a year ahead)
     valid_to: IsoDate | None = None
     is_closed: bool = False
 
@@ -310,7 +325,7 @@ class RulePatch(In):
     start_time: Keep[StartHHMM] = None
     end_time: Keep[HHMM] = None
     slot_granularity_minutes: Keep[Annotated[int, Field(ge=5, le=60)]] = None
-    valid_from: IsoDate | None = None
+    valid_from: Day | None = None  # a rule's window is computed from it (a year ahead)
     valid_to: IsoDate | None = None
     is_closed: Keep[bool] = None
 
@@ -448,7 +463,7 @@ class LedgerQuery(BaseModel):
     subject: str | None = None
     # Its end bounds the read as a stream id (milliseconds since 1970): an earlier date gave
     # Redis a negative id, a date near 9999 overflowed (both were 500s).
-    date: Annotated[IsoDate, Field(ge=dt_date(1970, 1, 1), le=dt_date(2999, 12, 31))] | None = None
+    date: Annotated[IsoDate, _between(dt_date(1970, 1, 1), dt_date(2999, 12, 31))] | None = None
     # Recorded from `since` up to `until` (aware instants); `before`: the `next` of a previous
     # page (an entry id), to go on from there.
     since: Instant | None = None

@@ -83,6 +83,29 @@ def test_the_document_declares_what_the_operations_answer(client):
     assert yaml_200["content"]["application/yaml"]["schema"] == {"type": "object"}
 
 
+def test_the_document_uses_only_json_schema_keywords_for_bounds(client):
+    """Pydantic writes a date's bounds as "ge"/"le", which no client or validator reads: the
+    bounded dates say them in words instead."""
+    doc = client.simulate_get("/openapi.json").json
+    found: list[str] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            found.extend(f"{where}.{k}" for k in ("ge", "le", "gt", "lt") if k in node)
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(doc, "")
+    assert not found, found
+    slots_date = next(
+        p for p in doc["paths"]["/v1/slots"]["get"]["parameters"] if p["name"] == "date"
+    )
+    assert "1900-01-01 to 2999-12-31" in slots_date["schema"]["description"]
+
+
 def test_the_yaml_document_is_the_same_spec(client):
     import yaml
 
@@ -107,6 +130,14 @@ def _admin() -> dict[str, str]:
 
 JSON = {"Content-Type": "application/json"}
 UNKNOWN_ID = "0190a6e4-0000-7000-8000-000000000000"
+# A weekly rule at a location nobody knows: it passes the edge and fails at the record.
+RULE = {
+    "location_id": UNKNOWN_ID,
+    "rule_kind": "WEEKLY",
+    "days_of_week": [1],
+    "start_time": "06:00",
+    "end_time": "07:00",
+}
 ASK = {"location_id": UNKNOWN_ID, "service_id": UNKNOWN_ID}
 
 
@@ -214,13 +245,7 @@ ASK = {"location_id": UNKNOWN_ID, "service_id": UNKNOWN_ID}
                 (
                     "POST",
                     "/admin/v1/availabilities",
-                    {
-                        "location_id": UNKNOWN_ID,
-                        "rule_kind": "WEEKLY",
-                        "days_of_week": [1],
-                        "start_time": "24:00",
-                        "end_time": "24:00",
-                    },
+                    {**RULE, "start_time": "24:00", "end_time": "24:00"},
                 ),
                 (
                     "PATCH",
@@ -228,6 +253,29 @@ ASK = {"location_id": UNKNOWN_ID, "service_id": UNKNOWN_ID}
                     {"start_time": "24:00"},
                 ),
             ]
+        ),
+        # A rule's window runs a year from its start: a start in 9999 overflowed in the worker
+        # (a 202, then retried for ever).
+        *(
+            (method, path, True, {"json": body}, 422, "validation-error")
+            for method, path, body in [
+                (
+                    "POST",
+                    "/admin/v1/availabilities",
+                    {**RULE, "valid_from": "9999-12-01"},
+                ),
+                ("PATCH", f"/admin/v1/availabilities/{UNKNOWN_ID}", {"valid_from": "3000-01-01"}),
+            ]
+        ),
+        # ... while "valid until 9999-12-31" (for ever) passes the edge: it reaches the
+        # record, which is down here.
+        (
+            "POST",
+            "/admin/v1/availabilities",
+            True,
+            {"json": {**RULE, "valid_from": "2999-12-31", "valid_to": "9999-12-31"}},
+            503,
+            "service-unavailable",
         ),
         # A PATCH may leave a field out, not null it: a null `location_ids`, `stylist_ids` or
         # `duration_overrides` crashed the write in the worker (retried, then a 500).
