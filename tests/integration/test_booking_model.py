@@ -440,15 +440,16 @@ class Bookings(RuleBasedStateMachine):
             problem(resp, 409, "hold-expired", "reschedule")
         elif b.status == "cancelled":
             problem(resp, 409, "booking-not-changeable", "reschedule")
+        elif to is not None and (stylist, at) == (b.stylist, b.start):
+            # Already there: a repeat, whatever the cut-off.
+            assert resp.status_code == 200, resp.text
+            self._same_place(resp.json, b.stylist, b.start)
+            event("reschedule: 200 to its own slot" + (" (late)" if self._too_late(b) else ""))
         elif self._too_late(b):
             problem(resp, 409, "reschedule-window-closed", "reschedule")
         elif to is None:
             problem(resp, 422, "validation-error", "reschedule")
             assert [e["field"] for e in resp.json["errors"]] == ["slot_id"], resp.text
-        elif (stylist, at) == (b.stylist, b.start):
-            assert resp.status_code == 200, resp.text
-            self._same_place(resp.json, b.stylist, b.start)
-            event("reschedule: 200 to its own slot")
         elif self._fits(stylist, at, exclude=key):
             assert resp.status_code == 200 and resp.json["status"] == b.status, resp.text
             self._same_place(resp.json, stylist, at)
