@@ -91,8 +91,8 @@ def _broker() -> dramatiq.Broker:
 broker = _broker()
 dramatiq.set_broker(broker)
 _local = threading.local()
-_redis_pool: redis.ConnectionPool | None = None
-_pool_lock = threading.Lock()
+# Thread-safe, and it connects on first use, not here.
+_redis = redis.Redis.from_url(REDIS_URL)
 
 
 def _pg(*, autocommit: bool) -> psycopg.Connection[tuple[object, ...]]:
@@ -102,14 +102,6 @@ def _pg(*, autocommit: bool) -> psycopg.Connection[tuple[object, ...]]:
         conn = psycopg.connect(DSN, autocommit=autocommit, application_name="salon")
         _local.pg = conn
     return conn
-
-
-def _redis() -> redis.Redis:
-    global _redis_pool
-    with _pool_lock:
-        if _redis_pool is None:
-            _redis_pool = redis.ConnectionPool.from_url(REDIS_URL)
-    return redis.Redis(connection_pool=_redis_pool)
 
 
 def done_key(key: str) -> str:
@@ -139,7 +131,7 @@ def floor_hold(key: str, slot: int, client: int) -> None:
 
 
 def _signal(key: str, booking: int) -> None:
-    pipe = _redis().pipeline(transaction=False)
+    pipe = _redis.pipeline(transaction=False)
     pipe.rpush(done_key(key), booking)
     pipe.expire(done_key(key), 60)
     pipe.execute()
@@ -156,7 +148,7 @@ class Holds:
         if RECORD:
             _pg(autocommit=True).execute(RECORD_SQL, (key, json.dumps(doc)))
         floor_hold.send(key, slot, client)
-        got = _redis().blpop([done_key(key)], timeout=WAIT_SECONDS)
+        got = _redis.blpop([done_key(key)], timeout=WAIT_SECONDS)
         if got is None:
             resp.status = falcon.HTTP_202
             resp.media = {"status": "pending"}

@@ -59,6 +59,8 @@ pytestmark = pytest.mark.integration
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=9)
 CUSTOMER = {"name": "Fuzz Test", "phone": "+44 20 7946 0000", "email": "fuzz@example.com"}
 KEY = re.compile(KEY_PATTERN)
+# Parameters and fields that carry a date.
+DATE_NAMES = ("date", "from", "to", "date_from", "date_to")
 
 
 # Settings pointing nowhere: nothing connects at construction. Their JWT secret is the
@@ -167,7 +169,7 @@ def _real_values() -> dict[str, Any]:
         "slot_id": st.sampled_from(WORLD["slots"]),
         "location_ids": ids["location_id"],  # each item (see `_with_real_values`)
         "stylist_ids": ids["stylist_id"],
-        **dict.fromkeys(("date", "from", "to", "date_from", "date_to"), day),
+        **dict.fromkeys(DATE_NAMES, day),
         "timezone": "Europe/London",
         "rule_kind": st.sampled_from(["WEEKLY", "date_range", "Exception"]),
     }
@@ -180,7 +182,7 @@ def _same_kind(name: str, value: Any) -> bool:
         return isinstance(value, list) and bool(value) and all(_is_uuid(v) for v in value)
     if name in ("timezone", "rule_kind"):
         return isinstance(value, str)
-    if name in ("date", "from", "to", "date_from", "date_to"):
+    if name in DATE_NAMES:
         return isinstance(value, str) and len(value) == 10 and _is_date(value)
     return _is_uuid(value)
 

@@ -21,6 +21,16 @@ def fail() -> object:
     raise OSError("no answer")
 
 
+def due_for_a_trial() -> tuple[Clock, ConnectBreaker]:
+    """A breaker whose connect failed and whose cooldown is over: its next caller tries."""
+    clock = Clock()
+    breaker = ConnectBreaker(cooldown=1.0, clock=clock)
+    with pytest.raises(OSError):
+        breaker.connect(fail)
+    clock.now += 2
+    return clock, breaker
+
+
 def test_after_a_failure_connects_are_refused_until_the_cooldown_then_tried_again() -> None:
     clock = Clock()
     breaker = ConnectBreaker(cooldown=1.0, clock=clock)
@@ -44,11 +54,7 @@ def test_after_a_failure_connects_are_refused_until_the_cooldown_then_tried_agai
 
 
 def test_one_caller_at_a_time_tries_while_the_others_fail_fast() -> None:
-    clock = Clock()
-    breaker = ConnectBreaker(cooldown=1.0, clock=clock)
-    with pytest.raises(OSError):
-        breaker.connect(fail)
-    clock.now += 2
+    _, breaker = due_for_a_trial()
     inside, release = threading.Event(), threading.Event()
 
     def slow_trial() -> str:
@@ -69,11 +75,7 @@ def test_one_caller_at_a_time_tries_while_the_others_fail_fast() -> None:
 
 def test_an_interrupted_trial_does_not_leave_the_breaker_stuck() -> None:
     """Dramatiq's time limit is a BaseException raised in the worker's thread."""
-    clock = Clock()
-    breaker = ConnectBreaker(cooldown=1.0, clock=clock)
-    with pytest.raises(OSError):
-        breaker.connect(fail)
-    clock.now += 2
+    clock, breaker = due_for_a_trial()
 
     def interrupted() -> object:
         raise KeyboardInterrupt
