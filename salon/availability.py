@@ -1,8 +1,9 @@
 """Availability rules: when each stylist works, per location (design.md "Data").
 
 A rule for one stylist, or for every stylist of a location (`stylist_id` null). Open rules that
-would put one stylist at two locations at the same real time are refused (409), whatever the
-two locations' time zones: both sides are expanded with the pure code of `models.rules`.
+would put one stylist at two locations at the same real time are refused (409, `salon.clashes`),
+and every change makes the existing slots follow the rules in the same transaction
+(`salon.coverage`): a closed day's slots are blocked at once, a reopened day's open again.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from models.rules import Rule, intervals_overlap, open_intervals_between
 from models.tables import AvailabilityRule, Location, Service, StylistLocation
 from salon.auth import Principal
 from salon.catalogue import own_location, own_stylist
-from salon.errors import Conflict, InvalidInput, NotFound
+from salon.clashes import refuse_rule_clash
+from salon.coverage import follow_rules, rule_dates, stylists_at, widest
+from salon.errors import InvalidInput, NotFound
+from salon.locks import lock_roster
 from salon.writes import WriteContext, WriteOutcome, operation
-
-# How far ahead an open-ended rule is compared with others: a year covers every weekday and
-# both DST changes of every zone.
-CLASH_WINDOW_DAYS = 366
 
 FIELDS = (
     "location_id",
@@ -57,31 +55,6 @@ def rule_view(row: AvailabilityRule) -> dict[str, Any]:
         "valid_to": row.valid_to,
         "is_closed": row.is_closed,
     }
-
-
-def to_rule(row: AvailabilityRule) -> Rule:
-    return Rule(
-        id=row.id,
-        kind=row.rule_kind,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        days_of_week=tuple(row.days_of_week) if row.days_of_week else None,
-        valid_from=row.valid_from,
-        valid_to=row.valid_to,
-        granularity_minutes=row.slot_granularity_minutes,
-        is_closed=row.is_closed,
-    )
-
-
-def rules_for(session: Session, location_id: uuid.UUID, stylist_id: uuid.UUID) -> list[Rule]:
-    """Every rule that shapes a stylist's hours at a location (their own and location-wide)."""
-    rows = session.scalars(
-        select(AvailabilityRule).where(
-            AvailabilityRule.location_id == location_id,
-            or_(AvailabilityRule.stylist_id == stylist_id, AvailabilityRule.stylist_id.is_(None)),
-        )
-    )
-    return [to_rule(r) for r in rows]
 
 
 def _parse(body: dict[str, Any]) -> dict[str, Any]:
@@ -121,75 +94,6 @@ def _check_refs(session: Session, principal: Principal, row: AvailabilityRule) -
             )
 
 
-def _window(rule: Rule, other: Rule, today: dt.date) -> tuple[dt.date, dt.date] | None:
-    first = max(d for d in (rule.valid_from, other.valid_from, today) if d is not None)
-    lasts = [d for d in (rule.valid_to, other.valid_to) if d is not None]
-    last = min([*lasts, first + dt.timedelta(days=CLASH_WINDOW_DAYS)])
-    return (first, last) if first <= last else None
-
-
-def find_clash(session: Session, row: AvailabilityRule) -> AvailabilityRule | None:
-    """An open rule elsewhere that would have a stylist of this rule at two places at once."""
-    if row.is_closed:
-        return None
-    here = session.get(Location, row.location_id)
-    assert here is not None
-    if row.stylist_id is not None:
-        stylists = [row.stylist_id]
-    else:
-        stylists = list(
-            session.scalars(
-                select(StylistLocation.stylist_id).where(
-                    StylistLocation.location_id == row.location_id
-                )
-            )
-        )
-    if not stylists:
-        return None
-    links = session.execute(
-        select(StylistLocation.stylist_id, StylistLocation.location_id).where(
-            StylistLocation.stylist_id.in_(stylists),
-            StylistLocation.location_id != row.location_id,
-        )
-    ).all()
-    mine = to_rule(row)
-    today = dt.date.today()
-    for stylist_id, location_id in links:
-        there = session.get(Location, location_id)
-        assert there is not None
-        candidates = session.scalars(
-            select(AvailabilityRule).where(
-                AvailabilityRule.location_id == location_id,
-                AvailabilityRule.is_closed.is_(False),
-                AvailabilityRule.id != row.id,
-                or_(
-                    AvailabilityRule.stylist_id == stylist_id,
-                    AvailabilityRule.stylist_id.is_(None),
-                ),
-            )
-        )
-        for other in candidates:
-            theirs = to_rule(other)
-            window = _window(mine, theirs, today)
-            if window is None:
-                continue
-            a = open_intervals_between([mine], window[0], window[1], ZoneInfo(here.timezone))
-            b = open_intervals_between([theirs], window[0], window[1], ZoneInfo(there.timezone))
-            if intervals_overlap(a, b) is not None:
-                return other
-    return None
-
-
-def _refuse_clash(session: Session, row: AvailabilityRule) -> None:
-    clash = find_clash(session, row)
-    if clash is not None:
-        raise Conflict(
-            f"a stylist would be at two locations at once: clashes with rule {clash.id}",
-            clashing_rule_id=str(clash.id),
-            clashing_location_id=str(clash.location_id),
-        )
-
-
 def own_rule(session: Session, principal: Principal, rule_id: uuid.UUID) -> AvailabilityRule:
     row = session.get(AvailabilityRule, rule_id)
     if row is None:
@@ -200,21 +104,40 @@ def own_rule(session: Session, principal: Principal, rule_id: uuid.UUID) -> Avai
     return row
 
 
+def _lock(session: Session, principal: Principal) -> None:
+    """Before anything is read: rules of a brand change one at a time (`salon.clashes`)."""
+    if principal.biz is None:
+        raise NotFound("no such brand")
+    lock_roster(session, principal.biz)
+
+
+def _pairs(session: Session, row: AvailabilityRule) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """The (stylist, location) pairs whose hours the rule shapes."""
+    stylists = [row.stylist_id] if row.stylist_id else stylists_at(session, row.location_id)
+    return {(s, row.location_id) for s in stylists}
+
+
 @operation("availability.create")
 def create_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
+    _lock(session, ctx.principal)
     values = _parse(ctx.body)
     row = AvailabilityRule(id=ctx.write_id, **{k: values.get(k) for k in FIELDS if k in values})
     _check_refs(session, ctx.principal, row)
     session.add(row)
     session.flush()
-    _refuse_clash(session, row)
+    refuse_rule_clash(session, row)
+    touched = follow_rules(session, _pairs(session, row), rule_dates(row))
     session.refresh(row)
-    return WriteOutcome(201, rule_view(row), f"/admin/v1/availabilities/{row.id}")
+    return WriteOutcome(
+        201, rule_view(row), f"/admin/v1/availabilities/{row.id}", touched_stylists=touched
+    )
 
 
 @operation("availability.update")
 def update_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
+    _lock(session, ctx.principal)
     row = own_rule(session, ctx.principal, uuid.UUID(ctx.params["rule_id"]))
+    before, was = _pairs(session, row), rule_dates(row)
     values = _parse(ctx.body)
     for name in FIELDS:
         if name in values:
@@ -223,16 +146,21 @@ def update_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
     _check_refs(session, ctx.principal, row)
     row.updated_at = func.now()
     session.flush()
-    _refuse_clash(session, row)
+    refuse_rule_clash(session, row)
+    dates = widest(was, rule_dates(row))
+    touched = follow_rules(session, before | _pairs(session, row), dates)
     session.refresh(row)
-    return WriteOutcome(200, rule_view(row))
+    return WriteOutcome(200, rule_view(row), touched_stylists=touched)
 
 
 @operation("availability.delete")
 def delete_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
+    _lock(session, ctx.principal)
     row = own_rule(session, ctx.principal, uuid.UUID(ctx.params["rule_id"]))
+    pairs, dates = _pairs(session, row), rule_dates(row)
     session.execute(delete(AvailabilityRule).where(AvailabilityRule.id == row.id))
-    return WriteOutcome(204, {})
+    touched = follow_rules(session, pairs, dates)
+    return WriteOutcome(204, {}, touched_stylists=touched)
 
 
 def check_rule_shape(rule: dict[str, Any]) -> None:

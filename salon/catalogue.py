@@ -14,7 +14,10 @@ from sqlalchemy.orm import Session
 
 from models.tables import Location, Service, ServiceStylist, Stylist, StylistLocation
 from salon.auth import Principal
+from salon.clashes import refuse_location_clash
+from salon.coverage import follow_rules, stylists_at
 from salon.errors import InvalidInput, NotFound
+from salon.locks import lock_roster
 from salon.writes import WriteContext, WriteOutcome, operation
 
 
@@ -150,11 +153,17 @@ def create_location(session: Session, ctx: WriteContext) -> WriteOutcome:
 @operation("location.update")
 def update_location(session: Session, ctx: WriteContext) -> WriteOutcome:
     loc = own_location(session, ctx.principal, uuid.UUID(ctx.params["location_id"]))
+    moved = "timezone" in ctx.body and ctx.body["timezone"] != loc.timezone
+    if moved:
+        lock_roster(session, _biz(ctx.principal))
     for name in ("name", "timezone", "address", "active"):
         if name in ctx.body:
             setattr(loc, name, ctx.body[name])
     loc.updated_at = func.now()
     session.flush()
+    if moved:
+        # The rules are wall-clock times: in another zone they cover other instants.
+        follow_rules(session, {(s, loc.id) for s in stylists_at(session, loc.id)})
     session.refresh(loc)
     return WriteOutcome(200, location_view(loc), catalogue_changed=True)
 
@@ -164,6 +173,7 @@ def update_location(session: Session, ctx: WriteContext) -> WriteOutcome:
 
 @operation("stylist.create")
 def create_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
+    lock_roster(session, _biz(ctx.principal))
     location_ids = _uuids(ctx.body["location_ids"])
     _check_locations(session, ctx.principal, location_ids)
     stylist = Stylist(
@@ -176,6 +186,8 @@ def create_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
     session.flush()
     session.add_all(StylistLocation(stylist_id=stylist.id, location_id=i) for i in location_ids)
     session.flush()
+    # Location-wide rules at two of them may overlap.
+    refuse_location_clash(session, stylist.id, location_ids, added=location_ids)
     return WriteOutcome(
         201,
         stylist_view(stylist, location_ids),
@@ -186,17 +198,26 @@ def create_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
 
 @operation("stylist.update")
 def update_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
+    lock_roster(session, _biz(ctx.principal))
     stylist = own_stylist(session, ctx.principal, uuid.UUID(ctx.params["stylist_id"]))
+    before = set(_stylist_location_ids(session, stylist.id))
     for name in ("name", "active"):
         if name in ctx.body:
             setattr(stylist, name, ctx.body[name])
+    after = before
     if "location_ids" in ctx.body:
         location_ids = _uuids(ctx.body["location_ids"])
         _check_locations(session, ctx.principal, location_ids)
         session.execute(delete(StylistLocation).where(StylistLocation.stylist_id == stylist.id))
         session.add_all(StylistLocation(stylist_id=stylist.id, location_id=i) for i in location_ids)
+        after = set(location_ids)
     stylist.updated_at = func.now()
     session.flush()
+    refuse_location_clash(session, stylist.id, after, added=after - before)
+    if "active" in ctx.body or after != before:
+        # Slots at a location the stylist left, or of a deactivated stylist, are blocked;
+        # back again, the ones the rules cover reopen.
+        follow_rules(session, {(stylist.id, loc) for loc in before | after})
     session.refresh(stylist)
     return WriteOutcome(
         200,

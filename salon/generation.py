@@ -33,7 +33,7 @@ from models.tables import (
     StylistLocation,
 )
 from salon.auth import Principal
-from salon.availability import rules_for
+from salon.coverage import rules_for
 from salon.encoding import json_default
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_stylists

@@ -4,8 +4,10 @@ Every write that takes or frees a stylist's time (holds, confirms of moves, canc
 slot generation) takes the stylist's lock first, so concurrent writers queue briefly in
 PostgreSQL instead of racing to the exclusion constraint. The constraint stays the last word.
 
-Keys: `customer:{user id}` (a hold's limit) and `stylist:{stylist id}`. Writers needing
-several take them in sorted order, so "customer:" always before "stylist:".
+Keys: `customer:{user id}` (a hold's limit), `roster:{brand id}` (changes to who works where
+and when: rules, a stylist's locations, a location's zone; see `salon.clashes`) and
+`stylist:{stylist id}`. Writers needing several take them in sorted order, so "customer:"
+before "roster:" before "stylist:"; a writer holding a later key never asks for an earlier one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
 
 STYLIST = "stylist:"
 CUSTOMER = "customer:"
+ROSTER = "roster:"
 
 # The SQL expression of a key, for statements that take a lock on a row they read:
 # `{LOCK_SQL}` with the key's SQL text in place of `{key}`.
@@ -34,3 +37,8 @@ def lock(session: Session, *keys: str) -> None:
 
 def lock_stylists(session: Session, stylist_ids: Iterable[uuid.UUID]) -> None:
     lock(session, *(f"{STYLIST}{s}" for s in stylist_ids))
+
+
+def lock_roster(session: Session, biz: uuid.UUID) -> None:
+    """The brand's roster: rules and who works where change one write at a time."""
+    lock(session, f"{ROSTER}{biz}")

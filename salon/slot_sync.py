@@ -2,6 +2,11 @@
 
 Used by a generation chunk, inside its transaction and under the stylist's lock. A re-run
 that finds nothing to change reads one digest per day, not every slot.
+
+A slot no rule wants is deleted when free; a live booking on it keeps it, `blocked`
+(`salon.coverage`), and reports a conflict until staff resolve it. A wanted slot that is
+blocked opens again. A wanted start the stylist already has at another location is a clash
+(two locations' rules overlap): reported on the job, never silently skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, text
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from models.ids import new_id_hexes
@@ -47,16 +52,19 @@ def _digest(slots: Iterable[tuple[int, int]]) -> str:
 
 
 # Per local day, a fingerprint of the stylist's slots here: a re-run that finds every day
-# unchanged reads a few hundred short rows instead of every slot.
+# unchanged reads a few hundred short rows instead of every slot. A blocked slot adds its
+# status, so its day never matches what the rules want and is always looked at again.
 _DAY_DIGESTS = text(
     """
     SELECT local_date, md5(string_agg(
-        extract(epoch FROM start_at)::bigint || ':' || extract(epoch FROM end_at)::bigint,
+        extract(epoch FROM start_at)::bigint || ':' || extract(epoch FROM end_at)::bigint
+        || CASE WHEN status = 'open' THEN '' ELSE ':' || status END,
         ',' ORDER BY start_at)) AS digest
     FROM (
         -- OFFSET 0 keeps the outer filters out: the scan must use (stylist_id, start_at),
         -- not the location's index over every stylist's slots.
-        SELECT local_date, start_at, end_at, location_id FROM scheduler.slot_instances
+        SELECT local_date, start_at, end_at, location_id, status
+        FROM scheduler.slot_instances
         WHERE stylist_id = :stylist AND start_at >= :lo AND start_at < :hi
         OFFSET 0
     ) AS mine
@@ -114,30 +122,44 @@ def reconcile(
             SlotInstance.local_date,
             SlotInstance.start_at,
             SlotInstance.end_at,
+            SlotInstance.status,
         ).where(
             SlotInstance.stylist_id == key.stylist_id,
             SlotInstance.start_at >= lo,
             SlotInstance.start_at < hi,
         )
     ).all()
-    # Any location: one stylist cannot have two slots starting at the same instant.
-    taken_starts = {row.start_at for row in existing}
+    # One stylist cannot have two slots starting at the same instant, at any location.
+    elsewhere = {row.start_at: row for row in existing if row.location_id != key.location_id}
     here = {
         (row.start_at, row.end_at): row
         for row in existing
         if row.location_id == key.location_id and row.local_date in changed
     }
-    wanted_keys = set()
+    wanted_keys = {(s.start_at, s.end_at) for day in changed for s in by_day.get(day, [])}
+    stale = [(row, row.start_at, row.end_at) for k, row in here.items() if k not in wanted_keys]
+    removable, conflicts = _split_booked(session, key.stylist_id, stale)
+    removed = set(removable)
+    # Starts still taken here once the free stale slots are gone (a booked one stays).
+    kept_starts = {row.start_at for row in here.values() if row.id not in removed}
     to_create: list[Slot] = []
-    for day in changed:
+    to_open: list[uuid.UUID] = []
+    for day in sorted(changed):
         for slot in by_day.get(day, []):
-            wanted_keys.add((slot.start_at, slot.end_at))
-            if (slot.start_at, slot.end_at) in here or slot.start_at in taken_starts:
+            row = here.get((slot.start_at, slot.end_at))
+            other = elsewhere.get(slot.start_at)
+            if row is not None:
+                result.skipped += 1
+                if row.status != "open":
+                    to_open.append(row.id)
+            elif other is not None:
+                conflicts.append(_clash(key, slot, other))
+            elif slot.start_at in kept_starts:
                 result.skipped += 1
             else:
                 to_create.append(slot)
-    stale = [(row.id, row.start_at, row.end_at) for k, row in here.items() if k not in wanted_keys]
-    removable, conflicts = _split_booked(session, key.stylist_id, stale)
+    # A booked slot no rule wants stays for its booking, blocked: freed later, nobody gets it.
+    to_block = [c["slot_id"] for c in conflicts if c.pop("status", None) == "open"]
     result.conflicts = conflicts
     result.removed = len(removable)
     result.created = len(to_create)
@@ -145,15 +167,32 @@ def reconcile(
         return result
     if removable:
         session.execute(delete(SlotInstance).where(SlotInstance.id.in_(removable)))
+    for ids, status in ((to_block, "blocked"), (to_open, "open")):
+        if ids:
+            session.execute(
+                update(SlotInstance).where(SlotInstance.id.in_(ids)).values(status=status)
+            )
     if to_create:
         _copy_slots(session, key, to_create)
     return result
 
 
+def _clash(key: ChunkKey, slot: Slot, other: Any) -> dict[str, Any]:
+    """A start the rules want here that the stylist already has at another location."""
+    return {
+        "reason": "clash",
+        "slot_id": other.id,
+        "stylist_id": key.stylist_id,
+        "start_at": slot.start_at,
+        "location_id": other.location_id,
+    }
+
+
 def _split_booked(
-    session: Session, stylist_id: uuid.UUID, stale: list[tuple[uuid.UUID, dt.datetime, dt.datetime]]
+    session: Session, stylist_id: uuid.UUID, stale: list[tuple[Any, dt.datetime, dt.datetime]]
 ) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
-    """Stale slots overlapped by a live booking are conflicts for staff; the rest may go."""
+    """Stale slots overlapped by a live booking are conflicts for staff; the rest may go.
+    Each conflict carries the slot's `status` for the caller (which pops it)."""
     if not stale:
         return [], []
     lo = min(s for _, s, _ in stale)
@@ -170,14 +209,16 @@ def _split_booked(
     ).all()
     removable: list[uuid.UUID] = []
     conflicts: list[dict[str, Any]] = []
-    for slot_id, start, end in stale:
+    for row, start, end in stale:
         booked = next((b for b in bookings if b.start_at < end and b.end_at > start), None)
         if booked is None:
-            removable.append(slot_id)
+            removable.append(row.id)
         else:
             conflicts.append(
                 {
-                    "slot_id": slot_id,
+                    "reason": "booked",
+                    "status": row.status,
+                    "slot_id": row.id,
                     "stylist_id": stylist_id,
                     "start_at": start,
                     "booking_id": booked.id,
