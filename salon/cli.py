@@ -83,23 +83,27 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
 @main.command()
 @click.option("--processes", type=int, default=None)
 @click.option("--threads", type=int, default=None)
-def worker(processes: int | None, threads: int | None) -> None:
-    """Run Dramatiq workers for every queue."""
+@click.option(
+    "--alive-file",
+    default=None,
+    help="Touched every second while every worker process runs (for a liveness probe).",
+)
+def worker(processes: int | None, threads: int | None, alive_file: str | None) -> None:
+    """Run Dramatiq workers for every queue; a worker process that dies is restarted."""
+    from salon.logs import configure
+    from salon.worker_supervisor import Supervisor, dramatiq_command
+
     settings = _settings()
-    args = [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "workers.main",
-        "--processes",
-        str(processes or settings.worker_processes),
-        "--threads",
-        str(threads or settings.worker_threads),
-        "--skip-logging",
-    ]
+    configure(settings.log_level, json_logs=settings.log_json)
     # Idle consumers poll Redis; 100 ms (not Dramatiq's 1 s) keeps a quiet system responsive.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
-    os.execvp(args[0], args)
+    supervisor = Supervisor(
+        dramatiq_command(threads or settings.worker_threads),
+        processes or settings.worker_processes,
+        alive_file=alive_file,
+    )
+    supervisor.install_signal_handlers()
+    sys.exit(supervisor.run())
 
 
 @main.command()

@@ -116,7 +116,8 @@ def run_dev(*, port: int, data_dir: str | None) -> int:
         while not stop.wait(1.0):
             for name, child in list(children.items()):
                 if child.poll() is not None:
-                    # The Dramatiq parent stops all its workers when one dies: restart it.
+                    # `salon worker` restarts its own worker processes; a process that
+                    # exits anyway (the API's gunicorn master, the scheduler) starts again.
                     print(f"{name} exited ({child.returncode}); restarting", flush=True)
                     children[name] = _spawn(PROCESSES[name], env)
         return 0

@@ -163,7 +163,8 @@ class ExposureService:
                 "date is in the past", errors=[{"field": "date", "message": "in the past"}]
             )
         window = self.window(now)
-        free = self.reads.live.day(o, day, versions, now).within(window)
+        times = self.reads.live.day(o, day, versions, now)
+        free = times.within(window)
         stylist_part = str(stylist_id) if stylist_id else "any"
         stored = found.state
         if stored is not None:
@@ -217,6 +218,9 @@ class ExposureService:
         if free.count:
             # The first time is bookable while the window's earliest has not passed it.
             until = min(until, now + (free.starts[0] - window.earliest))
+        if not times.current:
+            # Chosen from a list served while it is recomputed: not past its grace.
+            until = min(until, times.valid_until)
         entry = self._ledger_entry(subject, o, day, stylist_part, variant, seed, shown, total, now)
         self.reads.store(
             key,

@@ -61,6 +61,16 @@ class Offer:
         return {s.hex: minutes for s, minutes in self.durations.items()}
 
     @cached_property
+    def shape(self) -> tuple[Any, ...]:
+        """Everything of the offer a day's free starts depend on: two offers of one shape,
+        read under different catalogue versions, have the same free starts."""
+        return (
+            self.location.timezone,
+            tuple(sorted(self.needs.items())),
+            tuple(sorted(self.durations.items())),
+        )
+
+    @cached_property
     def shortest(self) -> dt.timedelta:
         return dt.timedelta(minutes=min(self.durations.values(), default=0))
 

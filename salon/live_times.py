@@ -19,6 +19,7 @@ import os
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,20 @@ log = logging.getLogger(__name__)
 MAX_AGE = dt.timedelta(minutes=30)
 MAX_ENTRIES = 1024
 
+# A catalogue change that leaves an offer's shape as it was cannot, by itself, make the day
+# lists of that offer wrong. What it may stand for is the lost-change watch's bump
+# (`salon.lost_bumps`: changes whose own bumps never reached Redis, which the design already
+# lets stand for up to ~50 s, the watch's period and settling time). Recomputing every kept
+# list at once, in the requests that find them (hundreds per process, all API processes
+# together, each request waiting for its SQL), was the stampede after a Redis that lost its
+# data. Such a list is served for at most SUSPECT_GRACE after this process first saw the new
+# catalogue while the refresh thread recomputes it (the lists requests ask for, in the order
+# they ask, one at a time per process); one not recomputed by then is computed by the
+# request, as any list that is no longer current. A counter more than NEAR_BUMPS ahead was
+# started again (Redis lost its data: a random value), not bumped: nothing kept is served.
+SUSPECT_GRACE = dt.timedelta(seconds=10)
+NEAR_BUMPS = 64
+
 DayKey = tuple[str, str, str, dt.date]
 NO_VERSIONS = Versions(-1, ())
 
@@ -53,6 +68,10 @@ class DayTimes:
     versions: Versions
     valid_until: dt.datetime  # never used after this (a hold in it expires, or MAX_AGE)
     refresh_after: dt.datetime  # recomputed in the background from this moment on
+    shape: Hashable = None  # the offer's `shape` it was computed for
+    # False: computed under an older catalogue and served while it is recomputed, at most
+    # until `valid_until` (see SUSPECT_GRACE): nothing derived from it may outlive that.
+    current: bool = True
 
     def within(self, window: Window) -> FreeDay:
         return self.free.between(window.earliest, window.latest)
@@ -114,12 +133,15 @@ class LiveTimes:
         self._refreshing: set[DayKey] = set()
         self._refresher: ThreadPoolExecutor | None = None
         self._refresher_pid = 0
+        self._catalogues_seen: OrderedDict[int, dt.datetime] = OrderedDict()
 
     def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
         a kept list is current: always compute)."""
         key = (o.location_key, o.service_key, ",".join(o.stylist_keys), day)
         if versions is not None:
+            if versions.catalogue not in self._catalogues_seen:
+                self._saw(versions.catalogue, now)
             with self._lock:
                 hit = self._days.get(key)
             if hit is not None and now < hit.valid_until:
@@ -132,11 +154,49 @@ class LiveTimes:
                 dirty = dirty_local_dates(self.container.redis, ns, versions, hit.versions)
                 if dirty is not None and day not in dirty:
                     return self._keep(key, replace(hit, versions=versions))
+                grace_until = self._grace_until(hit, o, day, versions, now)
+                if grace_until is not None:
+                    self._refresh_later(key, o, day, versions)
+                    until = min(hit.valid_until, grace_until)
+                    return replace(hit, valid_until=until, current=False)
         if versions is None:
             return self._compute(o, day, NO_VERSIONS, now)
         return self._flights.run(
             (key, versions), lambda: self._keep(key, self._compute(o, day, versions, now))
         )
+
+    def _grace_until(
+        self, hit: DayTimes, o: Offer, day: dt.date, versions: Versions, now: dt.datetime
+    ) -> dt.datetime | None:
+        """Until when `hit` may be served while it is recomputed (see SUSPECT_GRACE); None:
+        not at all (the offer changed, a stylist's change reached this day, the counter was
+        started again, or the grace is over)."""
+        ahead = versions.catalogue - hit.versions.catalogue
+        if not 0 < ahead <= NEAR_BUMPS or hit.shape != o.shape:
+            return None
+        # The stylists' own changes are known by date: any on this day rules the list out.
+        same_catalogue = replace(hit.versions, catalogue=versions.catalogue)
+        ns = self.container.settings.redis_namespace
+        dirty = dirty_local_dates(self.container.redis, ns, versions, same_catalogue)
+        if dirty is None or day in dirty:
+            return None
+        with self._lock:
+            seen = [
+                self._catalogues_seen[v]
+                for v in range(hit.versions.catalogue + 1, versions.catalogue + 1)
+                if v in self._catalogues_seen
+            ]
+        until = min(seen, default=now) + SUSPECT_GRACE
+        return until if now < until else None
+
+    def _saw(self, catalogue: int, now: dt.datetime) -> None:
+        """When this process first saw each recent catalogue version (the grace's start)."""
+        with self._lock:
+            if catalogue in self._catalogues_seen:
+                return
+            self._catalogues_seen[catalogue] = now
+            while len(self._catalogues_seen) > NEAR_BUMPS:
+                self._catalogues_seen.popitem(last=False)
 
     def _refresh_later(self, key: DayKey, o: Offer, day: dt.date, versions: Versions) -> None:
         """Recompute the list in this process's refresh thread (once at a time per day)."""
@@ -152,6 +212,13 @@ class LiveTimes:
 
         def refresh() -> None:
             now = dt.datetime.now(dt.UTC)
+            with self._lock:
+                kept = self._days.get(key)
+            if kept is not None and kept.versions == versions and kept.refresh_after > now:
+                # A request computed it meanwhile (it waited past its grace).
+                with self._lock:
+                    self._refreshing.discard(key)
+                return
             try:
                 self._flights.run(
                     (key, versions), lambda: self._keep(key, self._compute(o, day, versions, now))
@@ -170,7 +237,7 @@ class LiveTimes:
             expiry = hold_expiries(session, o, day, day).get(day)
         until, refresh_after = trusted_until(now, expiry, random.random())
         free = FreeDay.of_rows(candidate_rows(o, rows), o.shortest)
-        return DayTimes(free, versions, until, refresh_after)
+        return DayTimes(free, versions, until, refresh_after, o.shape)
 
     def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
         with self._lock:

@@ -7,10 +7,13 @@ each process's day lists) would then stay wrong until it ages out, so day lists 
 recomputed every few minutes just in case: most of the read path's background work.
 
 Instead, the round trip that bumps also leaves a receipt (`run_with_receipt`), and the
-scheduler looks for recent commits without one (`LostBumpWatch`). For each it finds it bumps
-the catalogue version, which makes every process recompute everything it kept: heavy, but a
-lost bump is rare, and afterwards nothing is wrong any more. Kept lists then only need a long
-age limit (for changes made behind the application's back).
+scheduler looks for recent commits without one (`LostBumpWatch`). However many it finds, it
+bumps the catalogue version once: every stored answer is then a miss, and every process
+recomputes the day lists it kept, in its refresh thread one at a time while requests use the
+old ones for a few seconds (`salon.live_times.SUSPECT_GRACE`), so even the hundreds of
+changes a Redis that lost its data leaves without receipts are one bounded event. Afterwards
+nothing is wrong any more. Kept lists then only need a long age limit (for changes made
+behind the application's back).
 """
 
 from __future__ import annotations
@@ -171,13 +174,14 @@ class LostBumpWatch:
     @staticmethod
     def _make_up_for(container: Container, missing: list[str]) -> None:
         """One catalogue bump stands for every lost one (and for whatever an unchecked gap
-        held): each process recomputes what it kept. The receipts are written with it so the
-        same changes are not counted again."""
+        held): each process recomputes what it kept (`salon.live_times`: in the background,
+        one list at a time). The receipts are written with it so the same changes are not
+        counted again."""
         ns = container.settings.redis_namespace
         if missing:
             log.warning(
                 "%d change(s) committed without their version bump (e.g. %s): every kept"
-                " answer and day list is recomputed",
+                " answer and day list is recomputed (kept day lists in the background)",
                 len(missing),
                 missing[0],
             )

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from salon.free_times import Offer, offer
+from salon.single_flight import SingleFlight
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -47,6 +48,7 @@ class OfferCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[OfferKey, tuple[Offer, int, float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights: SingleFlight[Offer] = SingleFlight()
 
     def get(
         self,
@@ -64,6 +66,22 @@ class OfferCache:
             if hit is not None and hit[1] == catalogue_version and now - hit[2] < MAX_AGE_SECONDS:
                 self._entries.move_to_end(key)
                 return hit[0]
+        # After a catalogue change every request re-reads its offer: one read per offer at a
+        # time, which the requests asking meanwhile share.
+        return self._flights.run(
+            (key, catalogue_version),
+            lambda: self._read(key, location_id, service_id, stylist_id, catalogue_version, now),
+        )
+
+    def _read(
+        self,
+        key: OfferKey,
+        location_id: uuid.UUID,
+        service_id: uuid.UUID,
+        stylist_id: uuid.UUID | None,
+        catalogue_version: int,
+        now: float,
+    ) -> Offer:
         with self.container.sessions() as session:
             found = offer(session, location_id, service_id, stylist_id)
         with self._lock:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
+import os
 import re
 import shlex
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,6 +197,42 @@ def test_compose_start_order_waits_for_migrations() -> None:
         assert isinstance(deps, dict), f"{name}: depends_on must use the long form"
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
     assert services["migrate"].get("restart", "no") == "no", "a finished migrate must stay done"
+
+
+def test_compose_restarts_every_long_running_service() -> None:
+    services = load_compose()["services"]
+    for name in ("postgres", "redis", "api", "worker", "scheduler"):
+        policy = str(services[name].get("restart", "no"))
+        assert policy in {"always", "unless-stopped", "on-failure"}, (name, policy)
+
+
+def alive_file(words: list[str]) -> str:
+    assert "--alive-file" in words, words
+    return words[words.index("--alive-file") + 1]
+
+
+def check_probe(probe: list[str], path: str, tmp_path: Path) -> None:
+    """The probe names the file the worker touches, and passes only while it is fresh."""
+    assert probe[0] == "python", "slim has nothing else to read a file's age with"
+    assert path in " ".join(probe), (path, probe)
+    here = tmp_path / "alive"
+    run = [sys.executable, *(word.replace(path, str(here)) for word in probe[1:])]
+    assert subprocess.run(run).returncode != 0, "passes without the file"
+    here.touch()
+    assert subprocess.run(run).returncode == 0, "fails on a fresh file"
+    stale = time.time() - 120
+    os.utime(here, (stale, stale))
+    assert subprocess.run(run).returncode != 0, "passes on a file two minutes old"
+
+
+def test_compose_worker_health_is_the_file_salon_worker_keeps_fresh(tmp_path: Path) -> None:
+    worker = load_compose()["services"]["worker"]
+    path = alive_file(command_words(worker["command"]))
+    check = worker["healthcheck"]
+    assert not check.get("disable")
+    test = [str(word) for word in check["test"]]  # exec form: the words as they are run
+    assert test[0] == "CMD", test
+    check_probe(test[1:], path, tmp_path)
 
 
 def test_compose_api_publishes_port_8000() -> None:
@@ -399,6 +438,24 @@ def test_k8s_api_probes_and_service() -> None:
         assert target in ports or target in ports.values(), target
 
 
+def test_k8s_pods_are_restarted() -> None:
+    for workload in k8s_objects("Deployment"):
+        policy = pod_spec(workload).get("restartPolicy", "Always")
+        assert policy == "Always", (workload["metadata"]["name"], policy)
+
+
+def test_k8s_worker_liveness_is_the_file_salon_worker_keeps_fresh(tmp_path: Path) -> None:
+    worker = deployment("worker")
+    (container,) = pod_spec(worker)["containers"]
+    words = command_words(container.get("command")) + command_words(container.get("args"))
+    path = alive_file(words)
+    probe = container["livenessProbe"]["exec"]["command"]
+    check_probe([str(word) for word in probe], path, tmp_path)
+    # The root filesystem is read-only: the file must be on a mounted volume.
+    mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+    assert any(path.startswith(m.rstrip("/") + "/") for m in mounts), (path, mounts)
+
+
 def test_k8s_workers_get_time_to_finish_messages() -> None:
     worker = deployment("worker")
     assert pod_spec(worker).get("terminationGracePeriodSeconds", 30) >= 60
@@ -454,3 +511,7 @@ def test_subcommands_and_flags_used_by_deploy_files_exist_in_the_cli() -> None:
     assert api is not None
     options = {opt for param in api.params for opt in getattr(param, "opts", [])}
     assert "--bind" in options, "deploy files run `salon api --bind 0.0.0.0:8000`"
+    worker = group.get_command(click.Context(group), "worker")
+    assert worker is not None
+    options = {opt for param in worker.params for opt in getattr(param, "opts", [])}
+    assert "--alive-file" in options, "deploy files run `salon worker --alive-file ...`"
