@@ -8,7 +8,6 @@ of the project never touches the network.
 from __future__ import annotations
 
 import select
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +24,7 @@ from salon.connect_breaker import ConnectBreaker
 from salon.redis_breaker import GuardedRetry, RedisBreaker
 from salon.script_lane import CommandLane, LaneScript, ScriptLane
 from salon.settings import Settings
+from salon.waits import WaitingPlaces
 
 if TYPE_CHECKING:
     from workers.actors import Actors
@@ -44,13 +44,13 @@ class Container:
     # What a write sends after its commit (salon.versions.run_pipeline), on plain connections.
     redis_lane: CommandLane = field(init=False)
     # Places for writes waiting for their outcome, fewer than the API's threads, so that
-    # waiting writes never hold every thread: a write that finds none answers 202 at once.
-    write_waits: threading.BoundedSemaphore = field(init=False)
+    # writes waiting on stopped workers never hold every thread (salon.waits).
+    write_waits: WaitingPlaces = field(init=False)
     actors: Actors = field(init=False)
 
     def __post_init__(self) -> None:
         self.redis_lane = CommandLane(self.redis)
-        self.write_waits = threading.BoundedSemaphore(self.settings.waiting_writes())
+        self.write_waits = WaitingPlaces(self.settings.waiting_writes())
 
     def close(self) -> None:
         self.broker.close()

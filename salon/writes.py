@@ -277,23 +277,39 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
 
 
 def _wait_for_signal(container: Container, write_id: uuid.UUID, seconds: float) -> bytes | None:
-    """The worker's done signal for the write, or None after `seconds` (or at once when all
-    of the process's waiting places are taken: waiting writes never hold every thread, so
-    reads do not queue behind them while the workers are slow or stopped)."""
-    if not container.write_waits.acquire(blocking=False):
-        return None
+    """The worker's done signal for the write, or None after `seconds`. A write that finds
+    no waiting place (`salon.waits`) waits only while the process's writes are answered, so
+    that writes waiting on stopped workers never hold every thread (reads would queue)."""
+    key = done_key(container.settings.redis_namespace, write_id)
+    places = container.write_waits
+    signal: bytes | None = None
     try:
-        key = done_key(container.settings.redis_namespace, write_id)
-        margin = container.settings.redis_timeout_seconds
-        breaker = container.redis_breaker
-        if breaker is None:
-            return _pop_within(container.redis_blocking, key, seconds, margin)
-        return breaker.call_unless_open(_pop_within, container.redis_blocking, key, seconds, margin)
+        if places.take():
+            try:
+                signal = _pop(container, key, seconds)
+            finally:
+                places.leave()
+        else:
+            deadline = time.monotonic() + seconds
+            while signal is None and places.flowing():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                signal = _pop(container, key, min(remaining, places.window))
     except redis.RedisError:
         log.warning("could not wait on Redis for write %s", write_id)
         return None
-    finally:
-        container.write_waits.release()
+    if signal is not None:
+        places.answered()
+    return signal
+
+
+def _pop(container: Container, key: str, seconds: float) -> bytes | None:
+    margin = container.settings.redis_timeout_seconds
+    breaker = container.redis_breaker
+    if breaker is None:
+        return _pop_within(container.redis_blocking, key, seconds, margin)
+    return breaker.call_unless_open(_pop_within, container.redis_blocking, key, seconds, margin)
 
 
 def _pop_within(client: redis.Redis, key: str, seconds: float, margin: float) -> bytes | None:

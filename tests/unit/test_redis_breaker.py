@@ -8,7 +8,6 @@ import pytest
 import redis
 
 from salon.redis_breaker import RedisBreaker, RedisUnanswered
-from salon.settings import Settings
 
 
 class Clock:
@@ -165,11 +164,3 @@ def test_a_refusal_is_an_outage() -> None:
 
     assert issubclass(RedisUnanswered, redis.ConnectionError)
     assert redis.ConnectionError in OUTAGES
-
-
-@pytest.mark.parametrize(
-    ("waiting", "threads", "places"), [(4, 8, 4), (4, 4, 3), (16, 8, 7), (4, 1, 0), (0, 8, 0)]
-)
-def test_waiting_writes_always_leave_a_thread_free(waiting: int, threads: int, places: int) -> None:
-    settings = Settings(api_waiting_writes=waiting, api_threads=threads)
-    assert settings.waiting_writes() == places
