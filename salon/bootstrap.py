@@ -21,8 +21,10 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from salon.connect_breaker import ConnectBreaker
+from salon.redis_breaker import GuardedRetry, RedisBreaker
 from salon.script_lane import CommandLane, LaneScript, ScriptLane
 from salon.settings import Settings
+from salon.waits import WaitingPlaces
 
 if TYPE_CHECKING:
     from workers.actors import Actors
@@ -34,15 +36,21 @@ class Container:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: Redis
-    # For BLPOP while the API waits for a write: its socket timeout must exceed the wait.
+    # For BLPOP while the API waits for a write (`salon.writes`), bounded by our own clock.
     redis_blocking: Redis
     broker: RedisBroker
+    # Guards every Redis call of the process (the API's; None elsewhere): salon.redis_breaker.
+    redis_breaker: RedisBreaker | None = None
     # What a write sends after its commit (salon.versions.run_pipeline), on plain connections.
     redis_lane: CommandLane = field(init=False)
+    # Places for writes waiting for their outcome, fewer than the API's threads, so that
+    # writes waiting on stopped workers never hold every thread (salon.waits).
+    write_waits: WaitingPlaces = field(init=False)
     actors: Actors = field(init=False)
 
     def __post_init__(self) -> None:
         self.redis_lane = CommandLane(self.redis)
+        self.write_waits = WaitingPlaces(self.settings.waiting_writes())
 
     def close(self) -> None:
         self.broker.close()
@@ -53,6 +61,8 @@ class Container:
 
 # After a failed connect, new ones fail at once this long, then one caller tries again.
 CONNECT_COOLDOWN_SECONDS = 1.0
+# After a Redis call timed out, the API's calls fail at once this long, then one tries again.
+REDIS_COOLDOWN_SECONDS = 1.0
 
 
 def build_engine(settings: Settings, *, statement_timeout_ms: int | None = None) -> Engine:
@@ -114,24 +124,34 @@ def _liveness_check(engine: Engine) -> Callable[[Any, Any, Any], None]:
     return check
 
 
-def build_redis(settings: Settings, *, socket_timeout: float | None = None) -> Redis:
+def build_redis(
+    settings: Settings,
+    *,
+    socket_timeout: float | None = None,
+    breaker: RedisBreaker | None = None,
+) -> Redis:
+    """A client; with `breaker`, each of its calls (and those of the plain lanes built on it,
+    `salon.script_lane`) is refused at once while Redis does not answer."""
     return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds if socket_timeout is None else socket_timeout,
         retry_on_timeout=False,
         health_check_interval=30,
+        **({"retry": GuardedRetry(breaker)} if breaker is not None else {}),
     )
 
 
-def build_broker(settings: Settings, *, socket_timeout: float = 10.0) -> RedisBroker:
+def build_broker(
+    settings: Settings, *, socket_timeout: float = 10.0, breaker: RedisBreaker | None = None
+) -> RedisBroker:
     from workers.middleware import RequestIdMiddleware
 
     # The broker gets its own client. A worker's fetch that timed out after it reached Redis
     # would strand its messages in the worker's ack set, so workers wait long; the API passes
     # its sub-second timeout (an enqueue that timed out is re-sent, harmlessly, by the
     # scheduler's re-enqueue job).
-    client = build_redis(settings, socket_timeout=socket_timeout)
+    client = build_redis(settings, socket_timeout=socket_timeout, breaker=breaker)
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=f"{settings.redis_namespace}-dramatiq",
@@ -156,7 +176,10 @@ def bootstrap(
     *,
     statement_timeout_ms: int | None = None,
     broker_timeout_seconds: float = 10.0,
+    redis_breaker: bool = False,
 ) -> Container:
+    """`redis_breaker`: every Redis call fails fast for a while after one timed out (the API;
+    a worker waits for Redis instead, its fetches being long by design)."""
     settings = settings or Settings.from_env()
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError(
@@ -164,16 +187,20 @@ def bootstrap(
             "(or run `salon dev`, which starts embedded servers)"
         )
     engine = build_engine(settings, statement_timeout_ms=statement_timeout_ms)
-    broker = build_broker(settings, socket_timeout=broker_timeout_seconds)
+    breaker = RedisBreaker(cooldown=REDIS_COOLDOWN_SECONDS) if redis_breaker else None
+    broker = build_broker(settings, socket_timeout=broker_timeout_seconds, breaker=breaker)
     # The dramatiq CLI finds the broker through the global; actors are bound to it explicitly.
     dramatiq.set_broker(broker)
     container = Container(
         settings=settings,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
-        redis=build_redis(settings),
-        redis_blocking=build_redis(settings, socket_timeout=settings.api_max_wait_seconds + 2),
+        redis=build_redis(settings, breaker=breaker),
+        # The wait is bounded by `salon.writes` itself: with a socket timeout as long as the
+        # longest wait, a frozen Redis would hold every waiting write that long.
+        redis_blocking=build_redis(settings, breaker=breaker),
         broker=broker,
+        redis_breaker=breaker,
     )
     from workers.actors import declare_actors
 

@@ -41,6 +41,9 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
     """Serve the API with gunicorn (gthread)."""
     settings = _settings()
     address = bind or f"127.0.0.1:{port or 8000}"
+    threads = threads or settings.api_threads
+    # The app reads it too: it lets fewer writes wait at once than it has threads.
+    os.environ["API_THREADS"] = str(threads)
     args = [
         sys.executable,
         "-m",
@@ -53,7 +56,7 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
         "--workers",
         str(workers or settings.api_workers),
         "--threads",
-        str(threads or settings.api_threads),
+        str(threads),
         # A write may wait up to API_MAX_WAIT_SECONDS for its worker: never kill it before.
         "--timeout",
         str(int(settings.api_max_wait_seconds) + 30),

@@ -157,6 +157,11 @@ class EmbeddedServices:
             raise EmbeddedServicesError("Redis has not been started: call start() first")
         return self._redis_port
 
+    @property
+    def redis_pid(self) -> int | None:
+        """The running Redis server's pid (None when stopped): fault tests freeze it."""
+        return self._redis_pid
+
     def start(self) -> None:
         """Start (or reuse) both servers. Idempotent; also restarts one that was stopped."""
         self.start_postgres()

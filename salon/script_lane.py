@@ -22,6 +22,7 @@ import hiredis
 import redis
 
 from salon import resp
+from salon.redis_breaker import breaker_of
 
 _T = TypeVar("_T")
 
@@ -47,12 +48,19 @@ class ThreadConnections:
         self.name = name  # the connections' CLIENT SETNAME, for operators (CLIENT LIST)
         self.kwargs = dict(client.connection_pool.connection_kwargs)
         self.timeout = float(self.kwargs.get("socket_timeout") or 1.0)
+        # The client's breaker guards these calls too: a frozen Redis costs one timeout.
+        self.breaker = breaker_of(client)
         self._local = threading.local()
 
     def run(self, work: Callable[[resp.Plain], _T], *, retry: bool) -> _T:
         """`work` on this thread's connection, with redis-py's errors. `retry`: run it again
         on a fresh connection when the kept one turns out dead (only for work that may run
         twice: the first attempt may have reached Redis)."""
+        if self.breaker is None:
+            return self._run(work, retry)
+        return self.breaker.call(self._run, work, retry)
+
+    def _run(self, work: Callable[[resp.Plain], _T], retry: bool) -> _T:
         kept = self._kept()
         try:
             return work(kept or self._open())
@@ -74,6 +82,12 @@ class ThreadConnections:
         """Send `data` on this thread's connection without waiting for its `replies`: they
         are read before the thread's next call (an error reply is logged). Raises redis-py's
         errors only when `data` could not be sent; never sent twice."""
+        if self.breaker is None:
+            self._send_only(data, replies)
+        else:
+            self.breaker.call(self._send_only, data, replies)
+
+    def _send_only(self, data: bytes, replies: int) -> None:
         try:
             (self._kept() or self._open()).send(data)
         except (OSError, resp.ReplyError) as exc:  # the latter: a new connection refused
@@ -104,12 +118,17 @@ class ThreadConnections:
 
     def _settle(self, conn: resp.Plain, owed: int) -> bool:
         """Read the replies owed to a `send_only` (there by now, unless Redis is slow); False
-        when the connection can no longer be used."""
+        when the connection can no longer be used, redis.TimeoutError when Redis does not
+        answer."""
         try:
             for _ in range(owed):
                 error = _first_error(_flattened(conn.read(ready=True)))
                 if error is not None:
                     log.warning("Redis refused a command sent without waiting: %s", error)
+        except TimeoutError as exc:
+            # Redis does not answer (frozen): a new connection would wait as long again.
+            self._drop()
+            raise _connection_error(exc) from exc
         except OSError as exc:
             log.warning("the reply to a command sent without waiting was lost: %s", exc)
             return False

@@ -40,6 +40,9 @@ class Settings:
     hold_ttl_seconds: int = field(default=600, metadata={"env": "HOLD_TTL_SECONDS"})
     api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
     api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})
+    # Writes one API process lets wait their whole wait at once (each holds a thread); at most
+    # API_THREADS - 1. Others wait only while the workers answer (salon.waits).
+    api_waiting_writes: int = field(default=4, metadata={"env": "API_WAITING_WRITES"})
     # A database or Redis call must fail fast enough that the API answers 503 within 2 s.
     db_connect_timeout_seconds: int = field(default=1, metadata={"env": "DB_CONNECT_TIMEOUT"})
     db_statement_timeout_ms: int = field(default=1500, metadata={"env": "DB_STATEMENT_TIMEOUT_MS"})
@@ -73,6 +76,11 @@ class Settings:
             values[f.name] = _bool(raw) if kind is bool else kind(raw)
         values.update(overrides)
         return cls(**values)
+
+    def waiting_writes(self) -> int:
+        """How many writes one API process lets wait their whole wait at once: fewer than
+        its threads, so that with the workers stopped a read still finds a thread."""
+        return max(0, min(self.api_waiting_writes, self.api_threads - 1))
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,15 +262,9 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
             pass  # it is re-sent anyway once its enqueued_at is old enough
         return Submitted(row.id, None)
     if wait_seconds > 0:
-        try:
-            signal = container.redis_blocking.blpop(
-                [done_key(container.settings.redis_namespace, row.id)], timeout=wait_seconds
-            )
-        except redis.RedisError:
-            log.warning("could not wait on Redis for write %s", row.id)
-            signal = None
+        signal = _wait_for_signal(container, row.id, wait_seconds)
         # The worker's signal carries the stored outcome: no second read of the database.
-        signalled = _signalled_outcome(signal[1]) if signal else None
+        signalled = _signalled_outcome(signal) if signal is not None else None
         if signalled is not None:
             return Submitted(row.id, signalled)
     try:
@@ -279,6 +274,64 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
         # client would retry with a new key and do it twice). 202: ask /v1/requests/{id}.
         log.warning("could not read the outcome of write %s", row.id)
         return Submitted(row.id, None)
+
+
+def _wait_for_signal(container: Container, write_id: uuid.UUID, seconds: float) -> bytes | None:
+    """The worker's done signal for the write, or None after `seconds`. A write that finds
+    no waiting place (`salon.waits`) waits only while the process's writes are answered, so
+    that writes waiting on stopped workers never hold every thread (reads would queue)."""
+    key = done_key(container.settings.redis_namespace, write_id)
+    places = container.write_waits
+    signal: bytes | None = None
+    try:
+        if places.take():
+            try:
+                signal = _pop(container, key, seconds)
+            finally:
+                places.leave()
+        else:
+            deadline = time.monotonic() + seconds
+            while signal is None and places.flowing():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                signal = _pop(container, key, min(remaining, places.window))
+    except redis.RedisError:
+        log.warning("could not wait on Redis for write %s", write_id)
+        return None
+    if signal is not None:
+        places.answered()
+    return signal
+
+
+def _pop(container: Container, key: str, seconds: float) -> bytes | None:
+    margin = container.settings.redis_timeout_seconds
+    breaker = container.redis_breaker
+    if breaker is None:
+        return _pop_within(container.redis_blocking, key, seconds, margin)
+    return breaker.call_unless_open(_pop_within, container.redis_blocking, key, seconds, margin)
+
+
+def _pop_within(client: redis.Redis, key: str, seconds: float, margin: float) -> bytes | None:
+    """BLPOP `key` for `seconds`, given up `margin` seconds later by our own clock: the
+    command's timeout is kept by the Redis server, which a frozen one never keeps, and a
+    socket timeout long enough for the longest wait would let it hold every wait that long.
+    redis.TimeoutError when Redis did not answer by then."""
+    deadline = time.monotonic() + seconds + margin
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_command("BLPOP", key, seconds)  # type: ignore[no-untyped-call]
+        if not conn.can_read(timeout=max(0.0, deadline - time.monotonic())):
+            raise redis.TimeoutError(f"Redis did not end a {seconds:g} s wait in time")
+        reply = conn.read_response()
+    except BaseException:
+        # Its reply may still come: the connection is never used again.
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(conn)
+    return cast(list[bytes], reply)[1] if reply else None
 
 
 def find_outcome(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:

@@ -83,6 +83,10 @@ def settings(servers: Servers, database_url: str, run_id: str) -> Settings:
         redis_url=servers.redis_url,
         redis_namespace=f"test-{run_id}",
         api_wait_seconds=5.0,
+        # Not gunicorn: the in-process app runs as many requests at once as a test starts
+        # threads (50 at most), and each of them may wait for its write's outcome.
+        api_threads=64,
+        api_waiting_writes=63,
         redeliver_after_seconds=3,
         broker_heartbeat_ms=3000,
         rate_limit_per_minute=0,

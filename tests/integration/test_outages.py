@@ -154,6 +154,66 @@ def test_a_frozen_redis_costs_a_write_a_fast_202_and_loses_nothing(
     assert row is not None and row.status == "succeeded"
 
 
+def test_a_frozen_redis_costs_a_read_one_timeout_and_the_next_reads_and_writes_none(
+    frozen_redis, settings, api, admin_token, tenant, container, worker
+):
+    """After a Redis call timed out, the API's Redis calls fail at once for a while
+    (`salon.redis_breaker`): a /v1/slots ask makes several, each of which waited its own
+    timeout (1.5-2 s an ask), and each write's enqueue waited too. After the cooldown one
+    call tries again, and once Redis answers everything goes back to it."""
+    day = dt.date.today() + dt.timedelta(days=3)
+    shop = api.open_salon(
+        admin_token, name="Frozen", timezone="UTC", stylists=("A",), days=(day, day)
+    )
+    url, pid = frozen_redis
+    c = api_container(settings.with_(redis_url=url))
+    client = testing.TestClient(wsgi_app(c))
+    token = token_for(settings, "admin", tenant)
+
+    def ask() -> tuple[testing.Result, float]:
+        started = time.monotonic()
+        resp = client.simulate_get(
+            "/v1/slots",
+            params={
+                "date": day.isoformat(),
+                "location_id": shop["location"],
+                "service_id": shop["service"],
+            },
+            headers={"X-Session-Id": uuid.uuid4().hex},  # a new ask each time
+        )
+        return resp, time.monotonic() - started
+
+    try:
+        assert ask()[0].status_code == 200  # connections to Redis open and warm
+        os.kill(pid, signal.SIGSTOP)
+        asks = [ask() for _ in range(4)]
+        started = time.monotonic()
+        write = client.simulate_post(
+            "/admin/v1/locations",
+            json={**LOCATION, "name": "Frozen"},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+        )
+        write_seconds = time.monotonic() - started
+        assert c.redis_breaker is not None and c.redis_breaker.open
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        time.sleep(1.1)  # the cooldown: the next call is a trial, Redis answers it
+        assert ask()[0].status_code == 200
+        assert not c.redis_breaker.open
+    finally:
+        c.close()
+    assert all(resp.status_code == 200 and resp.json["exposed_slots"] for resp, _ in asks)
+    seconds = [round(s, 3) for _, s in asks]
+    print(f"\nRedis frozen: /v1/slots asks took {seconds} s, a write {write_seconds:.3f} s")
+    assert seconds[0] < 1.0, seconds  # one Redis timeout (0.5 s) and the ask's own work
+    assert max(seconds[1:]) < 0.3, seconds
+    assert write.status_code == 202, write.text
+    assert write_seconds < 0.3, write_seconds
+    row = recorded_unsent_then_resent(container, write)
+    assert row is not None and row.status == "succeeded"
+
+
 def test_redis_down_reads_still_work_and_readyz_names_redis(redis_down_app):
     client, _ = redis_down_app
     assert client.simulate_get("/v1/locations").status_code == 200
