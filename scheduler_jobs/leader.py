@@ -16,13 +16,10 @@ start time) is the *holder*. Three things make "one fires" hold at the moment of
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
-
-log = logging.getLogger(__name__)
 
 SCHEDULER_LOCK = 7_242_002  # arbitrary, fixed: the key of the scheduler's advisory lock
 

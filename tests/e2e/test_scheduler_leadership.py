@@ -42,8 +42,26 @@ def db(own_database) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
+class Schedulers:
+    """`salon scheduler` processes on one database and Redis; their logs, should a test fail."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs_dir = env, logs
+        self.started: list[Process] = []
+
+    def start(self, name: str) -> Process:
+        p = Process(name, ["scheduler"], self.env, self.logs_dir).start()
+        self.started.append(p)
+        return p
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.log_path.read_text(errors='replace')[-20000:]}" for p in self.started
+        )
+
+
 @pytest.fixture
-def schedulers(own_database, run_id, tmp_path) -> Iterator[Callable[[str], Process]]:  # type: ignore[no-untyped-def]
+def schedulers(own_database, run_id, tmp_path) -> Iterator[Schedulers]:  # type: ignore[no-untyped-def]
     redis = EmbeddedServices(tmp_path / "redis")
     redis.start_redis()
     env = {
@@ -55,21 +73,11 @@ def schedulers(own_database, run_id, tmp_path) -> Iterator[Callable[[str], Proce
         "SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
         "LOG_JSON": "false",
     }
-    started: list[Process] = []
-
-    def start(name: str) -> Process:
-        p = Process(name, ["scheduler"], env, Path(tmp_path)).start()
-        started.append(p)
-        return p
-
+    processes = Schedulers(env, Path(tmp_path))
     try:
-        yield start
-    except BaseException:
-        for p in started:
-            print(f"--- {p.name}\n{p.log()}")
-        raise
+        yield processes
     finally:
-        for p in started:
+        for p in processes.started:
             if p.proc is not None and p.proc.poll() is None:
                 os.killpg(p.proc.pid, signal.SIGCONT)
             p.kill(signal.SIGTERM)
@@ -91,6 +99,11 @@ def runs_of(db: Engine, p: Process) -> list[dt.datetime]:
         )
 
 
+def logged(p: Process, line: str) -> bool:
+    """Anywhere in its log (`Process.log` is the tail only, which APScheduler fills fast)."""
+    return line in p.log_path.read_text(errors="replace")
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> float:
     """Seconds until `predicate` held."""
     started = time.monotonic()
@@ -101,10 +114,18 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> floa
 
 
 def test_a_frozen_leader_is_replaced_and_once_resumed_fires_nothing(db, schedulers):
+    try:
+        frozen_leader_replaced(db, schedulers.start)
+    except BaseException:
+        print(schedulers.logs())
+        raise
+
+
+def frozen_leader_replaced(db: Engine, schedulers: Callable[[str], Process]) -> None:
     first = schedulers("scheduler-a")
     wait_for(lambda: runs_of(db, first), 60, "the first scheduler's runs")
     second = schedulers("scheduler-b")
-    wait_for(lambda: "standing by" in second.log(), 60, "the second scheduler standing by")
+    wait_for(lambda: logged(second, "standing by"), 60, "the second scheduler standing by")
     assert not runs_of(db, second)
 
     # Frozen: its lock session's TCP connection stays open (the kernel answers for it), so
@@ -114,7 +135,7 @@ def test_a_frozen_leader_is_replaced_and_once_resumed_fires_nothing(db, schedule
     took = wait_for(lambda: runs_of(db, second), 4 * LEASE_SECONDS, "the standby's takeover")
     print(f"\nfrozen leader replaced after {took:.1f} s (lease {LEASE_SECONDS} s)")
     os.killpg(first.proc.pid, signal.SIGCONT)
-    wait_for(lambda: "lost its lock" in first.log(), 10, "the resumed leader stepping down")
+    wait_for(lambda: logged(first, "lost its lock"), 10, "the resumed leader stepping down")
     time.sleep(2.0)  # two ticks: whatever it had missed was due at once
     took_over_at = runs_of(db, second)[0]
     assert all(t < took_over_at for t in runs_of(db, first))
