@@ -59,6 +59,11 @@ class Settings:
     api_workers: int = field(default=2, metadata={"env": "API_WORKERS"})
     api_threads: int = field(default=8, metadata={"env": "API_THREADS"})
     scheduler_tick_seconds: int = field(default=5, metadata={"env": "SCHEDULER_TICK_SECONDS"})
+    # PostgreSQL ends the scheduler leader's lock session after this long without a word from
+    # it (a frozen or cut-off leader), so a standby takes over; the leader speaks every quarter.
+    scheduler_lease_seconds: float = field(
+        default=10.0, metadata={"env": "SCHEDULER_LEASE_SECONDS"}
+    )
     rate_limit_per_minute: int = field(default=600, metadata={"env": "RATE_LIMIT_PER_MINUTE"})
     data_dir: str = field(default=".salon", metadata={"env": "SALON_DATA_DIR"})
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})

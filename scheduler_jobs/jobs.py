@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from threading import Event
 from typing import Any
 
 from sqlalchemy import delete, func, insert
@@ -15,6 +16,7 @@ from models.tables import SchedulerJobRun
 from salon import generation, writes
 from salon.bootstrap import Container
 from salon.lost_bumps import LostBumpWatch
+from scheduler_jobs.leader import Holder
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +70,29 @@ def default_jobs(container: Container) -> list[Job]:
     ]
 
 
-def fire(container: Container, job: Job, instance: str) -> None:
-    """Run one job and record the run; a failing job is logged and tried at its next tick."""
-    try:
-        detail = job.run(container)
-    except Exception:
-        log.exception("job %s failed", job.name)
-        detail = {"error": True}
+def fire(container: Container, job: Job, instance: str, holder: Holder, deposed: Event) -> None:
+    """Run one job, fenced: only while `holder` still holds the scheduler's lock, inside the
+    transaction that checked it (which also records the run). A refused fence runs nothing and
+    sets `deposed`, so the scheduler steps down; a failing job is logged and tried at its next
+    tick."""
+    ran = False
     try:
         with container.sessions.begin() as session:
+            if not holder.fence(session):
+                log.warning("job %s not fired: this scheduler no longer leads", job.name)
+                deposed.set()
+                return
+            ran = True
+            try:
+                detail = job.run(container)
+            except Exception:
+                log.exception("job %s failed", job.name)
+                detail = {"error": True}
             session.execute(
                 insert(SchedulerJobRun).values(job=job.name, instance=instance, detail=detail)
             )
-    except Exception:
-        log.warning("could not record the run of job %s", job.name)
+    except Exception as exc:
+        if ran:
+            log.warning("could not record the run of job %s: %s", job.name, exc)
+        else:  # database unreachable: no leadership to check, so nothing fires
+            log.warning("job %s not fired: its fence failed: %s", job.name, exc)

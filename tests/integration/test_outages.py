@@ -214,6 +214,94 @@ def test_a_frozen_redis_costs_a_read_one_timeout_and_the_next_reads_and_writes_n
     assert row is not None and row.status == "succeeded"
 
 
+@pytest.fixture
+def own_database(servers, run_id) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Its re-enqueue job sends every pending write it finds: only this test's."""
+    from salon.migrate import upgrade
+    from tests.conftest import create_database, drop_database
+
+    name = f"salon_lost_{run_id}"
+    url = create_database(servers.admin_database_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(servers.admin_database_url, name)
+
+
+def test_a_write_whose_message_a_restarted_redis_lost_runs_seconds_after_redis_is_back(
+    own_database, settings, tmp_path
+):
+    """Redis (no persistence) is restarted while a write's message waits in its queue: the
+    re-enqueue job finds the new Redis without its marker and sends the write again at once,
+    not REDELIVER_AFTER_SECONDS (the default 30 s here) after its first send."""
+    import dramatiq
+
+    from salon.embedded import EmbeddedServices
+    from scheduler_jobs import runner
+    from scheduler_jobs.jobs import Job, reenqueue_writes
+    from tests.conftest import new_tenant
+
+    redis_server = EmbeddedServices(tmp_path)
+    redis_server.start_redis()
+    c = bootstrap(
+        settings.with_(
+            database_url=own_database,
+            redis_url=redis_server.redis_url,
+            redeliver_after_seconds=30,
+        )
+    )
+    stop = threading.Event()
+    scheduler = threading.Thread(
+        target=runner.run,
+        args=(c, stop, [Job("reenqueue_writes", 1, reenqueue_writes)], "resender"),
+        daemon=True,
+    )
+    worker: dramatiq.Worker | None = None
+    marker = writes.broker_epoch_key(c.settings.redis_namespace)
+    try:
+        scheduler.start()
+        token = token_for(settings, "admin", new_tenant(c))
+        resp = testing.TestClient(wsgi_app(c)).simulate_post(
+            "/admin/v1/locations",
+            json=LOCATION,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Idempotency-Key": str(uuid.uuid4()),
+                "Prefer": "respond-async",
+            },
+        )
+        assert resp.status_code == 202, resp.text
+        write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
+        deadline = time.monotonic() + 10
+        # The job has seen this Redis (marked it), and the message waits in its queue.
+        while not (c.redis.get(marker) or b"").startswith(b"known-since:"):
+            assert time.monotonic() < deadline, c.redis.get(marker)
+            time.sleep(0.05)
+
+        redis_server.stop_redis()
+        redis_server.start_redis()
+        back = time.monotonic()
+        worker = dramatiq.Worker(c.broker, worker_threads=2, worker_timeout=100)
+        worker.start()
+        status = "pending"
+        while status == "pending" and time.monotonic() - back < 15:
+            time.sleep(0.1)
+            with c.sessions() as session:
+                status = session.get(WriteRequest, write_id).status  # type: ignore[union-attr]
+        took = time.monotonic() - back
+        print(f"\nwrite lost with Redis done {took:.1f} s after Redis was back")
+        assert status == "succeeded"
+        assert took < 5.0, took
+    finally:
+        stop.set()
+        scheduler.join(timeout=10)
+        if worker is not None:
+            worker.stop()
+        c.close()
+        redis_server.stop_redis()
+
+
 def test_redis_down_reads_still_work_and_readyz_names_redis(redis_down_app):
     client, _ = redis_down_app
     assert client.simulate_get("/v1/locations").status_code == 200

@@ -1,5 +1,6 @@
 """Two scheduler processes: only the one holding the advisory lock fires; the other takes over
-when it goes away."""
+when it goes away, and the one deposed fires nothing more (see also
+tests/e2e/test_scheduler_leadership.py: a frozen leader)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,42 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from models.tables import SchedulerJobRun
 from salon.bootstrap import bootstrap
 from scheduler_jobs import runner
 from scheduler_jobs.jobs import Job
 from scheduler_jobs.leader import Leadership
+
+
+def _lock_backend(container, key: int) -> int:
+    """The pid of the backend holding the advisory lock `key` in this database."""
+    with container.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND objid = :key AND objsubid = 1 AND database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ),
+                {"key": key},
+            ).scalar_one()
+        )
+
+
+def _last_statement(container, pid: int):  # type: ignore[no-untyped-def]
+    with container.engine.connect() as conn:
+        return conn.execute(
+            text("SELECT query_start FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        ).scalar_one()
+
+
+def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.02)
 
 
 def _runs(container, job: str) -> list[str]:
@@ -55,10 +85,75 @@ def test_only_one_of_two_schedulers_fires_and_the_other_takes_over(settings, con
 
 def test_leadership_is_exclusive_and_released(container):
     key = 8_000_000 + uuid.uuid4().int % 1_000_000
-    a, b = Leadership(container.engine, key), Leadership(container.engine, key)
-    assert a.try_acquire() is True
-    assert b.try_acquire() is False
+    a, b = Leadership(container.engine, key, 10), Leadership(container.engine, key, 10)
+    assert a.try_acquire() is not None
+    assert b.try_acquire() is None
     assert a.still_held() is True
     a.release()
-    assert b.try_acquire() is True
+    assert b.try_acquire() is not None
     b.release()
+
+
+def test_a_leader_whose_lock_session_is_terminated_fires_nothing_once_another_leads(
+    settings, container
+):
+    """The leader's lock backend is terminated right after its heartbeat (next one 5 s away)
+    and while one of its jobs runs; a standby takes over at once. The deposed leader's fence
+    refuses its next firing, and the new leader waits for the job in flight before it fires:
+    every job of the old leader ends before the first of the new one starts. (Unfenced, the
+    old leader went on firing every second until its heartbeat noticed, 5 s later.)"""
+    key = 9_000_000 + uuid.uuid4().int % 1_000_000
+    job_name = f"fenced-{uuid.uuid4().hex[:8]}"
+    bodies: list[tuple[str, float, float]] = []  # (instance, started, ended)
+    running = {"old": threading.Event(), "new": threading.Event()}
+
+    def probe(name: str) -> list[Job]:
+        def body(c) -> dict[str, int]:  # type: ignore[no-untyped-def]
+            started = time.monotonic()
+            running[name].set()
+            time.sleep(0.5)
+            bodies.append((name, started, time.monotonic()))
+            running[name].clear()
+            return {}
+
+        return [Job(job_name, 1, body, at_start=True)]
+
+    # A long lease: the heartbeat comes every 5 s (the tick), so only the fence can stop the
+    # old leader within the test's window.
+    slow_beat = settings.with_(scheduler_tick_seconds=5, scheduler_lease_seconds=60)
+    threads = []
+    for name in ("old", "new"):
+        c = bootstrap(slow_beat)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=runner.run, args=(c, stop, probe(name), name, key), daemon=True
+        )
+        threads.append((c, stop, thread))
+    try:
+        threads[0][2].start()
+        _wait(lambda: len(bodies) >= 1, 10, "the first leader's job")
+        lock_pid = _lock_backend(container, key)
+        beat = _last_statement(container, lock_pid)
+        _wait(lambda: _last_statement(container, lock_pid) != beat, 10, "a heartbeat")
+        running["old"].wait(5)
+        with container.engine.connect() as conn:
+            assert conn.execute(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": lock_pid}
+            ).scalar_one()
+        threads[1][2].start()
+        _wait(lambda: any(n == "new" for n, _, _ in bodies), 10, "the new leader's job")
+        time.sleep(4.0)  # the old leader's heartbeat has not come yet
+        old = [b for b in bodies if b[0] == "old"]
+        new = [b for b in bodies if b[0] == "new"]
+        first_new = min(started for _, started, _ in new)
+        assert max(ended for _, _, ended in old) <= first_new, (old, new)
+        assert len(new) >= 3
+        runs = _runs(container, job_name)
+        assert runs.count("old") == len(old) and runs.count("new") >= 2
+        assert threads[0][2].is_alive()  # standing by, not crashed
+    finally:
+        for c, stop, thread in threads:
+            stop.set()
+            if thread.is_alive():
+                thread.join(timeout=10)
+            c.close()

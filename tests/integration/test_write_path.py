@@ -473,6 +473,7 @@ def test_re_sending_while_redis_is_down_marks_nothing_and_sends_at_once_when_bac
 
 
 def test_re_sending_goes_in_chunks_each_committed_after_its_sends(idle_container):
+    _broker_known(idle_container)  # no catch-up of other tests' pending writes first
     ids = [_pending_write(idle_container, "location.create") for _ in range(7)]
     with idle_container.engine.begin() as conn:
         conn.execute(
@@ -484,5 +485,32 @@ def test_re_sending_goes_in_chunks_each_committed_after_its_sends(idle_container
         )
     assert writes.reenqueue_due(idle_container, limit=5, chunk=2) == 5  # 2 + 2 + 1
     assert writes.reenqueue_due(idle_container, limit=5, chunk=2) >= 2  # the rest
+    with idle_container.sessions() as s:
+        assert {s.get(WriteRequest, i).attempts for i in ids} == {2}
+
+
+def _broker_known(container) -> None:  # type: ignore[no-untyped-def]
+    ns = container.settings.redis_namespace
+    container.redis.set(writes.broker_epoch_key(ns), "known-since:2000-01-01T00:00:00+00:00")
+
+
+def test_a_redis_that_lost_its_data_gets_every_pending_write_again_at_once(idle_container):
+    """Not REDELIVER_AFTER_SECONDS after their last send: at the first tick that finds the
+    marker gone, over as many ticks as `limit` needs; then the marker says it is known."""
+    _broker_known(idle_container)
+    ids = [_pending_write(idle_container, "location.create") for _ in range(3)]
+    writes.reenqueue_due(idle_container)
+    with idle_container.sessions() as s:
+        assert {s.get(WriteRequest, i).attempts for i in ids} == {1}  # sent 0 s ago: not due
+
+    key = writes.broker_epoch_key(idle_container.settings.redis_namespace)
+    idle_container.redis.delete(key)  # what a restart without persistence leaves
+    assert writes.reenqueue_due(idle_container, limit=1) == 1
+    assert idle_container.redis.get(key).startswith(b"resend-before:")  # not finished
+    writes.reenqueue_due(idle_container)
+    assert idle_container.redis.get(key).startswith(b"known-since:")
+    with idle_container.sessions() as s:
+        assert {s.get(WriteRequest, i).attempts for i in ids} == {2}
+    writes.reenqueue_due(idle_container)  # caught up: each is sent once
     with idle_container.sessions() as s:
         assert {s.get(WriteRequest, i).attempts for i in ids} == {2}
