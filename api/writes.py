@@ -13,7 +13,7 @@ import falcon
 from api.errors import ProblemError, write_problem
 from salon.bootstrap import Container
 from salon.errors import IdempotencyKeyMissing
-from salon.writes import WriteCommand, submit
+from salon.writes import Operation, WriteCommand, submit
 
 # An Idempotency-Key: 1-255 visible ASCII characters (the OpenAPI document says so too).
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
@@ -34,7 +34,7 @@ def submit_write(
     req: falcon.Request,
     resp: falcon.Response,
     container: Container,
-    operation: str,
+    operation: Operation,
     body: dict[str, Any],
     params: dict[str, str] | None = None,
 ) -> None:
@@ -45,7 +45,7 @@ def submit_write(
         raise ProblemError(400, "Bad Idempotency-Key", "1-255 visible ASCII characters")
     settings = container.settings
     cmd = WriteCommand(
-        operation=operation,
+        operation=operation.name,
         principal=req.context.principal,
         key=key,
         method=req.method,

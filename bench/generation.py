@@ -137,7 +137,7 @@ def run_job(
                 stylist_ids=None,
                 dry_run=False,
             )
-        container.actors.plan_generation.send(str(job.id))
+        container.dispatch.plan_generation(job.id)
         while True:
             time.sleep(0.2)
             with container.sessions() as s:

@@ -22,7 +22,7 @@ from salon.clashes import refuse_rule_clash
 from salon.coverage import follow_rules, rule_dates, stylists_at, widest
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_roster
-from salon.writes import WriteContext, WriteOutcome, operation
+from salon.writes import WriteContext, WriteOutcome
 
 FIELDS = (
     "location_id",
@@ -117,7 +117,6 @@ def _pairs(session: Session, row: AvailabilityRule) -> set[tuple[uuid.UUID, uuid
     return {(s, row.location_id) for s in stylists}
 
 
-@operation("availability.create")
 def create_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
     _lock(session, ctx.principal)
     values = _parse(ctx.body)
@@ -133,7 +132,6 @@ def create_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
     )
 
 
-@operation("availability.update")
 def update_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
     _lock(session, ctx.principal)
     row = own_rule(session, ctx.principal, uuid.UUID(ctx.params["rule_id"]))
@@ -153,7 +151,6 @@ def update_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
     return WriteOutcome(200, rule_view(row), touched_stylists=touched)
 
 
-@operation("availability.delete")
 def delete_rule(session: Session, ctx: WriteContext) -> WriteOutcome:
     _lock(session, ctx.principal)
     row = own_rule(session, ctx.principal, uuid.UUID(ctx.params["rule_id"]))

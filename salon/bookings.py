@@ -23,7 +23,7 @@ from salon.encoding import jsonable
 from salon.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
 from salon.locks import CUSTOMER, LOCK_SQL, STYLIST, lock_stylists
 from salon.versions import TimeChange, bump_versions
-from salon.writes import WriteContext, WriteOutcome, operation
+from salon.writes import WriteContext, WriteOutcome
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -457,7 +457,6 @@ SELECT 'booking.held', id, CAST(:payload AS jsonb), :request_id FROM held
 )
 
 
-@operation("booking.hold", savepoint=False)
 def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
     """Three statements: the slot with both locks taken (and the clock); the customer's hold
     count and the fit check; the booking inserted with its outbox event (plus the expiry of
@@ -581,7 +580,6 @@ def _confirm_or_expire(session: Session, b: Booking, topic: str, rid: str | None
     )
 
 
-@operation("booking.confirm", savepoint=False)
 def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
     booking_id = uuid.UUID(ctx.params["booking_id"])
     b, now = _own_booking_locked(session, ctx.principal, booking_id)
@@ -648,7 +646,6 @@ def _cancel(session: Session, ctx: WriteContext, b: Booking, *, staff: bool) -> 
     return _outcome(b)
 
 
-@operation("booking.cancel")
 def cancel(session: Session, ctx: WriteContext) -> WriteOutcome:
     b = _named_booking(session, ctx)
     return _cancel(session, ctx, b, staff=ctx.principal.role in STAFF_ROLES)
@@ -708,14 +705,12 @@ def _reschedule(
     return WriteOutcome(200, booking_view(b), touched_times=(old_time, _time_of(b)))
 
 
-@operation("booking.reschedule")
 def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
     slot_id = uuid.UUID(ctx.body["slot_id"])
     b = _named_booking(session, ctx, moving_to=slot_id)
     return _reschedule(session, ctx, b, slot_id, staff=ctx.principal.role in STAFF_ROLES)
 
 
-@operation("booking.admin_update")
 def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     action = ctx.body["action"]
     new_slot = uuid.UUID(ctx.body["new_slot_id"]) if action == "reschedule" else None

@@ -27,6 +27,8 @@ from salon.settings import Settings
 from salon.waits import WaitingPlaces
 
 if TYPE_CHECKING:
+    from salon.ports import Dispatcher
+    from salon.writes import Operation
     from workers.actors import Actors
 
 
@@ -47,6 +49,10 @@ class Container:
     # writes waiting on stopped workers never hold every thread (salon.waits).
     write_waits: WaitingPlaces = field(init=False)
     actors: Actors = field(init=False)
+    # The one way services send work to the workers (salon.ports), over `actors`.
+    dispatch: Dispatcher = field(init=False)
+    # Every write operation by name (salon.operations): what the API records, the worker runs.
+    operations: dict[str, Operation] = field(init=False)
 
     def __post_init__(self) -> None:
         self.redis_lane = CommandLane(self.redis)
@@ -202,7 +208,10 @@ def bootstrap(
         broker=broker,
         redis_breaker=breaker,
     )
-    from workers.actors import declare_actors
+    from salon.operations import BY_NAME
+    from workers.actors import ActorDispatcher, declare_actors
 
+    container.operations = dict(BY_NAME)
     container.actors = declare_actors(container)
+    container.dispatch = ActorDispatcher(container.actors)
     return container

@@ -18,7 +18,7 @@ from salon.clashes import refuse_location_clash
 from salon.coverage import follow_rules, stylists_at
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_roster
-from salon.writes import WriteContext, WriteOutcome, operation
+from salon.writes import WriteContext, WriteOutcome
 
 
 def location_view(loc: Location) -> dict[str, Any]:
@@ -132,7 +132,6 @@ def _uuids(values: list[str]) -> list[uuid.UUID]:
 # --- locations ------------------------------------------------------------------------------
 
 
-@operation("location.create")
 def create_location(session: Session, ctx: WriteContext) -> WriteOutcome:
     body = ctx.body
     loc = Location(
@@ -150,7 +149,6 @@ def create_location(session: Session, ctx: WriteContext) -> WriteOutcome:
     )
 
 
-@operation("location.update")
 def update_location(session: Session, ctx: WriteContext) -> WriteOutcome:
     loc = own_location(session, ctx.principal, uuid.UUID(ctx.params["location_id"]))
     moved = "timezone" in ctx.body and ctx.body["timezone"] != loc.timezone
@@ -171,7 +169,6 @@ def update_location(session: Session, ctx: WriteContext) -> WriteOutcome:
 # --- stylists -------------------------------------------------------------------------------
 
 
-@operation("stylist.create")
 def create_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
     lock_roster(session, _biz(ctx.principal))
     location_ids = _uuids(ctx.body["location_ids"])
@@ -196,7 +193,6 @@ def create_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
     )
 
 
-@operation("stylist.update")
 def update_stylist(session: Session, ctx: WriteContext) -> WriteOutcome:
     lock_roster(session, _biz(ctx.principal))
     stylist = own_stylist(session, ctx.principal, uuid.UUID(ctx.params["stylist_id"]))
@@ -252,7 +248,6 @@ def _offers(session: Session, service_id: uuid.UUID) -> list[ServiceStylist]:
     )
 
 
-@operation("service.create")
 def create_service(session: Session, ctx: WriteContext) -> WriteOutcome:
     body = ctx.body
     location = own_location(session, ctx.principal, uuid.UUID(body["location_id"]))
@@ -280,7 +275,6 @@ def create_service(session: Session, ctx: WriteContext) -> WriteOutcome:
     )
 
 
-@operation("service.update")
 def update_service(session: Session, ctx: WriteContext) -> WriteOutcome:
     service = own_service(session, ctx.principal, uuid.UUID(ctx.params["service_id"]))
     for name in ("name", "duration_minutes", "buffer_minutes", "price", "active"):

@@ -210,7 +210,7 @@ def generate(date_from: Any, date_to: Any, location: str | None, biz: str, dry_r
                 stylist_ids=None,
                 dry_run=dry_run,
             )
-        container.actors.plan_generation.send(str(job.id))
+        container.dispatch.plan_generation(job.id)
         click.echo(f"job {job.id}", err=True)
         with click.progressbar(length=1000, label="generating", file=sys.stderr) as bar:
             shown, view = 0, generation.job_view(job)

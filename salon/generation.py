@@ -40,7 +40,7 @@ from salon.locks import lock_stylists
 from salon.lost_bumps import chunk_change, run_with_receipt
 from salon.slot_sync import ChunkKey, ChunkResult, reconcile
 from salon.versions import TimeChange, queue_bumps
-from salon.writes import WriteContext, WriteOutcome, operation
+from salon.writes import WriteContext, WriteOutcome
 
 if TYPE_CHECKING:
     from salon.bootstrap import Container
@@ -319,7 +319,6 @@ def _latest_chunk(
 # --- the write operation and the actors' bodies ---------------------------------------------
 
 
-@operation("slots.generate")
 def request_generation(session: Session, ctx: WriteContext) -> WriteOutcome:
     body = ctx.body
     biz = ctx.principal.biz
@@ -340,7 +339,7 @@ def request_generation(session: Session, ctx: WriteContext) -> WriteOutcome:
         202,
         job_view(job),
         f"/admin/v1/jobs/{job.id}",
-        followups=(("plan_generation", (str(job.id),)),),
+        followups=(lambda dispatch: dispatch.plan_generation(job.id),),
     )
 
 
@@ -351,9 +350,8 @@ def plan_and_fan_out(container: Container, job_id: uuid.UUID) -> int:
         if job is None or job.status in ("succeeded", "failed"):
             return 0
         keys = plan(session, job, container.settings.generation_chunk_weeks)
-    actor = container.broker.get_actor("generate_chunk")
     for key in keys:
-        actor.send(str(job_id), *key.as_args())
+        container.dispatch.generate_chunk(job_id, key.stylist_id, key.location_id, key.week_start)
     log.info("job %s: %d chunks sent", job_id, len(keys))
     return len(keys)
 
@@ -434,7 +432,7 @@ def start_horizon_jobs(container: Container) -> list[uuid.UUID]:
             )
             created.append(job.id)
     for job_id in created:
-        container.broker.get_actor("plan_generation").send(str(job_id))
+        container.dispatch.plan_generation(job_id)
     return created
 
 
@@ -448,5 +446,5 @@ def resume_stalled_jobs(container: Container, stalled_after_seconds: int = 120) 
             )
         ).all()
     for job_id in ids:
-        container.broker.get_actor("plan_generation").send(str(job_id))
+        container.dispatch.plan_generation(job_id)
     return len(ids)

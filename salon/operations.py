@@ -1,5 +1,49 @@
-"""Imports every module that registers write operations, so the actor knows them all."""
+"""Every write operation, by the name the API records and the worker runs (`salon.writes`).
+
+A resource submits one of these; the write actor looks its name up in `BY_NAME`. Holds and
+confirms refuse before their first write, so they run without a savepoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
 
 from salon import availability, bookings, catalogue, generation
+from salon.writes import Operation
 
-__all__ = ["availability", "bookings", "catalogue", "generation"]
+LOCATION_CREATE = Operation("location.create", catalogue.create_location)
+LOCATION_UPDATE = Operation("location.update", catalogue.update_location)
+STYLIST_CREATE = Operation("stylist.create", catalogue.create_stylist)
+STYLIST_UPDATE = Operation("stylist.update", catalogue.update_stylist)
+SERVICE_CREATE = Operation("service.create", catalogue.create_service)
+SERVICE_UPDATE = Operation("service.update", catalogue.update_service)
+RULE_CREATE = Operation("availability.create", availability.create_rule)
+RULE_UPDATE = Operation("availability.update", availability.update_rule)
+RULE_DELETE = Operation("availability.delete", availability.delete_rule)
+GENERATE = Operation("slots.generate", generation.request_generation)
+HOLD = Operation("booking.hold", bookings.hold, savepoint=False)
+CONFIRM = Operation("booking.confirm", bookings.confirm, savepoint=False)
+CANCEL = Operation("booking.cancel", bookings.cancel)
+RESCHEDULE = Operation("booking.reschedule", bookings.reschedule)
+STAFF_CHANGE = Operation("booking.admin_update", bookings.admin_update)
+
+BY_NAME: Mapping[str, Operation] = {
+    op.name: op
+    for op in (
+        LOCATION_CREATE,
+        LOCATION_UPDATE,
+        STYLIST_CREATE,
+        STYLIST_UPDATE,
+        SERVICE_CREATE,
+        SERVICE_UPDATE,
+        RULE_CREATE,
+        RULE_UPDATE,
+        RULE_DELETE,
+        GENERATE,
+        HOLD,
+        CONFIRM,
+        CANCEL,
+        RESCHEDULE,
+        STAFF_CHANGE,
+    )
+}

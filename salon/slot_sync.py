@@ -32,9 +32,6 @@ class ChunkKey:
     location_id: uuid.UUID
     week_start: dt.date
 
-    def as_args(self) -> tuple[str, str, str]:
-        return str(self.stylist_id), str(self.location_id), self.week_start.isoformat()
-
 
 @dataclass
 class ChunkResult:

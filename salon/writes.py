@@ -42,6 +42,7 @@ from salon.errors import (
 )
 from salon.lost_bumps import run_with_receipt, write_change
 from salon.offers import queue_catalogue_bump
+from salon.ports import Dispatcher
 from salon.settings import Settings
 from salon.versions import TimeChange, queue_bumps
 
@@ -56,9 +57,9 @@ class WriteOutcome:
     status: int
     body: dict[str, Any]
     location: str | None = None
-    # Messages to send once the write has committed: (actor name, args). Lost ones (Redis
-    # down) are the business of the scheduler job that resumes the work they start.
-    followups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Work to send once the write has committed. A lost send (Redis down) is the business of
+    # the scheduler job that resumes the work it starts.
+    followups: tuple[Callable[[Dispatcher], None], ...] = ()
     # Stylists whose time this write took or freed: sticky exposures of theirs recheck.
     touched_stylists: tuple[uuid.UUID, ...] = ()
     # The same, with the instants taken or freed: answers about other dates stay cached.
@@ -77,29 +78,18 @@ class WriteContext:
     settings: Settings
 
 
-Operation = Callable[[Session, WriteContext], WriteOutcome]
-OPERATIONS: dict[str, Operation] = {}
+@dataclass(frozen=True)
+class Operation:
+    """A write operation: the API names it (`name` is stored with the write request), the
+    actor runs it. Every one is listed in `salon.operations`."""
 
-
-# Operations that raise every refusal (DomainError) before they write anything run without a
-# savepoint: two round trips fewer. A database error in one of them (a constraint violation)
-# aborts the transaction: it is rolled back whole and the refusal stored in one of its own.
-_NO_SAVEPOINT: set[str] = set()
-
-
-def operation(name: str, *, savepoint: bool = True) -> Callable[[Operation], Operation]:
-    """Register a write operation; the API names it, the actor runs it. `savepoint=False`
-    promises that the operation refuses (raises DomainError) only before its first write."""
-
-    def register(fn: Operation) -> Operation:
-        if name in OPERATIONS:
-            raise ValueError(f"operation {name!r} registered twice")
-        OPERATIONS[name] = fn
-        if not savepoint:
-            _NO_SAVEPOINT.add(name)
-        return fn
-
-    return register
+    name: str
+    run: Callable[[Session, WriteContext], WriteOutcome]
+    # False: the operation raises every refusal (DomainError) before its first write, so it
+    # runs without a savepoint: two round trips fewer. A database error in one of them (a
+    # constraint violation) aborts the transaction: it is rolled back whole and the refusal
+    # stored in one of its own.
+    savepoint: bool = True
 
 
 class _Aborted(Exception):
@@ -244,15 +234,13 @@ def _record_alone(container: Container, cmd: WriteCommand) -> tuple[Stored, bool
 
 
 def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Submitted:
-    if cmd.operation not in OPERATIONS:
+    if cmd.operation not in container.operations:
         raise ValueError(f"unknown operation {cmd.operation!r}")
     row, created = _record_alone(container, cmd)
     if not created:
         return Submitted(row.id, _outcome(row), replayed=True)
     try:
-        container.actors.execute_write.send_with_options(
-            args=(str(row.id),), request_id=cmd.request_id
-        )
+        container.dispatch.execute_write(row.id, cmd.request_id)
     except (redis.RedisError, OSError):
         # Recorded but not enqueued: the scheduler's re-enqueue job sends it once Redis is back.
         log.warning("enqueue failed; write %s left for the re-enqueue job", row.id)
@@ -459,7 +447,7 @@ def _execute(
                 log.info("write %s already %s; redelivery ignored", write_id, row.status)
                 outcome = _outcome(row)
             else:
-                fresh = refused or _run(session, row, container.settings)
+                fresh = refused or _run(session, row, container)
                 # What is stored is what every later answer for this write gets.
                 outcome = WriteOutcome(fresh.status, jsonable(fresh.body), fresh.location)
                 session.execute(
@@ -484,11 +472,11 @@ def _execute(
 
 
 def _send_followups(container: Container, outcome: WriteOutcome) -> None:
-    for actor_name, args in outcome.followups:
+    for send in outcome.followups:
         try:
-            container.broker.get_actor(actor_name).send(*args)
+            send(container.dispatch)
         except redis.RedisError:
-            log.warning("could not send %s%s; the scheduler will resume it", actor_name, args)
+            log.warning("could not send a write's follow-up; the scheduler will resume it")
 
 
 class _ToRun(Protocol):
@@ -502,19 +490,19 @@ class _ToRun(Protocol):
     def request_id(self) -> str | None: ...
 
 
-def _run(session: Session, row: _ToRun, settings: Settings) -> WriteOutcome:
+def _run(session: Session, row: _ToRun, container: Container) -> WriteOutcome:
     ctx = WriteContext(
         write_id=row.id,
         principal=Principal.from_dict(row.payload["principal"]),
         body=row.payload["body"],
         params=row.payload.get("params") or {},
         request_id=row.request_id,
-        settings=settings,
+        settings=container.settings,
     )
-    run = OPERATIONS[row.operation]
-    if row.operation in _NO_SAVEPOINT:
+    op = container.operations[row.operation]
+    if not op.savepoint:
         try:
-            return run(session, ctx)
+            return op.run(session, ctx)
         except DomainError as exc:  # raised before the operation wrote anything
             return WriteOutcome(exc.status, exc.problem())
         except IntegrityError as exc:
@@ -522,7 +510,7 @@ def _run(session: Session, row: _ToRun, settings: Settings) -> WriteOutcome:
     try:
         # A savepoint: a refused write leaves nothing behind but its recorded refusal.
         with session.begin_nested():
-            return run(session, ctx)
+            return op.run(session, ctx)
     except DomainError as exc:
         return WriteOutcome(exc.status, exc.problem())
     except IntegrityError as exc:
@@ -676,9 +664,7 @@ def _reenqueue_chunk(
         ).all()
         try:
             for r in due:
-                container.actors.execute_write.send_with_options(
-                    args=(str(r.id),), request_id=r.request_id
-                )
+                container.dispatch.execute_write(r.id, r.request_id)
                 sent.append(r.id)
         except (redis.RedisError, OSError):
             log.warning(

@@ -34,7 +34,7 @@ def reenqueue_writes(container: Container) -> dict[str, Any]:
 
 
 def purge_old_records(container: Container) -> dict[str, Any]:
-    container.actors.purge_idempotency_keys.send()
+    container.dispatch.purge_write_requests()
     with container.sessions.begin() as session:
         session.execute(
             delete(SchedulerJobRun).where(
@@ -45,7 +45,7 @@ def purge_old_records(container: Container) -> dict[str, Any]:
 
 
 def generate_horizon(container: Container) -> dict[str, Any]:
-    container.actors.generate_horizon.send()
+    container.dispatch.generate_horizon()
     return {}
 
 
@@ -54,7 +54,7 @@ def resume_generation(container: Container) -> dict[str, Any]:
 
 
 def expire_holds(container: Container) -> dict[str, Any]:
-    container.actors.expire_holds.send()
+    container.dispatch.expire_holds()
     return {}
 
 

@@ -6,6 +6,7 @@ are idempotent). Actors are declared per container so tests can build their own.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterator
@@ -55,9 +56,37 @@ class Actors:
     expire_holds: dramatiq.Actor[[], None]
 
 
-def declare_actors(container: Container) -> Actors:
-    import salon.operations  # noqa: F401  (registers every write operation)
+class ActorDispatcher:
+    """`salon.ports.Dispatcher` over the actors: the one way the product sends work."""
 
+    def __init__(self, actors: Actors) -> None:
+        self.actors = actors
+
+    def execute_write(self, write_id: uuid.UUID, request_id: str | None) -> None:
+        # The request id rides in the message options (workers.middleware logs it).
+        self.actors.execute_write.send_with_options(args=(str(write_id),), request_id=request_id)
+
+    def plan_generation(self, job_id: uuid.UUID) -> None:
+        self.actors.plan_generation.send(str(job_id))
+
+    def generate_chunk(
+        self, job_id: uuid.UUID, stylist_id: uuid.UUID, location_id: uuid.UUID, week: dt.date
+    ) -> None:
+        self.actors.generate_chunk.send(
+            str(job_id), str(stylist_id), str(location_id), week.isoformat()
+        )
+
+    def generate_horizon(self) -> None:
+        self.actors.generate_horizon.send()
+
+    def expire_holds(self) -> None:
+        self.actors.expire_holds.send()
+
+    def purge_write_requests(self) -> None:
+        self.actors.purge_idempotency_keys.send()
+
+
+def declare_actors(container: Container) -> Actors:
     broker = container.broker
 
     def execute_write(write_id: str) -> None:

@@ -10,7 +10,7 @@ from api.resources.base import BaseResource, parse_uuid
 from api.schemas import RuleIn, RuleOut, RulePage, RulePatch, RuleQuery, patch_body
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import availability
+from salon import availability, operations
 
 
 class Availabilities(BaseResource):
@@ -47,7 +47,7 @@ class Availabilities(BaseResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, RuleIn).model_dump(mode="json")
         availability.check_rule_shape(body)
-        submit_write(req, resp, self.container, "availability.create", body)
+        submit_write(req, resp, self.container, operations.RULE_CREATE, body)
 
 
 class Availability(BaseResource):
@@ -73,7 +73,7 @@ class Availability(BaseResource):
             req,
             resp,
             self.container,
-            "availability.update",
+            operations.RULE_UPDATE,
             body,
             {"rule_id": str(parse_uuid(rule_id, "rule"))},
         )
@@ -91,7 +91,7 @@ class Availability(BaseResource):
             req,
             resp,
             self.container,
-            "availability.delete",
+            operations.RULE_DELETE,
             {},
             {"rule_id": str(parse_uuid(rule_id, "rule"))},
         )

@@ -22,7 +22,7 @@ from api.schemas import (
 )
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import bookings
+from salon import bookings, operations
 from salon.errors import InvalidInput
 
 customer_only = require_roles("user")
@@ -64,7 +64,7 @@ class Bookings(BaseResource):
     @falcon.before(customer_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, HoldIn)
-        submit_write(req, resp, self.container, "booking.hold", body.model_dump(mode="json"))
+        submit_write(req, resp, self.container, operations.HOLD, body.model_dump(mode="json"))
 
 
 class Booking(BaseResource):
@@ -91,7 +91,7 @@ class ConfirmBooking(BaseResource):
             req,
             resp,
             self.container,
-            "booking.confirm",
+            operations.CONFIRM,
             {},
             {"booking_id": str(parse_uuid(booking_id, "booking"))},
         )
@@ -113,7 +113,7 @@ class CancelBooking(BaseResource):
             req,
             resp,
             self.container,
-            "booking.cancel",
+            operations.CANCEL,
             body,
             {"booking_id": str(parse_uuid(booking_id, "booking"))},
         )
@@ -135,7 +135,7 @@ class RescheduleBooking(BaseResource):
             req,
             resp,
             self.container,
-            "booking.reschedule",
+            operations.RESCHEDULE,
             body.model_dump(mode="json"),
             {"booking_id": str(parse_uuid(booking_id, "booking"))},
         )
@@ -196,7 +196,7 @@ class AdminBooking(BaseResource):
             req,
             resp,
             self.container,
-            "booking.admin_update",
+            operations.STAFF_CHANGE,
             body.model_dump(mode="json", exclude_none=True),
             {"booking_id": str(parse_uuid(booking_id, "booking"))},
         )

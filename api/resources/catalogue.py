@@ -27,7 +27,7 @@ from api.schemas import (
 )
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import catalogue
+from salon import catalogue, operations
 
 # --- public ---------------------------------------------------------------------------------
 
@@ -122,7 +122,9 @@ class AdminLocations(BaseResource):
     @falcon.before(admin_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, LocationIn)
-        submit_write(req, resp, self.container, "location.create", body.model_dump(mode="json"))
+        submit_write(
+            req, resp, self.container, operations.LOCATION_CREATE, body.model_dump(mode="json")
+        )
 
 
 class AdminLocation(BaseResource):
@@ -149,7 +151,7 @@ class AdminLocation(BaseResource):
             req,
             resp,
             self.container,
-            "location.update",
+            operations.LOCATION_UPDATE,
             patch_body(body),
             {"location_id": str(parse_uuid(location_id, "location"))},
         )
@@ -192,7 +194,9 @@ class AdminStylists(BaseResource):
     @falcon.before(admin_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, StylistIn)
-        submit_write(req, resp, self.container, "stylist.create", body.model_dump(mode="json"))
+        submit_write(
+            req, resp, self.container, operations.STYLIST_CREATE, body.model_dump(mode="json")
+        )
 
 
 class AdminStylist(BaseResource):
@@ -219,7 +223,7 @@ class AdminStylist(BaseResource):
             req,
             resp,
             self.container,
-            "stylist.update",
+            operations.STYLIST_UPDATE,
             patch_body(body),
             {"stylist_id": str(parse_uuid(stylist_id, "stylist"))},
         )
@@ -262,7 +266,9 @@ class AdminServices(BaseResource):
     @falcon.before(admin_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, ServiceIn)
-        submit_write(req, resp, self.container, "service.create", body.model_dump(mode="json"))
+        submit_write(
+            req, resp, self.container, operations.SERVICE_CREATE, body.model_dump(mode="json")
+        )
 
 
 class AdminService(BaseResource):
@@ -289,7 +295,7 @@ class AdminService(BaseResource):
             req,
             resp,
             self.container,
-            "service.update",
+            operations.SERVICE_UPDATE,
             patch_body(body),
             {"service_id": str(parse_uuid(service_id, "service"))},
         )

@@ -10,7 +10,7 @@ from api.resources.base import BaseResource, parse_uuid
 from api.schemas import GenerateIn, JobOut, SlotPage, SlotQuery
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import generation, slots
+from salon import generation, operations, slots
 
 
 class GenerateSlots(BaseResource):
@@ -27,7 +27,11 @@ class GenerateSlots(BaseResource):
         body = self.body(req, GenerateIn)
         generation.check_range(body.from_, body.to)
         submit_write(
-            req, resp, self.container, "slots.generate", body.model_dump(mode="json", by_alias=True)
+            req,
+            resp,
+            self.container,
+            operations.GENERATE,
+            body.model_dump(mode="json", by_alias=True),
         )
 
 

@@ -122,7 +122,7 @@ def test_a_redelivered_message_changes_nothing(api, admin_token, container, tena
     write_id = uuid.UUID(resp.headers["X-Write-Id"])
     # At-least-once delivery: the same message again, twice, concurrently with nothing.
     writes.execute(container, write_id)
-    container.actors.execute_write.send(str(write_id))
+    container.dispatch.execute_write(write_id, None)
     time.sleep(0.5)
     with container.sessions() as s:
         assert s.scalar(select(func.count()).where(Location.biz_entity_id == tenant)) == 1
@@ -218,12 +218,12 @@ def _pending_write(container, operation: str) -> uuid.UUID:
 
 
 def test_a_crashing_write_fails_for_good_after_max_attempts(idle_container):
-    from salon.writes import OPERATIONS
+    operations = idle_container.operations
 
     def crash(session, ctx):
         raise RuntimeError("a bug")
 
-    OPERATIONS["test.crash"] = crash
+    operations["test.crash"] = writes.Operation("test.crash", crash)
     try:
         write_id = _pending_write(idle_container, "test.crash")
         limit = idle_container.settings.write_max_attempts
@@ -236,18 +236,18 @@ def test_a_crashing_write_fails_for_good_after_max_attempts(idle_container):
             assert (row.status, row.http_status, row.failures) == ("failed", 500, limit)
             assert row.result["type"].endswith("/write-failed")
     finally:
-        del OPERATIONS["test.crash"]
+        del operations["test.crash"]
 
 
 def test_an_outage_never_counts_against_a_write(idle_container, settings):
     from sqlalchemy.exc import OperationalError
 
-    from salon.writes import OPERATIONS
+    operations = idle_container.operations
 
     def unreachable(session, ctx):
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    OPERATIONS["test.outage"] = unreachable
+    operations["test.outage"] = writes.Operation("test.outage", unreachable)
     try:
         write_id = _pending_write(idle_container, "test.outage")
         for _ in range(settings.write_max_attempts + 2):
@@ -257,7 +257,7 @@ def test_an_outage_never_counts_against_a_write(idle_container, settings):
             row = s.get(WriteRequest, write_id)
             assert (row.status, row.failures) == ("pending", 0)
     finally:
-        del OPERATIONS["test.outage"]
+        del operations["test.outage"]
 
 
 def test_re_sending_a_pending_write_backs_off(idle_container):
@@ -380,7 +380,8 @@ def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_who
     from sqlalchemy import text
 
     from salon.errors import NotFound
-    from salon.writes import _NO_SAVEPOINT, OPERATIONS
+
+    operations = idle_container.operations
 
     name = f"probe-{uuid.uuid4().hex[:8]}"
 
@@ -404,8 +405,8 @@ def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_who
         )
         raise AssertionError("unreachable")
 
-    OPERATIONS["test.refuse_first"], OPERATIONS["test.violate"] = refuse_first, write_then_violate
-    _NO_SAVEPOINT.update(("test.refuse_first", "test.violate"))
+    for op, run in (("test.refuse_first", refuse_first), ("test.violate", write_then_violate)):
+        operations[op] = writes.Operation(op, run, savepoint=False)
     try:
         with idle_container.engine.begin() as conn:
             biz = uuid.uuid4()
@@ -432,8 +433,7 @@ def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_who
             assert s.scalar(select(func.count()).where(Location.name == name)) == 0
     finally:
         for op in ("test.refuse_first", "test.violate"):
-            del OPERATIONS[op]
-            _NO_SAVEPOINT.discard(op)
+            del operations[op]
 
 
 def test_re_sending_while_redis_is_down_marks_nothing_and_sends_at_once_when_back(
