@@ -17,7 +17,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import redis
@@ -25,6 +25,7 @@ import redis
 from salon.free_times import Offer, Window
 from salon.live_times import LiveTimes
 from salon.offers import OfferCache, catalogue_key, queue_catalogue_bump
+from salon.ports import Reads
 from salon.resp import is_plain
 from salon.script_lane import CommandLane
 from salon.version_mirror import VersionMirror
@@ -40,9 +41,6 @@ def version_mirror(client: redis.Redis, namespace: str) -> VersionMirror | None:
     name = "salon-versions-" + "".join(c if c.isalnum() else "-" for c in namespace)
     return VersionMirror(dict(pool.connection_kwargs), prefixes, name)
 
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,7 @@ class PublicReads:
     """What /v1/slots and /v1/dates share: offers, day free-time lists, stored answers.
     One per API process."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Reads) -> None:
         self.container = container
         self.redis = container.redis
         self.ns = container.settings.redis_namespace

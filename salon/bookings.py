@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Date, cast, func, select, text, update
 from sqlalchemy.orm import Session
@@ -22,11 +22,9 @@ from salon.auth import STAFF_ROLES, Principal
 from salon.encoding import jsonable
 from salon.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
 from salon.locks import CUSTOMER, LOCK_SQL, STYLIST, lock_stylists
+from salon.ports import Announcer
 from salon.versions import TimeChange, bump_versions
 from salon.writes import WriteContext, WriteOutcome
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 LIVE = ("held", "confirmed")
 
@@ -735,7 +733,7 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
     raise DomainError(f"unknown action {action}")
 
 
-def sweep_lapsed_holds(container: Container, batch: int = 500) -> int:
+def sweep_lapsed_holds(container: Announcer, batch: int = 500) -> int:
     """The scheduler's sweep: every hold past its expiry marked expired, with its event, one
     batch per transaction (a long backlog never holds locks for long); holds being confirmed
     or changed right now are skipped and left to their write (which expires them itself).

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from salon.answers import Lookup, PublicReads
 from salon.free_times import Offer, Window, free_days, free_on_days, local_today
+from salon.ports import Reads
 from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 # The dates at the ends of the bookable window are recomputed at least this often.
 EDGE_SECONDS = 60
@@ -40,7 +38,7 @@ def days_view(first: dt.date, counts: dict[dt.date, int], days: int) -> list[dic
 
 
 class Calendars:
-    def __init__(self, container: Container, reads: PublicReads | None = None) -> None:
+    def __init__(self, container: Reads, reads: PublicReads | None = None) -> None:
         self.container = container
         self.ns = container.settings.redis_namespace
         self.reads = reads or PublicReads(container)

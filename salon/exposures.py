@@ -13,7 +13,7 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
@@ -31,10 +31,8 @@ from salon.answers import Lookup, PublicReads, stream_entry
 from salon.encoding import rfc3339
 from salon.errors import InvalidInput
 from salon.free_times import Offer, Window, free_days, local_today
+from salon.ports import Reads
 from salon.versions import bump_versions, version_key
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 __all__ = ["ExposureService", "bump_versions", "version_key"]
 
@@ -92,7 +90,7 @@ def _candidate_from(o: Offer, d: dict[str, Any]) -> Candidate:
 
 
 class ExposureService:
-    def __init__(self, container: Container, reads: PublicReads | None = None) -> None:
+    def __init__(self, container: Reads, reads: PublicReads | None = None) -> None:
         self.container = container
         self.settings = container.settings
         self.ns = container.settings.redis_namespace

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
@@ -38,12 +38,10 @@ from salon.encoding import json_default
 from salon.errors import InvalidInput, NotFound
 from salon.locks import lock_stylists
 from salon.lost_bumps import chunk_change, run_with_receipt
+from salon.ports import Generation
 from salon.slot_sync import ChunkKey, ChunkResult, reconcile
 from salon.versions import TimeChange, queue_bumps
 from salon.writes import WriteContext, WriteOutcome
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +341,7 @@ def request_generation(session: Session, ctx: WriteContext) -> WriteOutcome:
     )
 
 
-def plan_and_fan_out(container: Container, job_id: uuid.UUID) -> int:
+def plan_and_fan_out(container: Generation, job_id: uuid.UUID) -> int:
     """Plan a job's remaining chunks and send one message per chunk."""
     with container.sessions.begin() as session:
         job = session.get(GenerationJob, job_id, with_for_update=True)
@@ -357,7 +355,7 @@ def plan_and_fan_out(container: Container, job_id: uuid.UUID) -> int:
 
 
 def generate_chunk(
-    container: Container, job_id: str, stylist_id: str, location_id: str, week_start: str
+    container: Generation, job_id: str, stylist_id: str, location_id: str, week_start: str
 ) -> None:
     key = ChunkKey(uuid.UUID(stylist_id), uuid.UUID(location_id), dt.date.fromisoformat(week_start))
     with container.sessions.begin() as session:
@@ -372,7 +370,7 @@ def generate_chunk(
 
 
 def announce_chunk(
-    container: Container, job_id: str, key: ChunkKey, days: tuple[dt.date, dt.date] | None
+    container: Generation, job_id: str, key: ChunkKey, days: tuple[dt.date, dt.date] | None
 ) -> None:
     """Bump the stylist's version for the chunk's dates (every date when unknown) and leave
     the chunk's receipt (`salon.lost_bumps`) in one round trip. Naming the dates keeps what
@@ -397,7 +395,7 @@ def announce_chunk(
         log.warning("could not bump the version of stylist %s", key.stylist_id)
 
 
-def mark_failed(container: Container, job_id: uuid.UUID, error: str) -> None:
+def mark_failed(container: Generation, job_id: uuid.UUID, error: str) -> None:
     with container.sessions.begin() as session:
         session.execute(
             update(GenerationJob)
@@ -408,7 +406,7 @@ def mark_failed(container: Container, job_id: uuid.UUID, error: str) -> None:
         )
 
 
-def start_horizon_jobs(container: Container) -> list[uuid.UUID]:
+def start_horizon_jobs(container: Generation) -> list[uuid.UUID]:
     """The rolling horizon: one job per brand from today to N days ahead (idempotent runs)."""
     days = container.settings.horizon_days
     today = dt.datetime.now(dt.UTC).date()
@@ -436,7 +434,7 @@ def start_horizon_jobs(container: Container) -> list[uuid.UUID]:
     return created
 
 
-def resume_stalled_jobs(container: Container, stalled_after_seconds: int = 120) -> int:
+def resume_stalled_jobs(container: Generation, stalled_after_seconds: int = 120) -> int:
     """Re-plan jobs that made no progress for a while (their messages were lost)."""
     with container.sessions() as session:
         ids = session.scalars(

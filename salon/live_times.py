@@ -22,15 +22,13 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.exposure import CandidateRow, FreeDay
 from salon.free_times import Offer, Window, free_starts, hold_expiries
+from salon.ports import Reads
 from salon.single_flight import SingleFlight
 from salon.versions import Versions, dirty_local_dates
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +122,7 @@ def whole_days(day: dt.date) -> Window:
 
 
 class LiveTimes:
-    def __init__(self, container: Container, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, container: Reads, *, max_entries: int = MAX_ENTRIES) -> None:
         self.container = container
         self.max_entries = max_entries
         self._days: OrderedDict[DayKey, DayTimes] = OrderedDict()

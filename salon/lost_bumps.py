@@ -23,16 +23,14 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from sqlalchemy import text
 
 from salon.offers import queue_catalogue_bump
+from salon.ports import Announcer
 from salon.versions import run_pipeline
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ def chunk_change(job_id: Any, stylist_id: Any, location_id: Any, week_start: Any
     return f"chunk:{job_id}:{stylist_id}:{location_id}:{week_start}"
 
 
-def run_with_receipt(container: Container, change: str | None, fill: Callable[[Any], None]) -> None:
+def run_with_receipt(container: Announcer, change: str | None, fill: Callable[[Any], None]) -> None:
     """Run the post-commit pipeline `fill` queues (see `salon.versions.run_pipeline`) with
     `change`'s receipt last (None: no receipt). Redis runs a pipeline in order, so a receipt
     means the bumps before it ran; when the pipeline fails, its receipt is dropped (best
@@ -84,7 +82,7 @@ def queue_receipt(pipe: Any, namespace: str, change: str) -> None:
     pipe.set(receipt_key(namespace, change), 1, ex=RECEIPT_SECONDS)
 
 
-def _drop_receipt(container: Container, change: str) -> None:
+def _drop_receipt(container: Announcer, change: str) -> None:
     try:
         container.redis_lane.pipeline(
             [("DEL", receipt_key(container.settings.redis_namespace, change))]
@@ -139,7 +137,7 @@ class LostBumpWatch:
     checked_until: dt.datetime | None = None
     settle: dt.timedelta = SETTLE
 
-    def run(self, container: Container) -> dict[str, Any]:
+    def run(self, container: Announcer) -> dict[str, Any]:
         with container.sessions() as session:
             # The database's clock: the finishing times are written by it.
             now = session.scalar(text("SELECT clock_timestamp()"))
@@ -162,7 +160,7 @@ class LostBumpWatch:
         }
 
     @staticmethod
-    def _without_receipt(container: Container, changes: list[str]) -> list[str]:
+    def _without_receipt(container: Announcer, changes: list[str]) -> list[str]:
         ns = container.settings.redis_namespace
         missing: list[str] = []
         for i in range(0, len(changes), BATCH):
@@ -172,7 +170,7 @@ class LostBumpWatch:
         return missing
 
     @staticmethod
-    def _make_up_for(container: Container, missing: list[str]) -> None:
+    def _make_up_for(container: Announcer, missing: list[str]) -> None:
         """One catalogue bump stands for every lost one (and for whatever an unchecked gap
         held): each process recomputes what it kept (`salon.live_times`: in the background,
         one list at a time). The receipts are written with it so the same changes are not

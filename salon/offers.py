@@ -15,13 +15,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from salon.free_times import Offer, offer
+from salon.ports import HasSessions
 from salon.single_flight import SingleFlight
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 # Lost bumps are made up for by the scheduler (`salon.lost_bumps`); this only bounds changes
 # made behind the application's back.
@@ -43,7 +41,7 @@ def queue_catalogue_bump(pipe: Any, namespace: str) -> None:
 
 
 class OfferCache:
-    def __init__(self, container: Container, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, container: HasSessions, *, max_entries: int = MAX_ENTRIES) -> None:
         self.container = container
         self.max_entries = max_entries
         self._entries: OrderedDict[OfferKey, tuple[Offer, int, float]] = OrderedDict()

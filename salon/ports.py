@@ -11,6 +11,12 @@ import datetime as dt
 import uuid
 from typing import Protocol
 
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from salon.script_lane import CommandLane
+from salon.settings import Settings
+
 
 class Dispatcher(Protocol):
     """Every message the product sends. Each call enqueues one message carrying ids only and
@@ -30,3 +36,49 @@ class Dispatcher(Protocol):
     def expire_holds(self) -> None: ...
 
     def purge_write_requests(self) -> None: ...
+
+
+# What a service needs of the process it runs in, one capability each. The container
+# (`salon.bootstrap.Container`) has them all; a service names only those it uses, so no
+# service imports the composition root.
+
+
+class HasSessions(Protocol):
+    """Units of work: `with x.sessions.begin() as session:` is one transaction."""
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+
+class HasSettings(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+
+class HasRedis(Protocol):
+    @property
+    def redis(self) -> Redis: ...
+
+
+class HasDispatch(Protocol):
+    @property
+    def dispatch(self) -> Dispatcher: ...
+
+
+class HasRedisLane(Protocol):
+    """The plain connection a write's post-commit round trip goes through."""
+
+    @property
+    def redis_lane(self) -> CommandLane: ...
+
+
+class Reads(HasSessions, HasRedis, HasSettings, Protocol):
+    """The public read path: the database, the shared Redis, the settings."""
+
+
+class Announcer(HasRedis, HasRedisLane, HasSessions, HasSettings, Protocol):
+    """What tells every process that something changed (`salon.versions`, `salon.lost_bumps`)."""
+
+
+class Generation(Announcer, HasDispatch, Protocol):
+    """Slot generation: the database, the announcements of changed days, sending chunks."""

@@ -16,14 +16,12 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
+from salon.ports import Announcer
 from salon.script_lane import CommandLane
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +101,7 @@ def utc_dates(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
 
 
 def bump_versions(
-    container: Container,
+    container: Announcer,
     stylist_ids: Iterable[uuid.UUID | str],
     changes: Iterable[TimeChange] = (),
 ) -> None:

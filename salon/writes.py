@@ -17,12 +17,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import redis
-from sqlalchemy import Connection, Table, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, Table, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,12 +42,11 @@ from salon.errors import (
 )
 from salon.lost_bumps import run_with_receipt, write_change
 from salon.offers import queue_catalogue_bump
-from salon.ports import Dispatcher
+from salon.ports import Announcer, Dispatcher, HasDispatch
+from salon.redis_breaker import RedisBreaker
 from salon.settings import Settings
 from salon.versions import TimeChange, queue_bumps
-
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
+from salon.waits import WaitingPlaces
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,21 @@ class Operation:
     # constraint violation) aborts the transaction: it is rolled back whole and the refusal
     # stored in one of its own.
     savepoint: bool = True
+
+
+class WritePorts(Announcer, HasDispatch, Protocol):
+    """What the write path needs of its process, beyond announcing changes and sending work."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def redis_blocking(self) -> redis.Redis: ...
+    @property
+    def redis_breaker(self) -> RedisBreaker | None: ...
+    @property
+    def write_waits(self) -> WaitingPlaces: ...
+    @property
+    def operations(self) -> Mapping[str, Operation]: ...
 
 
 class _Aborted(Exception):
@@ -216,7 +230,7 @@ def record(
     return row, False
 
 
-def _record_alone(container: Container, cmd: WriteCommand) -> tuple[Stored, bool]:
+def _record_alone(container: WritePorts, cmd: WriteCommand) -> tuple[Stored, bool]:
     """`record` as a transaction of its own: autocommit, so no BEGIN and no COMMIT round trip
     (the INSERT is atomic by itself). A connection found dead by its first statement is
     replaced once: the same write id makes a retry of an INSERT that did commit find itself."""
@@ -233,7 +247,7 @@ def _record_alone(container: Container, cmd: WriteCommand) -> tuple[Stored, bool
     raise AssertionError("unreachable")
 
 
-def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Submitted:
+def submit(container: WritePorts, cmd: WriteCommand, wait_seconds: float) -> Submitted:
     if cmd.operation not in container.operations:
         raise ValueError(f"unknown operation {cmd.operation!r}")
     row, created = _record_alone(container, cmd)
@@ -265,7 +279,7 @@ def submit(container: Container, cmd: WriteCommand, wait_seconds: float) -> Subm
         return Submitted(row.id, None)
 
 
-def _wait_for_signal(container: Container, write_id: uuid.UUID, seconds: float) -> bytes | None:
+def _wait_for_signal(container: WritePorts, write_id: uuid.UUID, seconds: float) -> bytes | None:
     """The worker's done signal for the write, or None after `seconds`. A write that finds
     no waiting place (`salon.waits`) waits only while the process's writes are answered, so
     that writes waiting on stopped workers never hold every thread (reads would queue)."""
@@ -293,7 +307,7 @@ def _wait_for_signal(container: Container, write_id: uuid.UUID, seconds: float) 
     return signal
 
 
-def _pop(container: Container, key: str, seconds: float) -> bytes | None:
+def _pop(container: WritePorts, key: str, seconds: float) -> bytes | None:
     margin = container.settings.redis_timeout_seconds
     breaker = container.redis_breaker
     if breaker is None:
@@ -323,7 +337,7 @@ def _pop_within(client: redis.Redis, key: str, seconds: float, margin: float) ->
     return cast(list[bytes], reply)[1] if reply else None
 
 
-def find_outcome(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
+def find_outcome(container: WritePorts, write_id: uuid.UUID) -> WriteOutcome | None:
     with container.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         row = conn.execute(_FIND_ID, {"id": write_id}).one_or_none()
@@ -370,7 +384,7 @@ def describe(row: WriteRequest) -> dict[str, Any]:
 # --- worker side ----------------------------------------------------------------------------
 
 
-def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
+def execute(container: WritePorts, write_id: uuid.UUID) -> WriteOutcome | None:
     """Run one recorded write exactly once; a second run of the same id changes nothing.
 
     An outage (PostgreSQL unreachable) raises and is retried, then re-sent: it never counts
@@ -390,7 +404,7 @@ def execute(container: Container, write_id: uuid.UUID) -> WriteOutcome | None:
 
 
 def _count_failure(
-    container: Container, write_id: uuid.UUID, exc: Exception
+    container: WritePorts, write_id: uuid.UUID, exc: Exception
 ) -> WriteOutcome | None:
     """Record a crashed execution; its stored outcome when it was the last one allowed."""
     error = WriteFailed("the write could not be completed; retry it with a new key")
@@ -432,7 +446,7 @@ WHERE id = :id
 
 
 def _execute(
-    container: Container, write_id: uuid.UUID, refused: WriteOutcome | None = None
+    container: WritePorts, write_id: uuid.UUID, refused: WriteOutcome | None = None
 ) -> WriteOutcome | None:
     """Run the write and store its outcome in one transaction, the write's row locked; with
     `refused`, store that refusal instead of running it (its first run was rolled back)."""
@@ -471,7 +485,7 @@ def _execute(
     return outcome
 
 
-def _send_followups(container: Container, outcome: WriteOutcome) -> None:
+def _send_followups(container: WritePorts, outcome: WriteOutcome) -> None:
     for send in outcome.followups:
         try:
             send(container.dispatch)
@@ -490,7 +504,7 @@ class _ToRun(Protocol):
     def request_id(self) -> str | None: ...
 
 
-def _run(session: Session, row: _ToRun, container: Container) -> WriteOutcome:
+def _run(session: Session, row: _ToRun, container: WritePorts) -> WriteOutcome:
     ctx = WriteContext(
         write_id=row.id,
         principal=Principal.from_dict(row.payload["principal"]),
@@ -535,7 +549,7 @@ def _integrity_problem(exc: IntegrityError) -> tuple[int, dict[str, Any]]:
 
 
 def notify_done(
-    container: Container,
+    container: WritePorts,
     write_id: uuid.UUID,
     outcome: WriteOutcome | None = None,
     fresh: WriteOutcome | None = None,
@@ -576,7 +590,7 @@ _CATCHING_UP = "resend-before:"  # then the cutoff: pending writes enqueued befo
 _KNOWN = "known-since:"
 
 
-def reenqueue_due(container: Container, limit: int = 1000, chunk: int = 100) -> int:
+def reenqueue_due(container: WritePorts, limit: int = 1000, chunk: int = 100) -> int:
     """Send again every pending write whose message may be lost (Redis was down, or restarted
     and lost its queues). Duplicates are harmless (`execute` is idempotent); the wait before
     each further send doubles, up to 32x, so a long outage does not pile messages up.
@@ -605,7 +619,7 @@ def reenqueue_due(container: Container, limit: int = 1000, chunk: int = 100) -> 
     return total
 
 
-def _messages_lost_before(container: Container) -> dt.datetime | None:
+def _messages_lost_before(container: WritePorts) -> dt.datetime | None:
     """The cutoff of a catch-up under way: a Redis without the marker gets one now, which it
     keeps until every write enqueued before it was sent again. The marker is set before those
     sends, so a Redis that loses its data during them is found empty again at a later tick."""
@@ -632,7 +646,7 @@ def _messages_lost_before(container: Container) -> dt.datetime | None:
     return cast(dt.datetime, cutoff)
 
 
-def _caught_up(container: Container, cutoff: dt.datetime) -> None:
+def _caught_up(container: WritePorts, cutoff: dt.datetime) -> None:
     key = broker_epoch_key(container.settings.redis_namespace)
     # Failed: still catching up, so the next tick re-sends what is left and finishes.
     with contextlib.suppress(redis.RedisError, OSError):
@@ -642,7 +656,7 @@ def _caught_up(container: Container, cutoff: dt.datetime) -> None:
 
 
 def _reenqueue_chunk(
-    container: Container, chunk: int, lost_before: dt.datetime | None
+    container: WritePorts, chunk: int, lost_before: dt.datetime | None
 ) -> tuple[int, int]:
     """(sent, due) for one transaction's rows."""
     redeliver = container.settings.redeliver_after_seconds

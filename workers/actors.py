@@ -12,15 +12,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from salon import bookings, generation, writes
+from salon.ports import Generation
+from salon.writes import WritePorts
 
-if TYPE_CHECKING:
-    from salon.bootstrap import Container
+
+class Runtime(WritePorts, Generation, Protocol):
+    """What the actors run with: the services' ports and the broker they are declared on."""
+
+    @property
+    def broker(self) -> dramatiq.Broker: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,7 @@ GENERATION_RETRIES = 5
 
 
 @contextmanager
-def _fail_job_when_out_of_retries(container: Container, job_id: str) -> Iterator[None]:
+def _fail_job_when_out_of_retries(container: Runtime, job_id: str) -> Iterator[None]:
     """A chunk that fails on its last retry fails its job, with the reason, for staff to see."""
     try:
         yield
@@ -86,7 +93,7 @@ class ActorDispatcher:
         self.actors.purge_idempotency_keys.send()
 
 
-def declare_actors(container: Container) -> Actors:
+def declare_actors(container: Runtime) -> Actors:
     broker = container.broker
 
     def execute_write(write_id: str) -> None:
