@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -76,15 +77,24 @@ def whole_again(system: System) -> Iterator[None]:
     resume(system.worker)
 
 
-def stop(process: Process) -> None:
+def _tree(process: Process) -> list[int]:
+    """The process and every descendant: `salon worker` runs each Dramatiq parent in a
+    process group of its own, so signalling its group alone would miss the workers."""
     assert process.proc is not None
-    os.killpg(process.proc.pid, signal.SIGSTOP)
+    root = psutil.Process(process.proc.pid)
+    return [root.pid, *(child.pid for child in root.children(recursive=True))]
+
+
+def stop(process: Process) -> None:
+    for pid in _tree(process):
+        os.kill(pid, signal.SIGSTOP)
 
 
 def resume(process: Process) -> None:
     if process.proc is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.proc.pid, signal.SIGCONT)
+        for pid in _tree(process):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def hold(base: str, p: Posted) -> None:
