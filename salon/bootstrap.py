@@ -10,7 +10,7 @@ from __future__ import annotations
 import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from salon.connect_breaker import ConnectBreaker
 from salon.redis_breaker import GuardedRetry, RedisBreaker
-from salon.script_lane import CommandLane, LaneScript, ScriptLane
 from salon.settings import Settings
 from salon.waits import WaitingPlaces
 
@@ -41,15 +40,12 @@ class Container:
     broker: RedisBroker
     # Guards every Redis call of the process (the API's; None elsewhere): salon.redis_breaker.
     redis_breaker: RedisBreaker | None = None
-    # What a write sends after its commit (salon.versions.run_pipeline), on plain connections.
-    redis_lane: CommandLane = field(init=False)
     # Places for writes waiting for their outcome, fewer than the API's threads, so that
     # writes waiting on stopped workers never hold every thread (salon.waits).
     write_waits: WaitingPlaces = field(init=False)
     actors: Actors = field(init=False)
 
     def __post_init__(self) -> None:
-        self.redis_lane = CommandLane(self.redis)
         self.write_waits = WaitingPlaces(self.settings.waiting_writes())
 
     def close(self) -> None:
@@ -130,8 +126,8 @@ def build_redis(
     socket_timeout: float | None = None,
     breaker: RedisBreaker | None = None,
 ) -> Redis:
-    """A client; with `breaker`, each of its calls (and those of the plain lanes built on it,
-    `salon.script_lane`) is refused at once while Redis does not answer."""
+    """A client; with `breaker`, each of its calls is refused at once while Redis does not
+    answer."""
     return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,
@@ -159,12 +155,6 @@ def build_broker(
         # next maintenance pass; the defaults (60 s, 0.1 %) would leave bookings waiting minutes.
         heartbeat_timeout=settings.broker_heartbeat_ms,
         maintenance_chance=50_000,
-    )
-    # Every enqueue, fetch and ack is one call of Dramatiq's dispatch script; through redis-py
-    # each cost ~110 us of CPU, on a plain connection per thread ~45 (salon.script_lane).
-    source = cast(bytes, broker.scripts["dispatch"].script)  # read from Dramatiq's .lua file
-    broker.scripts["dispatch"] = LaneScript(
-        ScriptLane(client, source, retry=True, name="salon-broker")
     )
     broker.add_middleware(RequestIdMiddleware())
     broker.add_middleware(CurrentMessage())
