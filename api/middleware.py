@@ -30,8 +30,8 @@ UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 def request_id(given: str | None) -> str:
     """The caller's X-Request-Id when it is a sane token, else a fresh one."""
     # 32 random hex digits, as uuid4().hex but without building a UUID (every request), and
-    # not from os.urandom: its getrandom() call lets go of the GIL, waking a waiting thread
-    # for nothing. Not secret, only unique (`random` is seeded again in every forked worker).
+    # not from os.urandom: its getrandom() call lets go of the GIL (see `salon.resp.has_input`).
+    # Not secret, only unique (`random` is seeded again in every forked worker).
     return given if given and _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
 
 

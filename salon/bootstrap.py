@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from salon.connect_breaker import ConnectBreaker
 from salon.redis_breaker import GuardedRetry, RedisBreaker
+from salon.script_lane import CommandLane
 from salon.settings import Settings
 from salon.waits import WaitingPlaces
 
@@ -40,12 +41,15 @@ class Container:
     broker: RedisBroker
     # Guards every Redis call of the process (the API's; None elsewhere): salon.redis_breaker.
     redis_breaker: RedisBreaker | None = None
+    # What a write sends after its commit (salon.versions.run_pipeline), on plain connections.
+    redis_lane: CommandLane = field(init=False)
     # Places for writes waiting for their outcome, fewer than the API's threads, so that
     # writes waiting on stopped workers never hold every thread (salon.waits).
     write_waits: WaitingPlaces = field(init=False)
     actors: Actors = field(init=False)
 
     def __post_init__(self) -> None:
+        self.redis_lane = CommandLane(self.redis)
         self.write_waits = WaitingPlaces(self.settings.waiting_writes())
 
     def close(self) -> None:
@@ -126,8 +130,8 @@ def build_redis(
     socket_timeout: float | None = None,
     breaker: RedisBreaker | None = None,
 ) -> Redis:
-    """A client; with `breaker`, each of its calls is refused at once while Redis does not
-    answer."""
+    """A client; with `breaker`, each of its calls (and those of the plain lanes built on it,
+    `salon.script_lane`) is refused at once while Redis does not answer."""
     return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,

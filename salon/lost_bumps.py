@@ -73,7 +73,7 @@ def run_with_receipt(container: Container, change: str | None, fill: Callable[[A
             queue_receipt(pipe, ns, change)
 
     try:
-        run_pipeline(container.redis, with_receipt)
+        run_pipeline(container.redis_lane, with_receipt)
     except redis.RedisError:
         if change is not None:
             _drop_receipt(container, change)
@@ -86,7 +86,9 @@ def queue_receipt(pipe: Any, namespace: str, change: str) -> None:
 
 def _drop_receipt(container: Container, change: str) -> None:
     try:
-        container.redis.delete(receipt_key(container.settings.redis_namespace, change))
+        container.redis_lane.pipeline(
+            [("DEL", receipt_key(container.settings.redis_namespace, change))]
+        )
     except Exception:
         log.warning("could not drop the receipt of %s; a failed bump may go unnoticed", change)
 
@@ -189,4 +191,4 @@ class LostBumpWatch:
             for change in missing:
                 queue_receipt(pipe, ns, change)
 
-        run_pipeline(container.redis, fill)
+        run_pipeline(container.redis_lane, fill)

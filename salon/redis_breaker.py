@@ -12,9 +12,8 @@ long fetches must not be refused.
 A refusal is `RedisUnanswered`, a `redis.ConnectionError`, which every caller already treats
 as an outage: a read is computed without its stored answer, a write is answered 202 and
 re-sent by the scheduler. Calls through redis-py are guarded by the client's retry policy
-(`GuardedRetry`, which redis-py runs around every connect, command and pipeline: every Redis
-call of the API, Dramatiq's enqueues included, goes through redis-py); the writes' wait calls
-the breaker itself.
+(`GuardedRetry`, which redis-py runs around every connect, command and pipeline); the plain
+lanes (`salon.script_lane`) and the writes' wait call the breaker themselves.
 
 Not pybreaker: it holds one lock across the guarded call, which would make every Redis call
 of the process wait for the one before it.

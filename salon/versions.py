@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from salon.script_lane import CommandLane
+
 if TYPE_CHECKING:
     from salon.bootstrap import Container
 
@@ -110,7 +112,7 @@ def bump_versions(
     stylist_ids, changes = list(stylist_ids), list(changes)
     ns = container.settings.redis_namespace
     try:
-        run_pipeline(container.redis, lambda pipe: queue_bumps(pipe, ns, stylist_ids, changes))
+        run_pipeline(container.redis_lane, lambda pipe: queue_bumps(pipe, ns, stylist_ids, changes))
     except redis.RedisError:
         # Cached answers then show a taken time until they expire: a hold on it answers 409.
         log.warning("could not bump the versions of %s", stylist_ids or changes)
@@ -140,19 +142,53 @@ def _queue(pipe: Any, namespace: str, dates: Mapping[str, set[str]]) -> None:
         pipe.evalsha(_BUMP_SHA, 2, *keys, cutoff, *sorted(touched))
 
 
-def run_pipeline(client: redis.Redis, fill: Callable[[Any], None]) -> list[Any]:
-    """Run a pipeline that `fill` queues (bumps among other things). If Redis lost the bump
-    script (a restart), load it and run the pipeline again: its bumps all failed, and what
-    else it holds may run twice (the writes' done signals do no harm twice)."""
+class Commands:
+    """Collects what a redis-py pipeline would queue, for a `CommandLane` to send: the
+    commands the writes' post-commit pipelines use (`queue_bumps`, `queue_catalogue_bump`,
+    the done signal, the receipt)."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Any, ...]] = []
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        self.queued.append(("EVALSHA", sha, numkeys, *keys_and_args))
+
+    def set(self, key: str, value: Any, *, nx: bool = False, ex: int | None = None) -> None:
+        self.queued.append(
+            ("SET", key, value, *(["NX"] if nx else []), *(["EX", ex] if ex else []))
+        )
+
+    def incr(self, key: str) -> None:
+        self.queued.append(("INCR", key))
+
+    def lpush(self, key: str, *values: Any) -> None:
+        self.queued.append(("LPUSH", key, *values))
+
+    def expire(self, key: str, seconds: int) -> None:
+        self.queued.append(("EXPIRE", key, seconds))
+
+
+def run_pipeline(target: redis.Redis | CommandLane, fill: Callable[[Any], None]) -> list[Any]:
+    """Run a pipeline that `fill` queues (bumps among other things), on a redis-py client or
+    a lane. If Redis lost the bump script (a restart), load it and run the pipeline again:
+    its bumps all failed, and what else it holds may run twice (the writes' done signals do
+    no harm twice)."""
     for attempt in (1, 2):
         try:
-            pipe = client.pipeline(transaction=False)
+            if isinstance(target, CommandLane):
+                commands = Commands()
+                fill(commands)
+                return target.pipeline(commands.queued)
+            pipe = target.pipeline(transaction=False)
             fill(pipe)
             return list(pipe.execute())
         except redis.exceptions.NoScriptError:
             if attempt == 2:
                 raise
-            client.script_load(_BUMP)
+            if isinstance(target, CommandLane):
+                target.pipeline([("SCRIPT", "LOAD", _BUMP)])
+            else:
+                target.script_load(_BUMP)
     raise AssertionError("unreachable")
 
 

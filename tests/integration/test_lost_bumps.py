@@ -264,27 +264,3 @@ def test_after_redis_lost_its_data_the_watchs_one_bump_is_recomputed_one_list_at
     assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(spans)), "two lists at once"
     assert all(reads.live.day(o, day, bumped, asked).current for day in days)
     assert len(computed) == len(days)
-
-
-def test_the_post_commit_pipeline_loads_the_bump_script_redis_forgot_and_runs_again(container):  # type: ignore[no-untyped-def]
-    from salon.offers import queue_catalogue_bump
-    from salon.versions import queue_bumps, run_pipeline
-
-    client, stylist = container.redis, uuid.uuid4()
-    ns = f"{container.settings.redis_namespace}:pipeline-{uuid.uuid4().hex[:8]}"
-    day = dt.datetime(2030, 5, 6, 10, tzinfo=dt.UTC)
-
-    def fill(pipe) -> None:  # type: ignore[no-untyped-def]
-        queue_catalogue_bump(pipe, ns)
-        queue_bumps(pipe, ns, [], [(stylist, day, day + dt.timedelta(hours=1))])
-        pipe.lpush(f"{ns}:done", "1")
-        pipe.expire(f"{ns}:done", 120)
-
-    client.script_flush()  # what a restarted Redis forgot: loaded again on the way
-    run_pipeline(client, fill)
-    run_pipeline(client, fill)
-    # The first run met NOSCRIPT and ran again whole (its signal twice, as documented).
-    assert client.lrange(f"{ns}:done", 0, -1) == [b"1", b"1", b"1"]
-    assert 0 < client.ttl(f"{ns}:done") <= 120
-    assert client.zrange(f"{ns}:stylist-changes:{stylist}", 0, -1) == [b"2030-05-06"]
-    assert int(client.get(f"{ns}:stylist-version:{stylist}")) == 2

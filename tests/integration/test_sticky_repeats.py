@@ -22,6 +22,7 @@ from salon.bootstrap import Container, bootstrap
 from salon.exposures import ExposureService
 from salon.logs import RequestIdFilter
 from tests.conftest import token_for
+from tests.integration.conftest import book
 
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=12)
 SESSION = "5" * 32
@@ -42,6 +43,14 @@ class Layered:
             return lookup(*args, **kwargs)
 
         reads.lookup = counting_lookup  # type: ignore[method-assign]
+        self.lookups_in_redis = 0  # lookups that went to Redis
+        pipeline = reads._lane.pipeline
+
+        def counting_pipeline(commands: Any, **kwargs: Any) -> Any:
+            self.lookups_in_redis += commands[0][0] == "HMGET"
+            return pipeline(commands, **kwargs)
+
+        reads._lane.pipeline = counting_pipeline  # type: ignore[method-assign]
         self.reads = reads
 
         def inner(environ: dict[str, Any], start_response: Any) -> Any:
@@ -232,3 +241,27 @@ def test_a_repeat_is_measured_and_logged_with_its_request_id(layered, salon, cap
     assert [(r.getMessage(), getattr(r, "request_id", None)) for r in lines] == [
         ("GET /v1/slots 200 OK", "rid-42")
     ]
+
+
+def test_a_repeat_this_process_knows_needs_no_redis_until_a_write_changes_its_stylist(
+    layered, salon, container, tenant
+):
+    headers = {"X-Session-Id": "b" * 32}
+    first = ask(layered.client, salon, **headers)
+    assert layered.reads.mirror is not None
+    deadline = time.monotonic() + 5
+    while layered.reads.mirror.token() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ask(layered.client, salon, **headers)  # answered by Redis; the process learns the counters
+    in_redis = layered.lookups_in_redis
+    for _ in range(3):
+        assert ask(layered.client, salon, **headers).content == first.content
+    assert layered.lookups_in_redis == in_redis  # answered from what the process kept
+    shown = first.json["exposed_slots"][0]
+    start = dt.datetime.fromisoformat(shown["start_at"].replace("Z", "+00:00"))
+    # A booking takes the first shown time (as the writes do: the row, then the bump).
+    place = {"location": salon["location_id"], "service": salon["service_id"]}
+    book(container, place, tenant, shown["stylist_id"], start)
+    after = ask(layered.client, salon, **headers)
+    assert layered.lookups_in_redis == in_redis + 1
+    assert shown["start_at"] not in {s["start_at"] for s in after.json["exposed_slots"]}

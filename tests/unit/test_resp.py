@@ -1,0 +1,131 @@
+"""`has_input`: the peek every request makes, without letting go of the GIL."""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from salon import resp
+
+
+@pytest.fixture(params=["libc", "python"])
+def peek(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Both ways: libc's recv holding the GIL, and Python's socket call where there is none."""
+    if request.param == "python":
+        monkeypatch.setattr(resp, "_RECV", None)  # `received` then always finds nothing
+    yield
+
+
+def test_libc_is_used_on_linux() -> None:
+    assert (resp._RECV is not None) == sys.platform.startswith("linux")
+
+
+@pytest.mark.usefixtures("peek")
+def test_nothing_to_read_then_data_left_where_it_was_then_closed() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert not resp.has_input(ours)
+        theirs.sendall(b"+PONG\r\n")
+        assert resp.has_input(ours)
+        assert resp.has_input(ours)  # peeked, not taken
+        assert ours.recv(100) == b"+PONG\r\n"
+        assert not resp.has_input(ours)
+        theirs.close()
+        assert resp.has_input(ours)  # closed reads as something to read: the caller drops it
+
+
+@pytest.mark.usefixtures("peek")
+def test_a_closed_socket_of_our_own_reads_as_closed() -> None:
+    ours, theirs = socket.socketpair()
+    ours.close()
+    with theirs:
+        assert resp.has_input(ours)  # its descriptor is gone: as good as closed
+
+
+@pytest.fixture(params=["libc", "python"])
+def sending(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    if request.param == "python":
+        monkeypatch.setattr(resp, "_SEND", None)
+    yield
+
+
+def plain_over(sock: socket.socket) -> resp.Plain:
+    """A `Plain` around an already connected socket (no handshake with a server)."""
+    conn = resp.Plain.__new__(resp.Plain)
+    conn.sock = sock
+    conn._inbox = ctypes.create_string_buffer(resp.INBOX_BYTES)
+    resp.kernel_timeouts(sock, 0.5)
+    return conn
+
+
+@pytest.mark.usefixtures("sending")
+def test_a_send_larger_than_the_socket_takes_at_once_is_sent_whole() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        data = bytes(range(256)) * 4096  # 1 MiB: the first send takes part of it
+        got = bytearray()
+
+        def drain() -> None:
+            while len(got) < len(data):
+                got.extend(theirs.recv(65536))
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        plain_over(ours).send(data)
+        reader.join(5)
+        assert bytes(got) == data
+
+
+@pytest.mark.usefixtures("sending")
+def test_a_send_to_a_closed_connection_is_an_os_error() -> None:
+    ours, theirs = socket.socketpair()
+    with ours:
+        theirs.close()
+        with pytest.raises(OSError):
+            plain_over(ours).send(b"*1\r\n$4\r\nPING\r\n")
+
+
+@pytest.mark.usefixtures("sending")
+def test_a_send_nobody_reads_times_out() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        conn = plain_over(ours)
+        with pytest.raises(TimeoutError):
+            for _ in range(1000):  # until both buffers are full
+                conn.send(b"x" * 65536)
+
+
+def test_received_takes_what_is_there_without_waiting() -> None:
+    ours, theirs = socket.socketpair()
+    inbox = ctypes.create_string_buffer(4)
+    with ours, theirs:
+        assert resp.received(ours, inbox) is None
+        theirs.sendall(b":1\r\n:2\r\n")
+        assert resp.received(ours, inbox) == b":1\r\n"  # as much as the buffer holds
+        assert resp.received(ours, inbox) == b":2\r\n"
+        assert resp.received(ours, inbox) is None
+        theirs.close()
+        assert resp.received(ours, inbox) == b""
+
+
+@pytest.mark.usefixtures("peek")
+def test_a_reply_owed_is_read_whole_also_when_it_comes_in_parts() -> None:
+    import hiredis
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        conn = plain_over(ours)
+        conn.reader = hiredis.Reader()
+        theirs.sendall(b":41\r\n$5\r\nhel")  # one whole reply, and a part of the next
+        assert conn.read(ready=True) == 41
+        threading.Timer(0.05, lambda: theirs.sendall(b"lo\r\n")).start()
+        assert conn.read(ready=True) == b"hello"  # the rest waited for
+        theirs.close()
+        with pytest.raises(resp.Closed):
+            conn.read(ready=True)
