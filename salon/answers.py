@@ -14,13 +14,13 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
+from cachetools import LRUCache
 
 from salon.free_times import Offer, Window
 from salon.live_times import LiveTimes
@@ -85,7 +85,8 @@ class PublicReads:
         # script's own overhead (docs/performance.md).
         self._lane = CommandLane(container.redis, name="salon-reads")
         self.mirror = version_mirror(container.redis, self.ns)
-        self._kept: OrderedDict[str, KeptAnswer] = OrderedDict()
+        # Least recently used first out; not thread-safe: used under `_kept_lock`.
+        self._kept: LRUCache[str, KeptAnswer] = LRUCache(MAX_KEPT_ANSWERS)
         self._kept_lock = threading.Lock()
 
     def window(self, now: dt.datetime) -> Window:
@@ -154,9 +155,6 @@ class PublicReads:
     def _keep(self, key: str, kept: KeptAnswer) -> None:
         with self._kept_lock:
             self._kept[key] = kept
-            self._kept.move_to_end(key)
-            while len(self._kept) > MAX_KEPT_ANSWERS:
-                self._kept.popitem(last=False)
 
     def offer(
         self,

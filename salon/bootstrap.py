@@ -10,7 +10,7 @@ from __future__ import annotations
 import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from salon.connect_breaker import ConnectBreaker
 from salon.redis_breaker import GuardedRetry, RedisBreaker
-from salon.script_lane import CommandLane, LaneScript, ScriptLane
+from salon.script_lane import CommandLane
 from salon.settings import Settings
 from salon.waits import WaitingPlaces
 
@@ -165,12 +165,6 @@ def build_broker(
         # next maintenance pass; the defaults (60 s, 0.1 %) would leave bookings waiting minutes.
         heartbeat_timeout=settings.broker_heartbeat_ms,
         maintenance_chance=50_000,
-    )
-    # Every enqueue, fetch and ack is one call of Dramatiq's dispatch script; through redis-py
-    # each cost ~110 us of CPU, on a plain connection per thread ~45 (salon.script_lane).
-    source = cast(bytes, broker.scripts["dispatch"].script)  # read from Dramatiq's .lua file
-    broker.scripts["dispatch"] = LaneScript(
-        ScriptLane(client, source, retry=True, name="salon-broker")
     )
     broker.add_middleware(RequestIdMiddleware())
     broker.add_middleware(CurrentMessage())

@@ -18,11 +18,12 @@ import logging
 import os
 import random
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
+
+from cachetools import FIFOCache, LRUCache
 
 from models.exposure import CandidateRow, FreeDay
 from salon.free_times import Offer, Window, free_starts, hold_expiries
@@ -125,13 +126,14 @@ class LiveTimes:
     def __init__(self, container: Reads, *, max_entries: int = MAX_ENTRIES) -> None:
         self.container = container
         self.max_entries = max_entries
-        self._days: OrderedDict[DayKey, DayTimes] = OrderedDict()
+        # Not thread-safe: used under `_lock`.
+        self._days: LRUCache[DayKey, DayTimes] = LRUCache(max_entries)
         self._lock = threading.Lock()
         self._flights: SingleFlight[DayTimes] = SingleFlight()
         self._refreshing: set[DayKey] = set()
         self._refresher: ThreadPoolExecutor | None = None
         self._refresher_pid = 0
-        self._catalogues_seen: OrderedDict[int, dt.datetime] = OrderedDict()
+        self._catalogues_seen: FIFOCache[int, dt.datetime] = FIFOCache(NEAR_BUMPS)
 
     def day(self, o: Offer, day: dt.date, versions: Versions | None, now: dt.datetime) -> DayTimes:
         """The day's free starts under `versions` (None: Redis is down, so nothing can tell
@@ -193,8 +195,6 @@ class LiveTimes:
             if catalogue in self._catalogues_seen:
                 return
             self._catalogues_seen[catalogue] = now
-            while len(self._catalogues_seen) > NEAR_BUMPS:
-                self._catalogues_seen.popitem(last=False)
 
     def _refresh_later(self, key: DayKey, o: Offer, day: dt.date, versions: Versions) -> None:
         """Recompute the list in this process's refresh thread (once at a time per day)."""
@@ -240,7 +240,4 @@ class LiveTimes:
     def _keep(self, key: DayKey, times: DayTimes) -> DayTimes:
         with self._lock:
             self._days[key] = times
-            self._days.move_to_end(key)
-            while len(self._days) > self.max_entries:
-                self._days.popitem(last=False)
         return times

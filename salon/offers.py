@@ -14,8 +14,9 @@ import secrets
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
+
+from cachetools import TTLCache
 
 from salon.free_times import Offer, offer
 from salon.ports import HasSessions
@@ -44,7 +45,10 @@ class OfferCache:
     def __init__(self, container: HasSessions, *, max_entries: int = MAX_ENTRIES) -> None:
         self.container = container
         self.max_entries = max_entries
-        self._entries: OrderedDict[OfferKey, tuple[Offer, int, float]] = OrderedDict()
+        # Least recently used first out, each at most MAX_AGE_SECONDS old; not thread-safe.
+        self._entries: TTLCache[OfferKey, tuple[Offer, int]] = TTLCache(
+            max_entries, MAX_AGE_SECONDS, timer=time.monotonic
+        )
         self._lock = threading.Lock()
         self._flights: SingleFlight[Offer] = SingleFlight()
 
@@ -58,17 +62,15 @@ class OfferCache:
         """The offer as of `catalogue_version`; raises NotFound like `offer()` (not cached:
         a location that does not exist yet may exist at the next request)."""
         key = (location_id, service_id, stylist_id)
-        now = time.monotonic()
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and hit[1] == catalogue_version and now - hit[2] < MAX_AGE_SECONDS:
-                self._entries.move_to_end(key)
-                return hit[0]
+        if hit is not None and hit[1] == catalogue_version:
+            return hit[0]
         # After a catalogue change every request re-reads its offer: one read per offer at a
         # time, which the requests asking meanwhile share.
         return self._flights.run(
             (key, catalogue_version),
-            lambda: self._read(key, location_id, service_id, stylist_id, catalogue_version, now),
+            lambda: self._read(key, location_id, service_id, stylist_id, catalogue_version),
         )
 
     def _read(
@@ -78,13 +80,9 @@ class OfferCache:
         service_id: uuid.UUID,
         stylist_id: uuid.UUID | None,
         catalogue_version: int,
-        now: float,
     ) -> Offer:
         with self.container.sessions() as session:
             found = offer(session, location_id, service_id, stylist_id)
         with self._lock:
-            self._entries[key] = (found, catalogue_version, now)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._entries[key] = (found, catalogue_version)
         return found

@@ -2,7 +2,7 @@
 
 For the two places where redis-py's layers cost more than the work: the version mirror (whose
 invalidation messages redis-py would keep for its own client-side cache) and the read path's
-script calls (`salon.script_lane`). Plain TCP or a unix socket only; callers fall back to
+pipelines (`salon.script_lane`). Plain TCP or a unix socket only; callers fall back to
 redis-py for anything else (TLS).
 """
 

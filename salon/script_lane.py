@@ -1,17 +1,17 @@
-"""Redis calls on a plain connection per thread, for the round trips every request makes.
+"""Redis pipelines on a plain connection per thread, for the round trips every request makes.
 
 A repeat of /v1/slots or /v1/dates that this process does not keep costs one round trip,
-and a new exposure two; every booking write one Dramatiq dispatch call to enqueue, one to
-fetch, one to ack, and one pipeline after its commit. Through redis-py a call costs ~110 µs
-of CPU (its pool, retry, argument and command layers); the same EVALSHA on a socket with
-hiredis's packer and reader ~45 µs (docs/performance.md). Errors are redis-py's
-(`redis.ConnectionError`, `redis.TimeoutError`, `redis.ResponseError`), so callers handle an
-outage as before. Over TLS the calls go through redis-py.
+and a new exposure two; every booking write one pipeline after its commit. Through redis-py
+a round trip costs ~110-130 µs of CPU (its pool, retry, argument and command layers, and
+Python's socket timeouts, which poll() before every send and receive); the same pipeline on
+a socket with hiredis's packer and reader ~45 µs (docs/architecture.md has the measured
+difference for /v1/slots). Errors are redis-py's (`redis.ConnectionError`,
+`redis.TimeoutError`, `redis.ResponseError`), so callers handle an outage as before. Over TLS
+the calls go through redis-py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -146,39 +146,6 @@ class ThreadConnections:
             conn.close()
 
 
-class ScriptLane:
-    def __init__(
-        self,
-        client: redis.Redis,
-        source: str | bytes,
-        *,
-        retry: bool,
-        name: str = "salon-reads",
-    ) -> None:
-        """`retry`: see `ThreadConnections.run`; `name`: the connections' name."""
-        self.source = source
-        self.sha = hashlib.sha1(source.encode() if isinstance(source, str) else source).hexdigest()
-        self.retry = retry
-        self._fallback = None if resp.is_plain(client) else client.register_script(source)
-        self._connections = ThreadConnections(client, name)
-
-    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        if self._fallback is not None:
-            return self._fallback(keys=keys, args=args)
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
-        return self._connections.run(lambda conn: self._call(conn, command), retry=self.retry)
-
-    def _call(self, conn: resp.Plain, command: tuple[Any, ...]) -> Any:
-        try:
-            return conn.call(*command)
-        except resp.ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # The server does not know the script yet (a restart, SCRIPT FLUSH): load it once.
-        conn.call("SCRIPT", "LOAD", self.source)
-        return conn.call(*command)
-
-
 class CommandLane:
     """Pipelines of plain commands on a connection per thread: what a write sends after its
     commit (version bumps, the done signal), what a public read looks up and stores. Over
@@ -252,21 +219,6 @@ def _send_all(conn: resp.Plain, commands: Sequence[tuple[Any, ...]]) -> list[Any
     if error is not None:
         raise error
     return replies
-
-
-class LaneScript:
-    """A lane called as redis-py calls a registered script (`script(keys=..., args=...)`):
-    what Dramatiq's Redis broker does with its dispatch script."""
-
-    def __init__(self, lane: ScriptLane) -> None:
-        self.lane = lane
-        self.script = lane.source
-        self.sha = lane.sha
-
-    def __call__(
-        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Any = None
-    ) -> Any:
-        return self.lane(keys, args)
 
 
 def _reply_error(exc: resp.ReplyError) -> redis.ResponseError:

@@ -1,6 +1,5 @@
-"""The read path's script calls on plain per-thread connections, against a real Redis: the
-same replies as redis-py, and redis-py's errors when Redis restarts, forgets the script,
-hangs or is not there."""
+"""Calls on plain per-thread connections (`salon.script_lane`), against a real Redis: the
+same replies as redis-py, and redis-py's errors when Redis restarts, hangs or is not there."""
 
 from __future__ import annotations
 
@@ -16,9 +15,22 @@ from typing import Any
 import pytest
 import redis
 
-from salon.script_lane import ScriptLane
+from salon.script_lane import CommandLane
 
 ECHO = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1]), redis.call('GET', 'missing')}"
+
+
+class ScriptLane:
+    """A script called through a lane: one command whose reply shows which call it was."""
+
+    def __init__(
+        self, client: redis.Redis, source: str, *, retry: bool, name: str = "salon-reads"
+    ) -> None:
+        self.lane, self.source, self.retry = CommandLane(client, name=name), source, retry
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        command = ("EVAL", self.source, len(keys), *keys, *args)
+        return self.lane.pipeline([command], retry=self.retry)[0]
 
 
 @pytest.fixture
@@ -51,13 +63,6 @@ def test_replies_are_redis_pys(client: redis.Redis, key: str) -> None:
     assert lane([key], [7]) == [key.encode(), b"7", 3, None]
 
 
-def test_a_script_redis_forgot_is_loaded_again(client: redis.Redis, key: str) -> None:
-    lane = ScriptLane(client, ECHO, retry=False)
-    assert lane([key], ["a"])[2] == 1
-    client.script_flush()
-    assert lane([key], ["b"])[2] == 2  # NOSCRIPT, SCRIPT LOAD, the call: one lane call
-
-
 def test_a_script_error_is_a_response_error(client: redis.Redis, key: str) -> None:
     lane = ScriptLane(client, "return redis.error_reply('no such thing')", retry=True)
     with pytest.raises(redis.ResponseError, match="no such thing"):
@@ -81,7 +86,7 @@ def test_a_connection_closed_while_idle_is_replaced_before_the_call(
 
 class OneAnswerServer:
     """A Redis stand-in whose every connection answers its first two commands (the lane's
-    CLIENT SETNAME and one EVALSHA) and then closes on the third, unanswered: a server that
+    CLIENT SETNAME and one EVAL) and then closes on the third, unanswered: a server that
     died with the call in flight, which a real Redis cannot be made to do on cue."""
 
     def __init__(self) -> None:
@@ -202,46 +207,6 @@ def test_a_hanging_redis_is_a_timeout_not_a_wait() -> None:
         with pytest.raises(redis.TimeoutError):
             lane(["k"], ["x"])
         assert time.monotonic() - started < 1.0  # one timeout: a timeout is not retried
-
-
-def test_the_broker_enqueues_fetches_and_acks_through_a_lane(settings, client) -> None:  # type: ignore[no-untyped-def]
-    import dataclasses
-
-    import dramatiq
-
-    from salon.bootstrap import build_broker
-    from salon.script_lane import LaneScript
-
-    namespace = f"lane-{uuid.uuid4().hex[:8]}"
-    broker = build_broker(dataclasses.replace(settings, redis_namespace=namespace))
-    assert isinstance(broker.scripts["dispatch"], LaneScript)
-    try:
-
-        @dramatiq.actor(broker=broker, queue_name="lane-test")
-        def echo(n: int) -> None: ...
-
-        sent = [echo.send(n) for n in range(3)]
-        consumer = broker.consume("lane-test", prefetch=10, timeout=100)
-        got = []
-        deadline = time.monotonic() + 5
-        while len(got) < 3 and time.monotonic() < deadline:
-            message = next(consumer)
-            if message is not None:
-                got.append(message)
-                consumer.ack(message)
-        consumer.close()
-        assert sorted(m.args[0] for m in got) == [0, 1, 2]
-        assert {m.message_id for m in got} == {m.message_id for m in sent}
-        assert any(c.get("name") == "salon-broker" for c in client.client_list())
-        # Acked: the messages are gone from the queue, its bodies and this broker's unacked set.
-        queue = f"{namespace}-dramatiq:lane-test"
-        assert client.llen(queue) == 0 and client.hlen(f"{queue}.msgs") == 0
-        acks = client.keys(f"{namespace}-dramatiq:__acks__.*")
-        assert not any(client.scard(k) for k in acks)  # an emptied set is deleted
-    finally:
-        broker.close()
-        for k in client.keys(f"{namespace}-dramatiq*"):
-            client.delete(k)
 
 
 def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
