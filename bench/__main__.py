@@ -9,42 +9,53 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from bench import scenarios
-from bench.harness import WRK_MISSING, stop_cleanly_on_sigterm
+from bench.harness import WRK_MISSING
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+
+
 def show(report: scenarios.Report) -> None:
-    print(f"\n## {report.scenario} ({scenarios.when()})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n## {report.scenario} ({time.strftime('%Y-%m-%d %H:%M %Z')}, load {load})")
     for f in report.figures:
-        spread = f" ({f.spread[0]:,.3g}..{f.spread[1]:,.3g})" if f.spread else ""
-        verdict = "" if f.met is None else ("  met" if f.met else "  MISSED")
-        target = f"  target {f.target}" if f.target else ""
-        print(f"{f.name:<40} {f.value:>10,.3g}{spread}{target}{verdict}")
+        spread = f"{num(f.spread[0])}..{num(f.spread[1])}" if f.spread else ""
+        verdict = "" if f.met is None else ("met" if f.met else "MISSED")
+        print(f"{f.name:<36} {num(f.value):>9} {spread:>15}  {f.target:<7} {verdict}")
     for note in report.notes:
         print(f"# {note}")
-    others = [
-        r["other_cpu_pct"]
-        for runs in report.runs.values()
-        for r in runs
-        if isinstance(r, dict) and "other_cpu_pct" in r
-    ]
-    if others:
-        print(
-            f"# CPU used by other processes during runs: {min(others):.0f}..{max(others):.0f}"
-            " % of one core"
-        )
+    for name, runs in report.runs.items():
+        if runs and "cpu_ms_per_request" in runs[0]:
+            groups = sorted({g for r in runs for g in r["cpu_ms_per_request"]})
+            cpu = {
+                g: statistics.median(r["cpu_ms_per_request"].get(g, 0) for r in runs)
+                for g in groups
+            }
+            other = statistics.median(r["other_cpu_pct"] for r in runs)
+            print(
+                f"# {name}: CPU ms per answer "
+                + ", ".join(f"{g} {v:.3f}" for g, v in cpu.items())
+                + f"; other processes {other:.0f} % of a core"
+                + (" (a list went round: repeats)" if any(r["wrapped"] for r in runs) else "")
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
-    stop_cleanly_on_sigterm()
+    # SIGTERM (a `timeout`, a CI's cancel) unwinds the context managers: servers stop too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument(
         "scenario", nargs="?", default="all", choices=["slots", "holds", "generation", "all"]

@@ -1,18 +1,16 @@
-"""The code the baselines serve: a bare Falcon endpoint, a no-op actor, and the design's floor.
+"""What the baselines serve (``gunicorn bench.apps:bare|floor``, ``dramatiq bench.apps``).
 
-* ``bare``: Falcon answering a fixed 5-field JSON document (one slot) with no middleware,
-  database or Redis: the ceiling of any endpoint under the same gunicorn settings.
-* ``noop``: a Dramatiq actor doing nothing: what the broker and worker cost per message.
-* ``floor``: what a hold must pass through in this design and nothing else: gunicorn and
-  Falcon parse a JSON POST, the API records the request (``INSERT ... ON CONFLICT DO NOTHING``,
-  its own commit, so a Redis outage loses nothing), stock Dramatiq carries it to a worker
-  thread, which locks the record, runs pgbench's booking transaction and stores the outcome
-  in that transaction (a redelivery changes nothing), then pushes the id to a Redis list
-  the API thread waits on (BLPOP) to answer 201. A confirm is the same with an UPDATE. No
-  auth, validation, catalogue, fit check, events or version bumps.
+* ``bare``: Falcon answering a fixed JSON document (one slot), no middleware, database or
+  Redis: the ceiling of any endpoint under the same gunicorn settings.
+* ``noop``: a Dramatiq actor doing nothing: the broker's and worker's own cost per message.
+* ``floor``: what a hold must pass through in this design, and nothing else. The API
+  records the request (its own commit, so a Redis outage loses nothing), stock Dramatiq
+  carries it to a worker thread, which locks the record, runs pgbench's booking transaction
+  and stores the outcome in it (a redelivery changes nothing), then pushes the id to a Redis
+  list the API thread waits on (BLPOP). A confirm is the same with an UPDATE. No auth,
+  validation, catalogue, fit check, events or version bumps.
 
-gunicorn serves ``bench.apps:bare`` / ``bench.apps:floor``; ``dramatiq bench.apps`` runs
-the actors. Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_NAMESPACE``.
+Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_NAMESPACE``.
 """
 
 from __future__ import annotations

@@ -40,14 +40,8 @@ def fresh_database(name: str, migrate: bool = True) -> str:
         conn.execute(f'CREATE DATABASE "{name}"'.encode())
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     if migrate:
-        env = {**os.environ, "DATABASE_URL": url}
-        subprocess.run(
-            [sys.executable, "-m", "salon", "migrate"],
-            env=env,
-            cwd=REPO_ROOT,
-            check=True,
-            capture_output=True,
-        )
+        argv, env = [sys.executable, "-m", "salon", "migrate"], {**os.environ, "DATABASE_URL": url}
+        subprocess.run(argv, env=env, cwd=REPO_ROOT, check=True, capture_output=True)
     return url
 
 
@@ -63,11 +57,6 @@ def wipe_namespace(redis_url: str, namespace: str) -> None:
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
     client.close()
-
-
-def vacuum(url: str) -> None:
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
 
 
 def user_token(settings: Settings) -> str:
@@ -167,7 +156,7 @@ def seed_salon(
                 assert isinstance(day, dt.date) and isinstance(start, dt.datetime)
                 salon.days.setdefault((str(stylist), day), []).append((str(sid), start))
         conn.commit()
-    vacuum(url)
+    psycopg.connect(libpq(url), autocommit=True).execute("VACUUM ANALYZE").connection.close()
     return salon
 
 
@@ -181,32 +170,22 @@ def book_some(url: str, salon: Salon, rng: random.Random, share: float = 0.3) ->
                 fits = salon.starts(s, day)
                 if fits and rng.random() < share:
                     sid, start = rng.choice(fits)
-                    held = rng.random() < 0.2
+                    hold = "1 day" if rng.random() < 0.2 else None
                     end = start + dt.timedelta(hours=1)
-                    rows.append(
-                        (
-                            p.id,
-                            s,
-                            p.service_id,
-                            sid,
-                            "held" if held else "confirmed",
-                            start,
-                            end,
-                            "1 day" if held else None,
-                        )
-                    )
+                    rows.append((s, p.service_id, sid, start, end, hold, hold, hold, p.id))
     with psycopg.connect(libpq(url)) as conn:
         conn.cursor().executemany(
             "INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id,"
-            " service_id, slot_id, user_id, customer_name, customer_phone, status, start_at,"
-            " end_at, service_minutes, hold_expires_at, confirmed_at)"
+            " service_id, slot_id, user_id, customer_name, customer_phone, start_at, end_at,"
+            " service_minutes, status, hold_expires_at, confirmed_at)"
             " SELECT gen_random_uuid(), l.biz_entity_id, l.id, %s, %s, %s, gen_random_uuid(),"
-            " 'Bench Customer', '+44 20 7946 0000', %s, %s, %s, 60, now() + %s::interval,"
-            " CASE WHEN %s::interval IS NULL THEN now() END"
+            " 'Bench Customer', '+44 20 7946 0000', %s, %s, 60,"
+            " CASE WHEN %s::text IS NULL THEN 'confirmed' ELSE 'held' END,"
+            " now() + %s::interval, CASE WHEN %s::interval IS NULL THEN now() END"
             " FROM scheduler.locations l WHERE l.id = %s",
-            [(s, svc, sid, st, a, b, hold, hold, loc) for loc, s, svc, sid, st, a, b, hold in rows],
+            rows,
         )
-    vacuum(url)
+    psycopg.connect(libpq(url), autocommit=True).execute("VACUUM ANALYZE").connection.close()
     return len(rows)
 
 

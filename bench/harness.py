@@ -20,8 +20,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,18 +65,8 @@ class Service:
         return ""
 
 
-def stop_cleanly_on_sigterm() -> None:
-    """SIGTERM (a `timeout`, a CI cancel) becomes SystemExit, so servers are stopped too."""
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, leave)
-
-
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    with socket.create_server(("127.0.0.1", 0)) as s:
         return int(s.getsockname()[1])
 
 
@@ -98,18 +89,15 @@ def started(
 ) -> Iterator[Service]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         log_path = Path(tmp) / "log"
-        full_env = {**os.environ, **(env or {})}
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
-        )
+        # `python -m` from the repository root: `bench` is importable without PYTHONPATH.
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 list(argv),
                 cwd=REPO_ROOT,
-                env=full_env,
+                env={**os.environ, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=log,
                 start_new_session=True,
             )
         try:
@@ -154,28 +142,24 @@ def gunicorn_args(settings: Settings) -> list[str]:
 
 
 @contextmanager
-def gunicorn(app: str, env: Mapping[str, str], ready_path: str) -> Iterator[Service]:
+def serving(name: str, argv: list[str], env: Mapping[str, str], ready: str) -> Iterator[Service]:
+    """``argv --bind`` a free port; yields once ``ready`` answers below 500."""
+    port = free_port()
+    with started(name, [*argv, "--bind", f"127.0.0.1:{port}"], env, grace=45) as svc:
+        svc.url = f"http://127.0.0.1:{port}"
+        wait_until(svc, lambda: answers(svc.url + ready), ready)
+        yield svc
+
+
+def gunicorn(app: str, env: Mapping[str, str], ready: str) -> ContextManager[Service]:
     """A baseline WSGI app under the product's gunicorn settings."""
-    port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
-    with started("gunicorn", [*argv, *gunicorn_args(Settings.from_env(env)), app], env) as svc:
-        svc.url = f"http://127.0.0.1:{port}"
-        wait_until(svc, lambda: answers(svc.url + ready_path), ready_path)
-        yield svc
+    argv = [sys.executable, "-m", "gunicorn", *gunicorn_args(Settings.from_env(env)), app]
+    return serving("gunicorn", argv, env, ready)
 
 
-@contextmanager
-def salon_api(env: Mapping[str, str]) -> Iterator[Service]:
+def salon_api(env: Mapping[str, str]) -> ContextManager[Service]:
     """`python -m salon api` as deployed: its own defaults for workers, threads and the rest."""
-    port = free_port()
-    argv = [sys.executable, "-m", "salon", "api", "--bind", f"127.0.0.1:{port}"]
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics,
-        started("salon-api", argv, {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}, 45.0) as svc,
-    ):
-        svc.url = f"http://127.0.0.1:{port}"
-        wait_until(svc, lambda: answers(svc.url + "/healthz"), "/healthz")
-        yield svc
+    return serving("salon-api", [sys.executable, "-m", "salon", "api"], env, "/healthz")
 
 
 @contextmanager
@@ -198,7 +182,8 @@ PG_AUX = ("walwriter", "checkpointer", "background writer")
 class Groups:
     """Which process a CPU second belongs to: a named service's tree (pids taken now), the
     PostgreSQL backends of ``dbname`` (with the WAL writer, checkpointer and background
-    writer its commits keep busy), redis-server, pgbench. Anything else is "other"."""
+    writer its commits keep busy), redis-server (shared: others' commands count as ours).
+    Our own finished children (wrk, pgbench) are "client"; anything else is "other"."""
 
     def __init__(
         self, services: Mapping[str, Service], dbname: str | None = None, redis: bool = False
@@ -246,16 +231,10 @@ class CpuUse:
     def other(self) -> float:
         return max(0.0, self.machine - sum(self.groups.values()))
 
-    def per_request_ms(self, requests: int) -> dict[str, float]:
-        if not requests:
-            return {}
-        return {g: round(10 * v * self.wall / requests, 3) for g, v in self.groups.items()}
-
 
 @contextmanager
 def cpu_meter(groups: Groups) -> Iterator[CpuUse]:
-    """CPU by group around the block; our own children that finished inside it (wrk,
-    pgbench) are "client", from RUSAGE_CHILDREN."""
+    """CPU by group around the block (children that finished inside it from RUSAGE_CHILDREN)."""
     use = CpuUse()
     before, busy0 = _snapshot(), _machine_busy()
     ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
@@ -318,17 +297,14 @@ class Load:
 
     def summary(self) -> dict[str, Any]:
         return {
+            **{k: v for k, v in asdict(self).items() if k != "cpu"},
             "rps": round(self.rps, 1),
-            "p50_ms": self.p50,
-            "p99_ms": self.p99,
-            "statuses": self.statuses,
-            "errors": self.errors,
-            "status_4xx_5xx": self.bad,
-            "pairs": self.pairs,
-            "wrapped": self.wrapped,
             "cpu_pct": {k: round(v, 1) for k, v in self.cpu.groups.items()},
             "other_cpu_pct": round(self.cpu.other, 1),
-            "cpu_ms_per_request": self.cpu.per_request_ms(self.requests),
+            "cpu_ms_per_request": {  # % of a core x seconds / requests
+                g: round(10 * v * self.cpu.wall / max(1, self.requests), 3)
+                for g, v in self.cpu.groups.items()
+            },
         }
 
 
@@ -383,10 +359,11 @@ function done(summary, latency, requests)
   local parts = {}
   for k, v in pairs(counts) do parts[#parts + 1] = string.format('"%%s": %%d', k, v) end
   local e = summary.errors
-  io.write(string.format('BENCH_JSON {"requests": %%d, "us": %%d, "errors": %%d, "bad": %%d, ' ..
-    '"p50": %%d, "p99": %%d, "pairs": %%d, "wrapped": %%d, "statuses": {%%s}}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), pairs_n, wrap, table.concat(parts, ", ")))
+  io.write(string.format('BENCH_JSON {"requests": %%d, "seconds": %%f, "errors": %%d, ' ..
+    '"bad": %%d, "p50": %%f, "p99": %%f, "pairs": %%d, "wrapped": %%s, "statuses": {%%s}}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout,
+    e.status, latency:percentile(50) / 1000, latency:percentile(99) / 1000, pairs_n,
+    tostring(wrap > 0), table.concat(parts, ", ")))
 end
 """
 COUNT = """function response(status, headers, body)
@@ -437,8 +414,8 @@ def wrk(
     exe = shutil.which("wrk")
     if exe is None:
         raise RuntimeError(WRK_MISSING)
-    if count:
-        threads = connections
+    threads = connections if count else threads
+    requests = [*requests] * threads if len(requests) < threads else requests  # one each
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "load.lua"
         script.write_text(wrk_script(requests, threads, confirm, count))
@@ -449,19 +426,9 @@ def wrk(
     line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
-    doc = json.loads(line.removeprefix("BENCH_JSON "))
-    return Load(
-        requests=doc["requests"],
-        seconds=doc["us"] / 1e6,
-        p50=doc["p50"] / 1000,
-        p99=doc["p99"] / 1000,
-        statuses=doc["statuses"],
-        errors=doc["errors"],
-        bad=doc["bad"],
-        pairs=doc["pairs"],
-        wrapped=doc["wrapped"] > 0,
-        cpu=cpu,
-    )
+    got = Load(**json.loads(line.removeprefix("BENCH_JSON ")), cpu=cpu)
+    got.wrapped = got.wrapped and len(set(requests)) > 1  # one request sent again is no news
+    return got
 
 
 def checked(run: Callable[[], Load], server: Service | None, max_other: float) -> Load:

@@ -6,7 +6,6 @@ the database, Redis and a namespace of our own are set), rate limit and access l
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import json
 import os
@@ -16,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,9 @@ class Options:
     env: dict[str, str] = field(default_factory=dict)  # extra product settings (experiments)
 
 
+Ok = Callable[[float], bool] | None
+
+
 @dataclass
 class Figure:
     name: str
@@ -55,18 +58,11 @@ class Report:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(
-        self,
-        name: str,
-        values: Sequence[float],
-        target: str = "",
-        ok: Callable[[float], bool] | None = None,
-    ) -> float:
+    def add(self, name: str, values: Sequence[float], target: str = "", ok: Ok = None) -> None:
         """The median of per-round values (min..max kept) and whether it meets ``target``."""
         med = statistics.median(values)
         spread = (min(values), max(values)) if len(values) > 1 else None
         self.figures.append(Figure(name, med, spread, target, ok(med) if ok else None))
-        return med
 
 
 def paired(cand: Sequence[float], base: Sequence[float]) -> list[float]:
@@ -84,12 +80,8 @@ def rounds(opts: Options, steps: Mapping[str, Callable[[], h.Load]], report: Rep
         for name in names if rnd % 2 == 0 else names[::-1]:
             got = steps[name]()
             report.runs.setdefault(name, []).append(got.summary())
-            print(
-                f"# round {rnd + 1} {name}: {got.rps:,.1f}/s p99 {got.p99:.1f} ms"
-                f" other {got.cpu.other:.0f}%",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"# round {rnd + 1} {name}: {got.rps:,.1f}/s p99 {got.p99:.1f} ms"
+            print(f"{line} other {got.cpu.other:.0f}%", file=sys.stderr, flush=True)
 
 
 def metric(report: Report, name: str, key: str) -> list[float]:
@@ -110,45 +102,42 @@ def slots(opts: Options) -> Report:
     est = [4000.0]  # req/s, to size each mix at twice what a run sends (none goes round)
     try:
         with h.gunicorn("bench.apps:bare", env, "/slot") as bare, h.salon_api(env) as api:
-            on_bare, on_api = h.Groups({"server": bare}), h.Groups({"server": api}, db, redis=True)
+            servers = {
+                "bare": (bare, h.Groups({"server": bare})),
+                "slots": (api, h.Groups({"server": api}, db, redis=True)),
+            }
 
-            def run_bare(seconds: float) -> h.Load:
-                reqs = [h.Request("GET", "/slot")] * 2
-                return h.wrk(
-                    bare.url, reqs, connections=opts.connections, seconds=seconds, groups=on_bare
+            def run(name: str, seconds: float) -> h.Load:
+                svc, groups = servers[name]
+                n = int(est[0] * seconds * 2) + 2000
+                reqs = (
+                    d.slots_mix(salon, n, rng) if name == "slots" else [h.Request("GET", "/slot")]
                 )
-
-            def run_slots(seconds: float) -> h.Load:
-                mix = d.slots_mix(salon, int(est[0] * seconds * 2) + 2000, rng)
                 got = h.wrk(
-                    api.url, mix, connections=opts.connections, seconds=seconds, groups=on_api
+                    svc.url, reqs, connections=opts.connections, seconds=seconds, groups=groups
                 )
-                est[0] = max(est[0], got.rps)
+                est[0] = max(est[0], got.rps) if name == "slots" else est[0]
                 return got
 
-            run_bare(opts.warmup)
-            run_slots(opts.warmup)
-            rounds(
-                opts,
-                {
-                    "bare": lambda: h.checked(lambda: run_bare(opts.seconds), bare, opts.max_other),
-                    "slots": lambda: h.checked(
-                        lambda: run_slots(opts.seconds), api, opts.max_other
-                    ),
-                },
-                report,
-            )
+            def step(name: str) -> Callable[[], h.Load]:
+                return lambda: h.checked(
+                    lambda: run(name, opts.seconds), servers[name][0], opts.max_other
+                )
+
+            run("bare", opts.warmup)
+            run("slots", opts.warmup)
+            rounds(opts, {"bare": step("bare"), "slots": step("slots")}, report)
     finally:
         d.wipe_namespace(h.REDIS_URL, namespace)
         d.drop_database(db)
     for name in ("bare", "slots"):
         report.add(f"{name} req/s", metric(report, name, "rps"))
-        report.add(f"{name} p99 ms", metric(report, name, "p99_ms"))
+        report.add(f"{name} p99 ms", metric(report, name, "p99"))
     rps = paired(metric(report, "slots", "rps"), metric(report, "bare", "rps"))
-    p99 = paired(metric(report, "slots", "p99_ms"), metric(report, "bare", "p99_ms"))
+    p99 = paired(metric(report, "slots", "p99"), metric(report, "bare", "p99"))
     report.add("/v1/slots ÷ bare, req/s", rps, ">= 0.4", lambda v: v >= 0.4)
     report.add("/v1/slots ÷ bare, p99", p99, "<= 2", lambda v: v <= 2.0)
-    bad = sum(r["status_4xx_5xx"] for r in report.runs["slots"])
+    bad = sum(r["bad"] for r in report.runs["slots"])
     report.notes.append(f"{booked} bookings in the salon; /v1/slots answers >= 400: {bad}")
     return report
 
@@ -340,12 +329,12 @@ def holds(opts: Options) -> Report:
     for name in ("floor holds", "holds", "contended", "floor pairs", "pairs"):
         pairs = [n / opts.seconds for n in metric(report, name, "pairs")]
         report.add(f"{name} /s", pairs if "pairs" in name else metric(report, name, "rps"))
-        report.add(f"{name} p99 ms", metric(report, name, "p99_ms"))
+        report.add(f"{name} p99 ms", metric(report, name, "p99"))
     tps = metric(report, "pgbench", "rps")
     report.add("pgbench booking TPS (16 clients)", tps)
     holds_, floor_ = metric(report, "holds", "rps"), metric(report, "floor holds", "rps")
     pairs_ = paired(metric(report, "pairs", "pairs"), metric(report, "floor pairs", "pairs"))
-    p99 = paired(metric(report, "holds", "p99_ms"), metric(report, "floor holds", "p99_ms"))
+    p99 = paired(metric(report, "holds", "p99"), metric(report, "floor holds", "p99"))
     contention = paired(metric(report, "contended", "rps"), holds_)
     report.add("holds/s ÷ floor holds/s", paired(holds_, floor_), ">= 0.75", lambda v: v >= 0.75)
     report.add("pairs/s ÷ floor pairs/s", pairs_, ">= 0.7", lambda v: v >= 0.7)
@@ -360,10 +349,9 @@ def holds(opts: Options) -> Report:
         f" other CPU {drain['other_cpu_pct']:.0f}%"
     )
     for name in ("holds", "pairs", "contended", "floor holds", "floor pairs"):
-        codes: dict[str, int] = {}
+        codes: Counter[str] = Counter()
         for r in report.runs[name]:
-            for k, v in r["statuses"].items():
-                codes[k] = codes.get(k, 0) + v
+            codes.update(r["statuses"])
         report.notes.append(f"{name} answers: {dict(sorted(codes.items()))}")
     return report
 
@@ -371,25 +359,19 @@ def holds(opts: Options) -> Report:
 # --- generation ----------------------------------------------------------------------------
 
 
-def run_job(env: Mapping[str, str], url: str, salon: d.Salon) -> dict[str, Any]:
-    """`salon generate` for the salon's dates; its time as PostgreSQL recorded it."""
+def run_job(env: Mapping[str, str], url: str, salon: d.Salon) -> tuple[float, int]:
+    """`salon generate` (fails unless the job succeeded): seconds from the job's creation to
+    its end as PostgreSQL recorded them, and the slots it created or found in place."""
     argv = [sys.executable, "-m", "salon", "generate", "--biz", salon.biz]
     argv += ["--from", salon.dates[0].isoformat(), "--to", salon.dates[-1].isoformat()]
     subprocess.run(argv, env={**os.environ, **env}, check=True, capture_output=True)
     with psycopg.connect(d.libpq(url)) as conn:
         row = conn.execute(
-            "SELECT extract(epoch FROM finished_at - created_at), created, skipped, status"
+            "SELECT extract(epoch FROM finished_at - created_at), greatest(created, skipped)"
             " FROM scheduler.generation_jobs ORDER BY created_at DESC LIMIT 1"
         ).fetchone()
     assert row is not None
-    seconds, created, skipped, status = float(row[0]), int(row[1]), int(row[2]), row[3]
-    return {
-        "seconds": seconds,
-        "rows/s": max(created, skipped) / seconds,
-        "created": created,
-        "skipped": skipped,
-        "status": status,
-    }
+    return float(row[0]), int(row[1])
 
 
 def generation(opts: Options, stylists: int = 100, days: int = 365) -> Report:
@@ -411,21 +393,15 @@ def generation(opts: Options, stylists: int = 100, days: int = 365) -> Report:
         del rows
         with h.started("salon-worker", [sys.executable, "-m", "salon", "worker"], env) as worker:
             h.wait_until(worker, h.logged(worker, "ready for action", 2), "ready workers")
-            first = run_job(env, url, salon)
-            again = run_job(env, url, salon)
+            (first, made), (again, _) = run_job(env, url, salon), run_job(env, url, salon)
     finally:
         d.wipe_namespace(h.REDIS_URL, namespace)
         d.drop_database(db)
     report.add("raw COPY rows/s", [n / copy_s])
-    report.add("job rows/s (first run)", [first["rows/s"]])
-    report.add("job ÷ raw COPY", [first["rows/s"] * copy_s / n], ">= 0.5", lambda v: v >= 0.5)
-    share = again["seconds"] / first["seconds"]
-    report.add("re-run time ÷ first run", [share], "< 0.1", lambda v: v < 0.1)
-    report.runs = {"copy": [{"seconds": copy_s, "rows": n}], "first": [first], "again": [again]}
-    report.notes.append(f"first run {first['seconds']:.1f} s, re-run {again['seconds']:.1f} s")
+    report.add("job rows/s (first run)", [made / first])
+    report.add("job ÷ raw COPY", [made / first * copy_s / n], ">= 0.5", lambda v: v >= 0.5)
+    report.add("re-run time ÷ first run", [again / first], "< 0.1", lambda v: v < 0.1)
+    report.notes.append(
+        f"{n:,} slots: COPY {copy_s:.1f} s, job {first:.1f} s, re-run {again:.1f} s"
+    )
     return report
-
-
-def when() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average {load}"
