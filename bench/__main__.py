@@ -62,19 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("-d", "--seconds", type=float, default=10.0, help="per run (default 10)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of slots/holds (default 2)")
-    ap.add_argument(
-        "--max-other",
-        type=float,
-        default=25.0,
-        help="redo a run once when other processes used more %% of a core",
-    )
-    ap.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a product setting for an experiment (figures use none)",
-    )
+    ap.add_argument("--max-other", type=float, default=25.0, help="%% of a core (a run redone)")
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE: an experiment")
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:

@@ -198,6 +198,7 @@ def slots_mix(salon: Salon, n: int, rng: random.Random, repeat_share: float = 0.
     asks: list[tuple[str, int, dt.date]] = []
     positions: list[int] = []
     sessions: list[str] = []
+    seen: set[tuple[str, int, dt.date]] = set()
     out = []
     for pos in range(n):
         hi = bisect.bisect_right(positions, pos - 64)
@@ -205,12 +206,20 @@ def slots_mix(salon: Salon, n: int, rng: random.Random, repeat_share: float = 0.
         if hi > lo and rng.random() < repeat_share:
             ask = asks[rng.randrange(lo, hi)]
         else:
-            if sessions and rng.random() < 0.5:
+            new = None
+            if sessions and rng.random() < 0.5:  # another date or place: never one it asked
                 session = sessions[rng.randrange(max(0, len(sessions) - 500), len(sessions))]
-            else:
+                tries = (
+                    (session, rng.randrange(len(salon.places)), rng.choice(salon.dates))
+                    for _ in range(5)
+                )
+                new = next((a for a in tries if a not in seen), None)
+            if new is None:
                 session = uuid.UUID(int=rng.getrandbits(128)).hex
                 sessions.append(session)
-            ask = (session, rng.randrange(len(salon.places)), rng.choice(salon.dates))
+                new = (session, rng.randrange(len(salon.places)), rng.choice(salon.dates))
+            ask = new
+            seen.add(ask)
             asks.append(ask)
             positions.append(pos)
         session, place, day = ask

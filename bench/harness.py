@@ -60,9 +60,7 @@ class Service:
             return []
 
     def log_tail(self, lines: int = 30) -> str:
-        with suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def free_port() -> int:

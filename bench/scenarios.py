@@ -349,9 +349,7 @@ def holds(opts: Options) -> Report:
         f" other CPU {drain['other_cpu_pct']:.0f}%"
     )
     for name in ("holds", "pairs", "contended", "floor holds", "floor pairs"):
-        codes: Counter[str] = Counter()
-        for r in report.runs[name]:
-            codes.update(r["statuses"])
+        codes = sum((Counter(r["statuses"]) for r in report.runs[name]), Counter[str]())
         report.notes.append(f"{name} answers: {dict(sorted(codes.items()))}")
     return report
 
