@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     names = ["slots", "holds", "generation"] if args.scenario == "all" else [args.scenario]
     for name in names:
-        report = getattr(scenarios, name)(opts)
+        try:
+            report = getattr(scenarios, name)(opts)
+        except Exception as exc:  # the next scenario may still run (e.g. a busy database)
+            print(f"\n## {name} FAILED: {exc!r}", file=sys.stderr)
+            continue
         show(report)
         if args.save:
             RESULTS.mkdir(exist_ok=True)
