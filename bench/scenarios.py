@@ -16,8 +16,10 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,15 +75,10 @@ def product_env(url: str, namespace: str, opts: Options) -> dict[str, str]:
     return {"DATABASE_URL": url, "REDIS_URL": h.REDIS_URL, "REDIS_NAMESPACE": namespace, **opts.env}
 
 
-def rounds(opts: Options, steps: Mapping[str, Callable[[], h.Load]], report: Report) -> None:
-    """Every step once per round, order reversed every other round (A B, B A ...)."""
-    names = list(steps)
-    for rnd in range(opts.rounds):
-        for name in names if rnd % 2 == 0 else names[::-1]:
-            got = steps[name]()
-            report.runs.setdefault(name, []).append(got.summary())
-            line = f"# round {rnd + 1} {name}: {got.rps:,.1f}/s p99 {got.p99:.1f} ms"
-            print(f"{line} other {got.cpu.other:.0f}%", file=sys.stderr, flush=True)
+def record(report: Report, rnd: int, name: str, got: h.Load) -> None:
+    report.runs.setdefault(name, []).append(got.summary())
+    line = f"# round {rnd + 1} {name}: {got.rps:,.1f}/s p99 {got.p99:.1f} ms"
+    print(f"{line} other {got.cpu.other:.0f}%", file=sys.stderr, flush=True)
 
 
 def metric(report: Report, name: str, key: str) -> list[float]:
@@ -119,14 +116,13 @@ def slots(opts: Options) -> Report:
                 est[0] = max(est[0], got.rps) if name == "slots" else est[0]
                 return got
 
-            def step(name: str) -> Callable[[], h.Load]:
-                return lambda: h.checked(
-                    lambda: run(name, opts.seconds), servers[name][0], opts.max_other
-                )
-
             run("bare", opts.warmup)
             run("slots", opts.warmup)
-            rounds(opts, {"bare": step("bare"), "slots": step("slots")}, report)
+            for rnd in range(opts.rounds):  # A B, B A, ...: a drift hits both alike
+                for name in ("bare", "slots") if rnd % 2 == 0 else ("slots", "bare"):
+                    svc = servers[name][0]
+                    got = h.checked(partial(run, name, opts.seconds), svc, opts.max_other)
+                    record(report, rnd, name, got)
     finally:
         d.wipe_namespace(h.REDIS_URL, namespace)
         d.drop_database(db)
@@ -254,6 +250,51 @@ def holds(opts: Options) -> Report:
             out.append(hold("/v1/bookings", body, [auth], [auth] if pair else None))
         return out
 
+    kinds = {"floor": ("holds", "pairs"), "product": ("holds", "pairs", "contended")}
+
+    @contextmanager
+    def stack(name: str) -> Iterator[tuple[h.Service, str, h.Groups]]:
+        if name == "floor":
+            with (
+                h.dramatiq("bench.apps", floor_env) as worker,
+                h.gunicorn("bench.apps:floor", floor_env, "/healthz") as api,
+            ):
+                groups = h.Groups({"api": api, "worker": worker}, floor_db, redis=True)
+                yield api, "/holds/{id}/confirm", groups
+            return
+        worker_argv = [sys.executable, "-m", "salon", "worker"]
+        with h.salon_api(env) as api, h.started("salon-worker", worker_argv, env) as worker:
+            probe(api, requests("product", "holds")[0])
+            yield (
+                api,
+                "/v1/bookings/{id}/confirm",
+                h.Groups({"api": api, "worker": worker}, db, True),
+            )
+
+    def run(
+        name: str, kind: str, seconds: float, svc: h.Service, confirm: str, groups: h.Groups
+    ) -> h.Load:
+        reqs = requests(name, kind)
+        if name == "product":
+            reset(url)
+        else:
+            time.sleep(0.5)  # answers still in flight finish first
+            baselines.empty_tables(dsn)
+        got = h.wrk(
+            svc.url,
+            reqs,
+            connections=opts.connections,
+            seconds=seconds,
+            groups=groups,
+            count=True,
+            confirm=confirm,
+        )
+        if name == "product":
+            overlaps.append(settle(url))
+        if kind != "contended":
+            est[name] = max(est[name], got.rps)
+        return got
+
     try:
         # pgbench before the servers: with them up, 16 more clients would pass PostgreSQL's
         # max_connections (100) on this shared server.
@@ -262,64 +303,15 @@ def holds(opts: Options) -> Report:
             got = h.Load(round(rate * opts.seconds), opts.seconds, 0, lat, {}, 0, 0, 0, False, cpu)
             report.runs.setdefault("pgbench", []).append(got.summary())
         drain = baselines.dramatiq_drain({**floor_env, "BENCH_NAMESPACE": drain_ns}, 10_000)
-        with (
-            h.dramatiq("bench.apps", floor_env) as floor_worker,
-            h.gunicorn("bench.apps:floor", floor_env, "/healthz") as floor_api,
-            h.salon_api(env) as api,
-            h.started("salon-worker", [sys.executable, "-m", "salon", "worker"], env) as worker,
-        ):
-            probe(api, requests("product", "holds")[0])
-            stacks = {
-                "floor": (
-                    floor_api,
-                    "/holds/{id}/confirm",
-                    h.Groups({"api": floor_api, "worker": floor_worker}, floor_db, redis=True),
-                ),
-                "product": (
-                    api,
-                    "/v1/bookings/{id}/confirm",
-                    h.Groups({"api": api, "worker": worker}, db, redis=True),
-                ),
-            }
-
-            def run(stack: str, kind: str, seconds: float) -> h.Load:
-                reqs = requests(stack, kind)
-                if stack == "product":
-                    reset(url)
-                else:
-                    time.sleep(0.5)  # answers still in flight finish first
-                    baselines.empty_tables(dsn)
-                svc, confirm, groups = stacks[stack]
-                got = h.wrk(
-                    svc.url,
-                    reqs,
-                    connections=opts.connections,
-                    seconds=seconds,
-                    groups=groups,
-                    count=True,
-                    confirm=confirm,
-                )
-                if stack == "product":
-                    overlaps.append(settle(url))
-                if kind != "contended":
-                    est[stack] = max(est[stack], got.rps)
-                return got
-
-            def step(stack: str, kind: str) -> Callable[[], h.Load]:
-                return lambda: h.checked(
-                    lambda: run(stack, kind, opts.seconds), None, opts.max_other
-                )
-
-            run("floor", "holds", opts.warmup)
-            run("product", "holds", opts.warmup)
-            steps = {
-                "floor holds": step("floor", "holds"),
-                "floor pairs": step("floor", "pairs"),
-                "holds": step("product", "holds"),
-                "pairs": step("product", "pairs"),
-                "contended": step("product", "contended"),
-            }
-            rounds(opts, steps, report)
+        for rnd in range(opts.rounds):
+            for name in ("floor", "product") if rnd % 2 == 0 else ("product", "floor"):
+                # One stack at a time: both up hold ~75 connections of the shared server's 100.
+                with stack(name) as (svc, confirm, groups):
+                    run(name, "holds", opts.warmup, svc, confirm, groups)  # pools, caches
+                    for kind in kinds[name]:
+                        again = partial(run, name, kind, opts.seconds, svc, confirm, groups)
+                        got = h.checked(again, None, opts.max_other)
+                        record(report, rnd, f"floor {kind}" if name == "floor" else kind, got)
     finally:
         for n in (ns, floor_ns, drain_ns):
             d.wipe_namespace(h.REDIS_URL, n)
