@@ -85,6 +85,14 @@ def metric(report: Report, name: str, key: str) -> list[float]:
     return [float(r[key]) for r in report.runs[name]]
 
 
+def cpu_ms(report: Report, name: str, skip: tuple[str, ...] = ("client",)) -> list[float]:
+    """CPU ms per answer of the run's own processes: steadier than rates when others are busy."""
+    return [
+        sum(v for g, v in r["cpu_ms_per_request"].items() if g not in skip)
+        for r in report.runs[name]
+    ]
+
+
 # --- slots ---------------------------------------------------------------------------------
 
 
@@ -133,6 +141,9 @@ def slots(opts: Options) -> Report:
     p99 = paired(metric(report, "slots", "p99"), metric(report, "bare", "p99"))
     report.add("/v1/slots ÷ bare, req/s", rps, ">= 0.4", lambda v: v >= 0.4)
     report.add("/v1/slots ÷ bare, p99", p99, "<= 2", lambda v: v <= 2.0)
+    report.add(
+        "CPU per answer, /v1/slots ÷ bare", paired(cpu_ms(report, "slots"), cpu_ms(report, "bare"))
+    )
     bad = sum(r["bad"] for r in report.runs["slots"])
     report.notes.append(f"{booked} bookings in the salon; /v1/slots answers >= 400: {bad}")
     return report
@@ -334,6 +345,10 @@ def holds(opts: Options) -> Report:
     report.add("overlapping live bookings (max)", [max(overlaps)], "0", lambda v: v == 0)
     report.add("floor holds/s ÷ pgbench TPS", paired(floor_, tps))
     report.add("holds/s ÷ pgbench TPS", paired(holds_, tps))
+    report.add(
+        "CPU per hold, product ÷ floor",
+        paired(cpu_ms(report, "holds"), cpu_ms(report, "floor holds")),
+    )
     report.notes.append(
         f"Dramatiq no-op drain (2 x {settings.worker_threads} threads) {drain['drain_rate']:,.0f}"
         f" msg/s, enqueue (one thread) {drain['enqueue_rate']:,.0f} msg/s,"
