@@ -96,7 +96,7 @@ def pgbench(dsn: str, dbname: str, clients: int, seconds: float) -> tuple[float,
         argv += [f"--jobs={min(2, clients)}", f"--time={math.ceil(seconds)}", f"--file={script}"]
         argv += [f"--define=slots={SLOTS}", f"--define=stylists={STYLISTS}"]
         argv += ["--log", f"--log-prefix={tmp}/tx", dsn]
-        with cpu_meter(Groups({}, dbname=dbname)) as cpu:
+        with cpu_meter(Groups({}, dbname=dbname), sample=True) as cpu:
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"pgbench failed:\n{proc.stderr}{proc.stdout}")

@@ -35,9 +35,8 @@ def libpq(url: str) -> str:
 
 def fresh_database(name: str, migrate: bool = True) -> str:
     """Drop and create ``name`` next to the admin database; apply the migrations."""
-    with psycopg.connect(libpq(ADMIN_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    drop_database(name)
+    run_sql(ADMIN_URL, f'CREATE DATABASE "{name}"')
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     if migrate:
         argv, env = [sys.executable, "-m", "salon", "migrate"], {**os.environ, "DATABASE_URL": url}
@@ -45,9 +44,13 @@ def fresh_database(name: str, migrate: bool = True) -> str:
     return url
 
 
+def run_sql(url: str, statement: str) -> None:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(statement.encode())
+
+
 def drop_database(name: str) -> None:
-    with psycopg.connect(libpq(ADMIN_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    run_sql(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def wipe_namespace(redis_url: str, namespace: str) -> None:
@@ -156,7 +159,7 @@ def seed_salon(
                 assert isinstance(day, dt.date) and isinstance(start, dt.datetime)
                 salon.days.setdefault((str(stylist), day), []).append((str(sid), start))
         conn.commit()
-    psycopg.connect(libpq(url), autocommit=True).execute("VACUUM ANALYZE").connection.close()
+    run_sql(url, "VACUUM ANALYZE")
     return salon
 
 
@@ -185,7 +188,7 @@ def book_some(url: str, salon: Salon, rng: random.Random, share: float = 0.3) ->
             " FROM scheduler.locations l WHERE l.id = %s",
             rows,
         )
-    psycopg.connect(libpq(url), autocommit=True).execute("VACUUM ANALYZE").connection.close()
+    run_sql(url, "VACUUM ANALYZE")
     return len(rows)
 
 

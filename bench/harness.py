@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
@@ -174,8 +175,6 @@ def dramatiq(module: str, env: Mapping[str, str], processes: int = 2) -> Iterato
 
 # --- CPU accounting ----------------------------------------------------------------------
 
-PG_AUX = ("walwriter", "checkpointer", "background writer")
-
 
 class Groups:
     """Which process a CPU second belongs to: a named service's tree (pids taken now), the
@@ -194,8 +193,8 @@ class Groups:
             return self.pids[pid]
         if self.redis and cmd.startswith("redis-server"):
             return "redis"
-        ours = f" {self.dbname} " in cmd or cmd.rstrip().endswith(PG_AUX)
-        if self.dbname and cmd.startswith("postgres:") and ours:
+        aux = cmd.rstrip().endswith(("walwriter", "checkpointer", "background writer"))
+        if self.dbname and cmd.startswith("postgres:") and (aux or f" {self.dbname} " in cmd):
             return "postgres"
         return None
 
@@ -231,14 +230,24 @@ class CpuUse:
 
 
 @contextmanager
-def cpu_meter(groups: Groups) -> Iterator[CpuUse]:
-    """CPU by group around the block (children that finished inside it from RUSAGE_CHILDREN)."""
-    use = CpuUse()
+def cpu_meter(groups: Groups, sample: bool = False) -> Iterator[CpuUse]:
+    """CPU by group around the block (children that finished inside it from RUSAGE_CHILDREN).
+    ``sample``: every second too, so processes that exit inside it (pgbench's backends) count."""
+    use, seen, done = CpuUse(), dict[int, tuple[str, float]](), threading.Event()
     before, busy0 = _snapshot(), _machine_busy()
     ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     me = os.getpid()
+
+    def watch() -> None:
+        while sample and not done.wait(1.0):
+            seen.update(_snapshot())
+
+    sampler = threading.Thread(target=watch, daemon=True)
+    sampler.start()
     yield use
-    after, busy1 = _snapshot(), _machine_busy()
+    done.set()
+    sampler.join()
+    after, busy1 = {**seen, **_snapshot()}, _machine_busy()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     use.wall = time.monotonic() - t0
     pct = 100 / use.wall

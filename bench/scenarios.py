@@ -6,7 +6,6 @@ the database, Redis and a namespace of our own are set), rate limit and access l
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import random
@@ -14,14 +13,14 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 
@@ -196,21 +195,16 @@ def hold(
     return h.Request("POST", path, heads, json.dumps(body), then)
 
 
-def probe(api: h.Service, req: h.Request, timeout: float = 60.0) -> None:
-    """The worker has no readiness endpoint: hold once and wait for a 201."""
-    parts = urlsplit(api.url)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
-        try:
-            conn.request(req.method, req.path, req.body, dict(req.headers))
-            status = conn.getresponse().status
-        finally:
-            conn.close()
-        if status == 201:
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"the worker did not complete a hold in {timeout}s ({status})")
+def probe(api: h.Service, req: h.Request) -> None:
+    """The worker has no readiness endpoint: hold (the same key again) until a 201."""
+    post = urllib.request.Request(api.url + req.path, req.body.encode(), dict(req.headers))
+
+    def held() -> bool:
+        with suppress(OSError), urllib.request.urlopen(post, timeout=15) as resp:
+            return bool(resp.status == 201)
+        return False
+
+    h.wait_until(api, held, "hold completed")
 
 
 def holds(opts: Options) -> Report:
@@ -247,12 +241,9 @@ def holds(opts: Options) -> Report:
         n = int(est[stack] * opts.seconds * 1.5) + 500
         pair = kind == "pairs"
         if stack == "floor":
-            return [
-                hold(
-                    "/holds", {"slot": s, "client": rng.randrange(10**6)}, [], [] if pair else None
-                )
-                for s in rng.sample(range(1, baselines.SLOTS + 1), n)
-            ]
+            slots_ = rng.sample(range(1, baselines.SLOTS + 1), n)
+            bodies = [{"slot": s, "client": rng.randrange(10**6)} for s in slots_]
+            return [hold("/holds", b, [], [] if pair else None) for b in bodies]
         picks = rng.choices(contended, k=n) if kind == "contended" else rng.sample(pool, n)
         out = []
         for slot, service in picks:
