@@ -1,9 +1,7 @@
 """`python -m bench slots|holds|generation|all`: run scenarios, print every target's figure.
 
-Needs PostgreSQL and Redis (``BENCH_DATABASE_URL``, an admin database the bench creates its
-own databases next to; ``BENCH_REDIS_URL``), ``pgbench`` and the Debian ``wrk``
-(``apt-get install -y wrk``). See docs/performance.md.
-"""
+Needs PostgreSQL (``BENCH_DATABASE_URL``), Redis (``BENCH_REDIS_URL``), ``pgbench`` and the
+Debian ``wrk``; see docs/performance.md."""
 
 from __future__ import annotations
 
