@@ -37,8 +37,10 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
+# Needs the Debian `wrk` (apt-get install -y wrk); SCENARIO=slots|holds|generation|all.
+SCENARIO ?= all
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(SCENARIO)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
