@@ -54,19 +54,12 @@ class Service:
     url: str = ""
 
     def pids(self) -> list[int]:
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [self.proc.pid, *(c.pid for c in root.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
+        with suppress(psutil.NoSuchProcess):
+            return [self.proc.pid, *(c.pid for c in psutil.Process(self.proc.pid).children(True))]
+        return []
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return int(s.getsockname()[1])
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -143,7 +136,8 @@ def gunicorn_args(settings: Settings) -> list[str]:
 @contextmanager
 def serving(name: str, argv: list[str], env: Mapping[str, str], ready: str) -> Iterator[Service]:
     """``argv --bind`` a free port; yields once ``ready`` answers below 500."""
-    port = free_port()
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = int(s.getsockname()[1])
     with started(name, [*argv, "--bind", f"127.0.0.1:{port}"], env, grace=45) as svc:
         svc.url = f"http://127.0.0.1:{port}"
         wait_until(svc, lambda: answers(svc.url + ready), ready)
@@ -156,9 +150,14 @@ def gunicorn(app: str, env: Mapping[str, str], ready: str) -> ContextManager[Ser
     return serving("gunicorn", argv, env, ready)
 
 
-def salon_api(env: Mapping[str, str]) -> ContextManager[Service]:
-    """`python -m salon api` as deployed: its own defaults for workers, threads and the rest."""
-    return serving("salon-api", [sys.executable, "-m", "salon", "api"], env, "/healthz")
+@contextmanager
+def salon_api(env: Mapping[str, str]) -> Iterator[Service]:
+    """`python -m salon api` as deployed: its own defaults for workers, threads and the rest
+    (its metrics in a directory of ours: `salon api` would leave one per port in /tmp)."""
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics:
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}
+        with serving("salon-api", [sys.executable, "-m", "salon", "api"], env, "/healthz") as svc:
+            yield svc
 
 
 @contextmanager
