@@ -182,7 +182,7 @@ ORDER BY start_at, stylist_id
 # consecutive free slots of one length per stylist, location and local date, confirmed
 # bookings taken off) rather than from every slot, and is finished in Python
 # (`models.free_counts`): PostgreSQL reads ~750 runs for a 90-day calendar instead of ~24,000
-# slots (docs/performance.md, session 7). Runs of one stylist that follow each other without
+# slots. Runs of one stylist that follow each other without
 # a gap are one stretch of free time, whose end is the nearest end ahead not followed by the
 # next run (ends only grow, so the smallest seen so far, walking backwards); each run is cut
 # to the starts whose need ends inside its stretch. The rule is `FREE_STARTS`'s; tests check
