@@ -2,7 +2,7 @@
 check (the same answers as `offer` + `fits`), the stored rows equal to the answers, and the
 outcome handed to the API in the worker's completion signal.
 
-The hold is the hot write (docs/performance.md "Booking holds"): these tests keep its round
+The hold is the hot write (docs/performance.md, the holds scenario): these tests keep its round
 trips from creeping back. Counted: every statement the engine sends, every COMMIT, and the
 pool's pre-ping (if any) on each checkout.
 """
