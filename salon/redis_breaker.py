@@ -61,31 +61,28 @@ class RedisBreaker:
 
     def call(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """`fn(*args)`, unless Redis did not answer lately (RedisUnanswered)."""
+        return self._guarded(True, fn, args)
+
+    def call_unless_open(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        """As `call`, but never as the trial: for a call that may rightly take long (a
+        blocking pop), which must not keep the others failing fast all that time."""
+        return self._guarded(False, fn, args)
+
+    def _guarded(self, may_try: bool, fn: Callable[[*Ts], T], args: tuple[*Ts]) -> T:
         if self._failed_at is None:  # closed: no lock, nothing kept (every call of the API)
             try:
                 return fn(*args)
             except _TIMEOUTS:
                 self._failed(trial=False)
                 raise
-        return self._call_open(True, fn, args)
-
-    def call_unless_open(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
-        """As `call`, but never as the trial: for a call that may rightly take long (a
-        blocking pop), which must not keep the others failing fast all that time."""
-        if self._failed_at is None:
-            try:
-                return fn(*args)
-            except _TIMEOUTS:
-                self._failed(trial=False)
-                raise
-        return self._call_open(False, fn, args)
+        return self._call_open(may_try, fn, args)
 
     def _call_open(self, may_try: bool, fn: Callable[[*Ts], T], args: tuple[*Ts]) -> T:
         in_trial = self._in_trial
         if getattr(in_trial, "yes", False):
             return fn(*args)
         if not self._enter(may_try):  # closed meanwhile
-            return self.call(fn, *args)
+            return self._guarded(may_try, fn, args)
         in_trial.yes = True
         try:
             result = fn(*args)

@@ -134,7 +134,7 @@ def reconcile(
         if row.location_id == key.location_id and row.local_date in changed
     }
     wanted_keys = {(s.start_at, s.end_at) for day in changed for s in by_day.get(day, [])}
-    stale = [(row, row.start_at, row.end_at) for k, row in here.items() if k not in wanted_keys]
+    stale = [row for k, row in here.items() if k not in wanted_keys]
     removable, conflicts = _split_booked(session, key.stylist_id, stale)
     removed = set(removable)
     # Starts still taken here once the free stale slots are gone (a booked one stays).
@@ -186,14 +186,14 @@ def _clash(key: ChunkKey, slot: Slot, other: Any) -> dict[str, Any]:
 
 
 def _split_booked(
-    session: Session, stylist_id: uuid.UUID, stale: list[tuple[Any, dt.datetime, dt.datetime]]
+    session: Session, stylist_id: uuid.UUID, stale: list[Any]
 ) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
     """Stale slots overlapped by a live booking are conflicts for staff; the rest may go.
     Each conflict carries the slot's `status` for the caller (which pops it)."""
     if not stale:
         return [], []
-    lo = min(s for _, s, _ in stale)
-    hi = max(e for _, _, e in stale)
+    lo = min(row.start_at for row in stale)
+    hi = max(row.end_at for row in stale)
     bookings = session.execute(
         select(Booking.id, Booking.start_at, Booking.end_at).where(
             Booking.stylist_id == stylist_id,
@@ -206,8 +206,10 @@ def _split_booked(
     ).all()
     removable: list[uuid.UUID] = []
     conflicts: list[dict[str, Any]] = []
-    for row, start, end in stale:
-        booked = next((b for b in bookings if b.start_at < end and b.end_at > start), None)
+    for row in stale:
+        booked = next(
+            (b for b in bookings if b.start_at < row.end_at and b.end_at > row.start_at), None
+        )
         if booked is None:
             removable.append(row.id)
         else:
@@ -217,7 +219,7 @@ def _split_booked(
                     "status": row.status,
                     "slot_id": row.id,
                     "stylist_id": stylist_id,
-                    "start_at": start,
+                    "start_at": row.start_at,
                     "booking_id": booked.id,
                 }
             )
