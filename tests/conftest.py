@@ -7,6 +7,7 @@ with nothing but Python.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -57,6 +58,19 @@ def drop_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+@contextlib.contextmanager
+def migrated_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new database, migrated, dropped when the block ends: its URL."""
+    from salon.migrate import upgrade
+
+    url = create_database(admin_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return uuid.uuid4().hex[:10]
@@ -65,15 +79,8 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def database_url(servers: Servers, run_id: str) -> Iterator[str]:
     """A migrated database of this test run's own, dropped at the end."""
-    from salon.migrate import upgrade
-
-    name = f"salon_test_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    upgrade(url)
-    try:
+    with migrated_database(servers.admin_database_url, f"salon_test_{run_id}") as url:
         yield url
-    finally:
-        drop_database(servers.admin_database_url, name)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from salon.embedded import EmbeddedServices
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, migrated_database
 
 
 def free_port() -> int:
@@ -161,13 +161,8 @@ def running_system(
 @pytest.fixture(scope="session")
 def e2e_database_url(servers, run_id) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The processes' own database: their scheduler must not touch other tests' rows."""
-    from salon.migrate import upgrade
-
-    name = f"salon_e2e_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    upgrade(url)
-    yield url
-    drop_database(servers.admin_database_url, name)
+    with migrated_database(servers.admin_database_url, f"salon_e2e_{run_id}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from salon.embedded import EmbeddedServices
-from tests.conftest import create_database, drop_database
+from tests.conftest import migrated_database
 from tests.e2e.conftest import Process
 
 LEASE_SECONDS = 3.0
@@ -24,15 +24,8 @@ LEASE_SECONDS = 3.0
 @pytest.fixture
 def own_database(servers, run_id) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """No other scheduler (the e2e system's) may compete for the lock or fire here."""
-    from salon.migrate import upgrade
-
-    name = f"salon_e2e_leader_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    try:
-        upgrade(url)
+    with migrated_database(servers.admin_database_url, f"salon_e2e_leader_{run_id}") as url:
         yield url
-    finally:
-        drop_database(servers.admin_database_url, name)
 
 
 @pytest.fixture

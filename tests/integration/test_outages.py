@@ -217,16 +217,10 @@ def test_a_frozen_redis_costs_a_read_one_timeout_and_the_next_reads_and_writes_n
 @pytest.fixture
 def own_database(servers, run_id) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Its re-enqueue job sends every pending write it finds: only this test's."""
-    from salon.migrate import upgrade
-    from tests.conftest import create_database, drop_database
+    from tests.conftest import migrated_database
 
-    name = f"salon_lost_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    try:
-        upgrade(url)
+    with migrated_database(servers.admin_database_url, f"salon_lost_{run_id}") as url:
         yield url
-    finally:
-        drop_database(servers.admin_database_url, name)
 
 
 def test_a_write_whose_message_a_restarted_redis_lost_runs_seconds_after_redis_is_back(
