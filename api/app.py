@@ -12,24 +12,18 @@ import falcon
 
 from api import errors
 from api.errors import PROBLEM_JSON
-from api.metrics import Metrics, MetricsMiddleware
-from api.middleware import AuthMiddleware, RateLimitMiddleware, RequestIdMiddleware
+from api.middleware.authentication import AuthMiddleware
+from api.middleware.metrics import MetricsMiddleware
+from api.middleware.rate_limit import RateLimitMiddleware
+from api.middleware.request_log import RequestIdMiddleware
 from api.openapi import build_spec
-from api.repeats import StickyRepeats
-from api.resources import (
-    availability,
-    availability_public,
-    bookings,
-    catalogue,
-    docs,
-    health,
-    requests,
-    slots,
-)
-from salon.answers import PublicReads
+from api.resources import bookings, catalogue, docs, health, public_times, requests, rules, slots
+from api.resources.metrics import Metrics
+from api.slots_entrance import StickyRepeats
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
-from salon.exposures import ExposureService
+from salon.public_times.exposures import ExposureService
+from salon.public_times.stored_answers import PublicReads
 from salon.settings import Settings
 
 Route = tuple[str, object, str | None]
@@ -44,8 +38,8 @@ def routes(container: Container, reads: PublicReads) -> list[Route]:
         ("/v1/locations", catalogue.PublicLocations(c), None),
         ("/v1/locations/{location_id}/services", catalogue.PublicLocationServices(c), None),
         ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
-        ("/v1/dates", availability_public.Dates(c, reads), None),
-        ("/v1/slots", availability_public.Slots(c, reads), None),
+        ("/v1/dates", public_times.Dates(c, reads), None),
+        ("/v1/slots", public_times.Slots(c, reads), None),
         ("/v1/bookings", bookings.Bookings(c), None),
         ("/v1/bookings/{booking_id}", bookings.Booking(c), None),
         ("/v1/bookings/{booking_id}/confirm", bookings.ConfirmBooking(c), None),
@@ -58,12 +52,12 @@ def routes(container: Container, reads: PublicReads) -> list[Route]:
         ("/admin/v1/stylists/{stylist_id}", catalogue.AdminStylist(c), None),
         ("/admin/v1/services", catalogue.AdminServices(c), None),
         ("/admin/v1/services/{service_id}", catalogue.AdminService(c), None),
-        ("/admin/v1/availabilities", availability.Availabilities(c), None),
-        ("/admin/v1/availabilities/{rule_id}", availability.Availability(c), None),
+        ("/admin/v1/availabilities", rules.Availabilities(c), None),
+        ("/admin/v1/availabilities/{rule_id}", rules.Availability(c), None),
         ("/admin/v1/slots/generate", slots.GenerateSlots(c), None),
         ("/admin/v1/slots", slots.Slots(c), None),
         ("/admin/v1/jobs/{job_id}", slots.Job(c), None),
-        ("/admin/v1/exposures", availability_public.ExposureLedger(c, reads), None),
+        ("/admin/v1/exposures", public_times.ExposureLedger(c, reads), None),
         ("/admin/v1/bookings", bookings.AdminBookings(c), None),
         ("/admin/v1/bookings/{booking_id}", bookings.AdminBooking(c), None),
     ]
@@ -119,7 +113,7 @@ def wsgi_app(container: Container) -> StickyRepeats:
 
 def api_container(settings: Settings) -> Container:
     """The API's parts: its enqueue waits for Redis no longer than its other calls do, and
-    after one call timed out its calls fail at once for a while (`salon.redis_breaker`), so a
+    after one call timed out its calls fail at once for a while (`salon.infra.redis_breaker`), so a
     frozen Redis costs a write a fast 202 (recorded, re-sent later) and a read about one
     Redis timeout, never a hang."""
     return bootstrap(
@@ -128,7 +122,7 @@ def api_container(settings: Settings) -> Container:
 
 
 def get_app() -> StickyRepeats:
-    from salon.logs import configure
+    from salon.infra.logs import configure
 
     settings = Settings.from_env()
     configure(settings.log_level, json_logs=settings.log_json)

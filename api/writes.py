@@ -13,7 +13,8 @@ import falcon
 from api.errors import ProblemError, write_problem
 from salon.bootstrap import Container
 from salon.errors import IdempotencyKeyMissing
-from salon.writes import Operation, WriteCommand, submit
+from salon.write_path.model import Operation, WriteCommand
+from salon.write_path.submit import submit
 
 # An Idempotency-Key: 1-255 visible ASCII characters (the OpenAPI document says so too).
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"

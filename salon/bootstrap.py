@@ -20,15 +20,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from salon.connect_breaker import ConnectBreaker
-from salon.redis_breaker import GuardedRetry, RedisBreaker
-from salon.script_lane import CommandLane
+from salon.infra.connect_breaker import ConnectBreaker
+from salon.infra.redis_breaker import GuardedRetry, RedisBreaker
+from salon.infra.redis_pipelines import CommandLane
 from salon.settings import Settings
-from salon.waits import WaitingPlaces
+from salon.write_path.waits import WaitingPlaces
 
 if TYPE_CHECKING:
     from salon.ports import Dispatcher
-    from salon.writes import Operation
+    from salon.write_path.model import Operation
     from workers.actors import Actors
 
 
@@ -38,20 +38,22 @@ class Container:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: Redis
-    # For BLPOP while the API waits for a write (`salon.writes`), bounded by our own clock.
+    # For BLPOP while the API waits for a write (`salon.write_path`), bounded by our own clock.
     redis_blocking: Redis
     broker: RedisBroker
-    # Guards every Redis call of the process (the API's; None elsewhere): salon.redis_breaker.
+    # Guards every Redis call of the process (the API's; None elsewhere): salon.infra.redis_breaker.
     redis_breaker: RedisBreaker | None = None
-    # What a write sends after its commit (salon.versions.run_pipeline), on plain connections.
+    # What a write sends after its commit (salon.public_times.versions.run_pipeline), on plain
+    # connections.
     redis_lane: CommandLane = field(init=False)
     # Places for writes waiting for their outcome, fewer than the API's threads, so that
-    # writes waiting on stopped workers never hold every thread (salon.waits).
+    # writes waiting on stopped workers never hold every thread (salon.write_path.waits).
     write_waits: WaitingPlaces = field(init=False)
     actors: Actors = field(init=False)
     # The one way services send work to the workers (salon.ports), over `actors`.
     dispatch: Dispatcher = field(init=False)
-    # Every write operation by name (salon.operations): what the API records, the worker runs.
+    # Every write operation by name (salon.operations): what the API records, the worker
+    # runs.
     operations: dict[str, Operation] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +139,7 @@ def build_redis(
     breaker: RedisBreaker | None = None,
 ) -> Redis:
     """A client; with `breaker`, each of its calls (and those of the plain lanes built on it,
-    `salon.script_lane`) is refused at once while Redis does not answer."""
+    `salon.infra.redis_pipelines`) is refused at once while Redis does not answer."""
     return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,
@@ -196,7 +198,7 @@ def bootstrap(
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         redis=build_redis(settings, breaker=breaker),
-        # The wait is bounded by `salon.writes` itself: with a socket timeout as long as the
+        # The wait is bounded by `salon.write_path` itself: with a socket timeout as long as the
         # longest wait, a frozen Redis would hold every waiting write that long.
         redis_blocking=build_redis(settings, breaker=breaker),
         broker=broker,

@@ -93,8 +93,8 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
 )
 def worker(processes: int | None, threads: int | None, alive_file: str | None) -> None:
     """Run Dramatiq workers for every queue; a worker process that dies is restarted."""
-    from salon.logs import configure
-    from salon.worker_supervisor import Supervisor, dramatiq_command
+    from salon.infra.logs import configure
+    from workers.supervisor import Supervisor, dramatiq_command
 
     settings = _settings()
     configure(settings.log_level, json_logs=settings.log_json)
@@ -113,7 +113,7 @@ def worker(processes: int | None, threads: int | None, alive_file: str | None) -
 def scheduler() -> None:
     """Run the periodic-job process (only one of several fires: advisory lock)."""
     from salon.bootstrap import bootstrap
-    from salon.logs import configure
+    from salon.infra.logs import configure
     from scheduler_jobs.runner import main as run_scheduler
 
     settings = _settings()
@@ -193,8 +193,8 @@ def generate(date_from: Any, date_to: Any, location: str | None, biz: str, dry_r
     import time
 
     from models.ids import new_id
-    from salon import generation
     from salon.bootstrap import bootstrap
+    from salon.generation import jobs as generation
 
     container = bootstrap(_settings())
     try:

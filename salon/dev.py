@@ -65,7 +65,7 @@ def run_dev(*, port: int, data_dir: str | None) -> int:
     embedded = None
     if not settings.database_url or not settings.redis_url:
         try:
-            from salon.embedded import EmbeddedServices
+            from salon.infra.embedded.services import EmbeddedServices
         except ImportError:
             print(
                 "salon dev: DATABASE_URL and REDIS_URL are not both set, and the embedded"

@@ -1,7 +1,7 @@
 """Domain errors, each with the HTTP status and stable problem `type` it is reported as.
 
 Service functions raise these; the API and the write actor turn them into RFC 9457
-problem documents in exactly one place each (`api/errors.py`, `salon/writes.py`).
+problem documents in exactly one place each (`api/errors.py`, `salon/write_path/`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Protocol
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from salon.script_lane import CommandLane
+from salon.infra.redis_pipelines import CommandLane
 from salon.settings import Settings
 
 
@@ -77,7 +77,8 @@ class Reads(HasSessions, HasRedis, HasSettings, Protocol):
 
 
 class Announcer(HasRedis, HasRedisLane, HasSessions, HasSettings, Protocol):
-    """What tells every process that something changed (`salon.versions`, `salon.lost_bumps`)."""
+    """What tells every process that something changed (`salon.public_times.versions`,
+    `salon.public_times.version_repair`)."""
 
 
 class Generation(Announcer, HasDispatch, Protocol):

@@ -41,7 +41,7 @@ class Settings:
     api_wait_seconds: float = field(default=5.0, metadata={"env": "API_WAIT_SECONDS"})
     api_max_wait_seconds: float = field(default=30.0, metadata={"env": "API_MAX_WAIT_SECONDS"})
     # Writes one API process lets wait their whole wait at once (each holds a thread); at most
-    # API_THREADS - 1. Others wait only while the workers answer (salon.waits).
+    # API_THREADS - 1. Others wait only while the workers answer (salon.write_path.waits).
     api_waiting_writes: int = field(default=4, metadata={"env": "API_WAITING_WRITES"})
     # A database or Redis call must fail fast enough that the API answers 503 within 2 s.
     db_connect_timeout_seconds: int = field(default=1, metadata={"env": "DB_CONNECT_TIMEOUT"})

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import delete, func, insert
 
 from models.tables import SchedulerJobRun
-from salon import generation, writes
 from salon.bootstrap import Container
-from salon.lost_bumps import LostBumpWatch
+from salon.generation import jobs as generation
+from salon.public_times.version_repair import LostBumpWatch
+from salon.write_path import resend
 from scheduler_jobs.leader import Holder
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class Job:
 
 
 def reenqueue_writes(container: Container) -> dict[str, Any]:
-    return {"sent": writes.reenqueue_due(container)}
+    return {"sent": resend.reenqueue_due(container)}
 
 
 def purge_old_records(container: Container) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 SCHEDULER_LOCK = 7_242_002  # arbitrary, fixed: the key of the scheduler's advisory lock
 
 # The fence is the two-key advisory lock (key, 1): a namespace apart from every one-key
-# (bigint) lock, such as the leadership lock itself and salon.locks' hashed keys.
+# (bigint) lock, such as the leadership lock itself and salon.infra.locks' hashed keys.
 _FENCE_SUBKEY = 1
 
 _ACQUIRE = text(

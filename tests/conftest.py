@@ -33,7 +33,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     if db and rd:
         yield Servers(db, rd, None)
         return
-    from salon.embedded import EmbeddedServices
+    from salon.infra.embedded.services import EmbeddedServices
 
     embedded = EmbeddedServices(Path(tmp_path_factory.mktemp("servers")))
     embedded.start()

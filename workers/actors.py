@@ -17,9 +17,11 @@ from typing import Protocol
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from salon import bookings, generation, writes
+from salon.bookings import holds
+from salon.generation import jobs as generation
 from salon.ports import Generation
-from salon.writes import WritePorts
+from salon.write_path import execute, resend
+from salon.write_path.model import WritePorts
 
 
 class Runtime(WritePorts, Generation, Protocol):
@@ -97,11 +99,11 @@ def declare_actors(container: Runtime) -> Actors:
     broker = container.broker
 
     def execute_write(write_id: str) -> None:
-        writes.execute(container, uuid.UUID(write_id))
+        execute.execute(container, uuid.UUID(write_id))
 
     def purge_idempotency_keys() -> None:
         with container.sessions.begin() as session:
-            purged = writes.purge_expired(session)
+            purged = resend.purge_expired(session)
         log.info("purged %d expired idempotency records", purged)
 
     def plan_generation(job_id: str) -> None:
@@ -116,7 +118,7 @@ def declare_actors(container: Runtime) -> Actors:
         generation.start_horizon_jobs(container)
 
     def expire_holds() -> None:
-        bookings.sweep_lapsed_holds(container)
+        holds.sweep_lapsed_holds(container)
 
     return Actors(
         execute_write=dramatiq.actor(

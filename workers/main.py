@@ -3,9 +3,9 @@
 import multiprocessing
 
 from salon.bootstrap import bootstrap
-from salon.logs import configure
+from salon.infra.logs import configure
 from salon.settings import Settings
-from salon.worker_supervisor import die_with_parent
+from workers.supervisor import die_with_parent
 
 # Imported in each worker process Dramatiq forks. A worker whose Dramatiq parent was killed
 # would go on consuming with nothing watching it while `salon worker` starts another: it goes

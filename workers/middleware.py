@@ -8,7 +8,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from salon.logs import request_id_var
+from salon.infra.logs import request_id_var
 
 
 class RequestIdMiddleware(Middleware):

@@ -22,7 +22,8 @@ from api.schemas import (
 )
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import bookings, operations
+from salon import operations
+from salon.bookings import reads
 from salon.errors import InvalidInput
 
 customer_only = require_roles("user")
@@ -40,7 +41,7 @@ class Bookings(BaseResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, BookingQuery)
         with self.container.sessions() as s:
-            items, total = bookings.list_bookings(
+            items, total = reads.list_bookings(
                 s,
                 req.context.principal,
                 status=q.status,
@@ -72,7 +73,7 @@ class Booking(BaseResource):
     @falcon.before(customer_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
-            resp.media = bookings.read_booking(
+            resp.media = reads.read_booking(
                 s, req.context.principal, parse_uuid(booking_id, "booking")
             )
 
@@ -153,7 +154,7 @@ class AdminBookings(BaseResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, AdminBookingQuery)
         with self.container.sessions() as s:
-            items, total = bookings.list_bookings(
+            items, total = reads.list_bookings(
                 s,
                 req.context.principal,
                 status=q.status,
@@ -172,7 +173,7 @@ class AdminBooking(BaseResource):
     @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
-            resp.media = bookings.read_booking(
+            resp.media = reads.read_booking(
                 s, req.context.principal, parse_uuid(booking_id, "booking")
             )
 

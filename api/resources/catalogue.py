@@ -27,7 +27,8 @@ from api.schemas import (
 )
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import catalogue, operations
+from salon import operations
+from salon.catalogue import service as catalogue
 
 # --- public ---------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from models.tables import WriteRequest
 from salon.auth import ROLES
 from salon.bootstrap import Container
 from salon.errors import NotFound
-from salon.writes import describe
+from salon.write_path.model import describe
 
 
 class WriteRequestResource:

@@ -10,7 +10,9 @@ from api.resources.base import BaseResource, parse_uuid
 from api.schemas import GenerateIn, JobOut, SlotPage, SlotQuery
 from api.validation import parse_query
 from api.writes import submit_write
-from salon import generation, operations, slots
+from salon import operations
+from salon.generation import jobs as generation
+from salon.generation import slots
 
 
 class GenerateSlots(BaseResource):

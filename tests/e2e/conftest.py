@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from salon.embedded import EmbeddedServices
+from salon.infra.embedded.services import EmbeddedServices
 from tests.conftest import create_database, drop_database, migrated_database
 
 

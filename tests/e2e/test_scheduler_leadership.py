@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from salon.embedded import EmbeddedServices
+from salon.infra.embedded.services import EmbeddedServices
 from tests.conftest import migrated_database
 from tests.e2e.conftest import Process
 

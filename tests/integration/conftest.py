@@ -10,7 +10,7 @@ from falcon import testing
 from sqlalchemy import text
 
 from api.app import wsgi_app
-from salon.exposures import bump_versions
+from salon.public_times.exposures import bump_versions
 from tests.conftest import token_for
 
 

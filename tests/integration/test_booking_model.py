@@ -518,7 +518,7 @@ class Bookings(RuleBasedStateMachine):
     @rule()
     def sweep(self):
         """The periodic sweep marks every lapsed hold (batches until one comes back short)."""
-        from salon.bookings import expire_due_holds
+        from salon.bookings.holds import expire_due_holds
 
         swept: set[str] = set()
         while True:

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from salon import writes
-from salon.bookings import fit_check, fit_params
-from salon.free_times import Window, fits, offer
+from salon.bookings import fit
+from salon.bookings.fit import fit_check, fit_params
+from salon.public_times.free_times import Window, fits, offer
+from salon.write_path import execute, model, submit
 from tests.integration import test_bookings
 from tests.integration.test_bookings import CUSTOMER, DAY, customer, expire_hold, hold, slot_id
 
@@ -278,7 +279,7 @@ def test_the_api_answers_from_the_signal_without_reading_the_write_back(
     def no_read_back(*args: Any) -> None:
         raise AssertionError("the outcome should have come with the signal")
 
-    monkeypatch.setattr(writes, "find_outcome", no_read_back)
+    monkeypatch.setattr(submit, "find_outcome", no_read_back)
     me = customer(settings)
     resp = hold(api, me, salon, slot_id(container, salon["stylists"][0], 16))
     assert resp.status_code == 201, resp.text
@@ -298,7 +299,7 @@ def test_the_api_answers_from_the_signal_without_reading_the_write_back(
 def test_a_signal_without_the_outcome_falls_back_to_reading_it(
     api, salon, container, settings, monkeypatch
 ):
-    monkeypatch.setattr(writes, "_signal", lambda outcome: "1")  # an older worker's signal
+    monkeypatch.setattr(execute, "done_signal", lambda outcome: "1")  # an older worker's signal
     me = customer(settings)
     resp = hold(api, me, salon, slot_id(container, salon["stylists"][1], 17))
     assert resp.status_code == 201, resp.text
@@ -310,9 +311,9 @@ def test_a_redelivery_signals_the_first_stored_outcome(api, salon, container, se
     resp = hold(api, me, salon, slot_id(container, salon["stylists"][1], 10))
     assert resp.status_code == 201, resp.text
     write_id = uuid.UUID(resp.headers["X-Write-Id"])
-    key = writes.done_key(settings.redis_namespace, write_id)
+    key = model.done_key(settings.redis_namespace, write_id)
     container.redis.delete(key)
-    again = writes.execute(container, write_id)  # the message delivered a second time
+    again = execute.execute(container, write_id)  # the message delivered a second time
     assert again is not None and (again.status, again.body) == (201, resp.json)
     signalled = json.loads(container.redis.lpop(key))
     assert signalled == {"status": 201, "body": resp.json, "location": resp.headers["Location"]}
@@ -328,12 +329,11 @@ def test_a_hold_the_exclusion_constraint_refuses_is_a_409_and_leaves_nothing(
     """The last word: with the fit check made to pass regardless, the second hold on a taken
     time reaches the INSERT, PostgreSQL refuses it, the hold's transaction (no savepoint) is
     rolled back whole, and the refusal is stored in a transaction of its own."""
-    from salon import bookings
 
     stylist = salon["stylists"][0]
     first = hold(api, customer(settings), salon, slot_id(container, stylist, 12))
     assert first.status_code == 201, first.text
-    monkeypatch.setattr(bookings, "_require_fit", lambda check, slot, service: (60, 60))
+    monkeypatch.setattr(fit, "_require_fit", lambda check, slot, service: (60, 60))
     second = hold(api, customer(settings), salon, slot_id(container, stylist, 12, 30))
     assert second.status_code == 409, second.text
     assert second.json["type"].endswith("/slot-unavailable")

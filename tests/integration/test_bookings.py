@@ -226,7 +226,7 @@ def test_the_sweep_expires_every_lapsed_hold_in_batches_with_one_event_each(
 ):
     from sqlalchemy import event
 
-    from salon.bookings import sweep_lapsed_holds
+    from salon.bookings.holds import sweep_lapsed_holds
 
     made = [
         hold(api, customer(settings), salon, slot_id(container, s, h)).json
@@ -268,7 +268,7 @@ def test_the_sweep_expires_every_lapsed_hold_in_batches_with_one_event_each(
 def test_the_sweep_skips_a_hold_being_changed_without_waiting_for_it(
     api, salon, container, settings
 ):
-    from salon.bookings import sweep_lapsed_holds
+    from salon.bookings.holds import sweep_lapsed_holds
 
     busy = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 9)).json
     idle = hold(api, customer(settings), salon, slot_id(container, salon["stylists"][1], 11)).json

@@ -1,4 +1,4 @@
-"""salon.embedded: the embedded PostgreSQL + Redis used by `salon dev` and the tests."""
+"""salon.infra.embedded: the embedded PostgreSQL + Redis used by `salon dev` and the tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from salon.embedded import EmbeddedServices
+from salon.infra.embedded.services import EmbeddedServices
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from salon.free_times import FREE_STARTS, Window, _params, free_days, offer
+from salon.public_times.free_times import FREE_STARTS, Window, _params, free_days, offer
 
 LONDON, NEW_YORK = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
 FIRST = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=5)

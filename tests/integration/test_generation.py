@@ -193,7 +193,7 @@ def test_the_rolling_horizon_generates_every_active_stylist_ahead(
 ):
     from models.tables import GenerationJob
     from salon.bootstrap import bootstrap
-    from salon.generation import start_horizon_jobs
+    from salon.generation.jobs import start_horizon_jobs
 
     short = bootstrap(settings.with_(horizon_days=7))
     try:

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import select, text
 
 from models.tables import WriteRequest
-from salon import writes
-from salon.answers import PublicReads
 from salon.bootstrap import bootstrap
-from salon.exposures import ExposureService
-from salon.live_times import SUSPECT_GRACE, DayTimes
-from salon.lost_bumps import LostBumpWatch, chunk_change, receipt_key, write_change
-from salon.offers import catalogue_key
+from salon.public_times.day_times import SUSPECT_GRACE, DayTimes
+from salon.public_times.exposures import ExposureService
+from salon.public_times.offers import catalogue_key
+from salon.public_times.stored_answers import PublicReads
+from salon.public_times.version_repair import LostBumpWatch, chunk_change, receipt_key, write_change
+from salon.write_path import execute
 from tests.conftest import token_for
 from tests.integration.conftest import slot_at
 
@@ -125,7 +125,7 @@ def test_a_hold_whose_bump_was_lost_stops_being_offered_once_the_scheduler_finds
     # ...then run by a worker that cannot reach Redis after its commit: no bump, no receipt.
     cut_off = bootstrap(settings.with_(redis_url=CLOSED_PORT_REDIS))
     try:
-        outcome = writes.execute(cut_off, write_id)
+        outcome = execute.execute(cut_off, write_id)
     finally:
         cut_off.close()
     assert outcome is not None and outcome.status == 201

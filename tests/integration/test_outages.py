@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from api.app import api_container, create_app, wsgi_app
 from models.tables import Location, WriteRequest
-from salon import writes
 from salon.bootstrap import bootstrap
+from salon.write_path import resend
 from tests.conftest import token_for
 
 LOCATION = {"name": "Outage", "timezone": "Asia/Dubai"}
@@ -57,7 +57,7 @@ def recorded_unsent_then_resent(container, resp: testing.Result) -> WriteRequest
         row = s.get(WriteRequest, write_id)
         assert row is not None and row.status == "pending" and row.enqueued_at is None
     time.sleep(2.1)
-    assert writes.reenqueue_due(container) >= 1
+    assert resend.reenqueue_due(container) >= 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with container.sessions() as s:
@@ -106,7 +106,7 @@ def test_redis_down_a_write_is_recorded_answered_202_and_completed_later(
 def frozen_redis(tmp_path):  # type: ignore[no-untyped-def]
     """A Redis of our own, and a way to freeze it (SIGSTOP): connections stay open and every
     call waits for an answer that does not come, the worst case for a caller."""
-    from salon.embedded import EmbeddedServices
+    from salon.infra.embedded.services import EmbeddedServices
 
     servers = EmbeddedServices(tmp_path)
     servers.start_redis()
@@ -158,7 +158,7 @@ def test_a_frozen_redis_costs_a_read_one_timeout_and_the_next_reads_and_writes_n
     frozen_redis, settings, api, admin_token, tenant, container, worker
 ):
     """After a Redis call timed out, the API's Redis calls fail at once for a while
-    (`salon.redis_breaker`): a /v1/slots ask makes several, each of which waited its own
+    (`salon.infra.redis_breaker`): a /v1/slots ask makes several, each of which waited its own
     timeout (1.5-2 s an ask), and each write's enqueue waited too. After the cooldown one
     call tries again, and once Redis answers everything goes back to it."""
     day = dt.date.today() + dt.timedelta(days=3)
@@ -231,7 +231,7 @@ def test_a_write_whose_message_a_restarted_redis_lost_runs_seconds_after_redis_i
     not REDELIVER_AFTER_SECONDS (the default 30 s here) after its first send."""
     import dramatiq
 
-    from salon.embedded import EmbeddedServices
+    from salon.infra.embedded.services import EmbeddedServices
     from scheduler_jobs import runner
     from scheduler_jobs.jobs import Job, reenqueue_writes
     from tests.conftest import new_tenant
@@ -252,7 +252,7 @@ def test_a_write_whose_message_a_restarted_redis_lost_runs_seconds_after_redis_i
         daemon=True,
     )
     worker: dramatiq.Worker | None = None
-    marker = writes.broker_epoch_key(c.settings.redis_namespace)
+    marker = resend.broker_epoch_key(c.settings.redis_namespace)
     try:
         scheduler.start()
         token = token_for(settings, "admin", new_tenant(c))
@@ -313,7 +313,7 @@ def test_database_down_answers_503_within_the_connect_timeout_then_at_once(
     db_down_app, settings, tenant
 ):
     """The first ask waits for the connect timeout (psycopg's floor: 2 s); the asks after it
-    fail at once while the breaker is open (`salon.connect_breaker`)."""
+    fail at once while the breaker is open (`salon.infra.connect_breaker`)."""
     client, _ = db_down_app
     token = token_for(settings, "admin", tenant)
     started = time.monotonic()
@@ -347,9 +347,9 @@ def test_database_down_answers_503_within_the_connect_timeout_then_at_once(
 def test_database_down_a_new_slots_ask_answers_503_within_the_connect_timeout(
     settings, monkeypatch, silent_db
 ):
-    """Chosen in front of Falcon (`api.repeats`), the ask's failure is answered by Falcon's
+    """Chosen in front of Falcon (`api.slots_entrance`), the ask's failure is answered by Falcon's
     error handlers from the exception itself: the outage is not met twice."""
-    from salon.answers import PublicReads
+    from salon.public_times.stored_answers import PublicReads
 
     offers: list[object] = []
     real_offer = PublicReads.offer

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from api.app import create_app
 from salon.bootstrap import bootstrap
-from salon.exposures import bump_versions
+from salon.public_times.exposures import bump_versions
 from tests.integration.conftest import book
 
 DAY = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)
@@ -516,8 +516,8 @@ def test_a_day_whose_clock_goes_back_offers_the_repeated_hour_twice(
 
 def test_a_holds_fit_check_agrees_with_the_listed_free_times(api, shop, container, tenant):
     """Two readings of one rule: `fits` (what a hold checks) and `free_starts` (what is shown)."""
-    from salon.exposures import ExposureService
-    from salon.free_times import fits, free_starts, offer
+    from salon.public_times.exposures import ExposureService
+    from salon.public_times.free_times import fits, free_starts, offer
 
     book(container, shop, tenant, shop["a"], at(10, 15), minutes=45)
     book(container, shop, tenant, shop["a"], at(15), minutes=90)
@@ -596,7 +596,7 @@ def test_nothing_beyond_the_booking_horizon_is_offered_or_counted(shop, settings
 def test_a_time_coming_within_the_minimum_notice_leaves_a_sticky_exposure(shop, container):
     """An exposure of today is not served past the moment its first time can no longer be
     booked: asked again then, that time is gone and counted out."""
-    from salon.exposures import ExposureService
+    from salon.public_times.exposures import ExposureService
 
     exposures = ExposureService(container)
     notice = dt.timedelta(minutes=container.settings.min_notice_minutes)
@@ -637,7 +637,7 @@ def test_an_expiring_hold_frees_its_time_without_any_write(api, shop, container,
 
 def day_lists(container, shop):  # type: ignore[no-untyped-def]
     """A process's public reads, the shop's offer, and a reader of its current versions."""
-    from salon.answers import PublicReads
+    from salon.public_times.stored_answers import PublicReads
 
     reads = PublicReads(container)
     o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
@@ -651,7 +651,7 @@ def day_lists(container, shop):  # type: ignore[no-untyped-def]
 
 
 def test_a_day_of_free_times_is_computed_once_while_nothing_changes(shop, container, tenant):
-    from salon.versions import bump_versions
+    from salon.public_times.versions import bump_versions
 
     reads, o, versions = day_lists(container, shop)
     now = dt.datetime.now(dt.UTC)
@@ -755,7 +755,7 @@ def test_a_calendar_shows_a_time_again_when_its_hold_expires(api, shop, containe
 
 def test_writes_still_bump_versions_after_redis_lost_its_scripts(container, shop):
     """After a Redis restart the bump script is gone: the write path loads it again."""
-    from salon.versions import changes_key, version_key
+    from salon.public_times.versions import changes_key, version_key
 
     ns = container.settings.redis_namespace
     stylist = uuid.UUID(shop["a"])
@@ -768,7 +768,7 @@ def test_writes_still_bump_versions_after_redis_lost_its_scripts(container, shop
 
 def test_what_a_process_kept_is_not_trusted_after_redis_lost_its_data(shop, container):
     """Counters start again after a Redis restart; kept day lists must not match by chance."""
-    from salon.answers import PublicReads
+    from salon.public_times.stored_answers import PublicReads
 
     reads = PublicReads(container)
     o, versions = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
@@ -786,8 +786,8 @@ def test_what_a_process_kept_is_not_trusted_after_redis_lost_its_data(shop, cont
 def test_an_offers_versions_come_from_the_mirror_once_learned_and_a_bump_is_seen_at_once(
     shop, container, monkeypatch
 ):
-    from salon.answers import PublicReads
-    from salon.versions import bump_versions
+    from salon.public_times.stored_answers import PublicReads
+    from salon.public_times.versions import bump_versions
 
     reads = PublicReads(container)
     assert reads.mirror is not None
@@ -813,9 +813,9 @@ def test_a_day_built_from_its_rows_is_the_day_built_from_candidates(shop, contai
     """A process builds its day lists straight from the free-start rows (no `Candidate`s):
     the same list as from candidates, keys and all (stored exposures refer to them)."""
     from models.exposure import Candidate, FreeDay
-    from salon.answers import PublicReads
-    from salon.free_times import free_starts
-    from salon.live_times import candidate_rows, whole_days
+    from salon.public_times.day_times import candidate_rows, whole_days
+    from salon.public_times.free_times import free_starts
+    from salon.public_times.stored_answers import PublicReads
 
     book(container, shop, tenant, shop["a"], at(11))
     reads = PublicReads(container)
@@ -845,9 +845,9 @@ def test_today_is_the_locations_date_not_utcs(api, admin_token, container, worke
     """Kiritimati is UTC+14: at 11:00 UTC its date is already tomorrow's."""
     import orjson
 
-    from salon.calendars import Calendars
     from salon.errors import InvalidInput
-    from salon.exposures import ExposureService
+    from salon.public_times.calendars import Calendars
+    from salon.public_times.exposures import ExposureService
 
     day = DAY + dt.timedelta(days=20)
     opened = api.open_salon(

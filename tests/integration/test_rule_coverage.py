@@ -139,7 +139,7 @@ def free_by(how: str, api, settings, container, shop, booking: str, me: str) -> 
                 {"id": booking},
             )
         if how == "hold swept":
-            from salon.bookings import sweep_lapsed_holds
+            from salon.bookings.holds import sweep_lapsed_holds
 
             sweep_lapsed_holds(container)
         return

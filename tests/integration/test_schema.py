@@ -132,7 +132,7 @@ def test_the_hold_limit_count_uses_the_customers_own_index_whatever_the_statisti
     """Statistics taken on an empty table (a new database, or a burst of holds before
     autovacuum analyzes) made the count of a customer's live holds combine the indexes of
     every live hold and filter them all (migration 0008 gave it an index of its own)."""
-    from salon.bookings import _CHECK
+    from salon.bookings.fit import _CHECK
 
     count = (
         "EXPLAIN SELECT count(*) FROM scheduler.bookings WHERE user_id = :u"

@@ -1,4 +1,4 @@
-"""Calls on plain per-thread connections (`salon.script_lane`), against a real Redis: the
+"""Calls on plain per-thread connections (`salon.infra.redis_pipelines`), against a real Redis: the
 same replies as redis-py, and redis-py's errors when Redis restarts, hangs or is not there."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from salon.script_lane import CommandLane
+from salon.infra.redis_pipelines import CommandLane
 
 ECHO = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1]), redis.call('GET', 'missing')}"
 
@@ -212,7 +212,7 @@ def test_a_hanging_redis_is_a_timeout_not_a_wait() -> None:
 def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
     client: redis.Redis, key: str
 ) -> None:
-    from salon.script_lane import CommandLane
+    from salon.infra.redis_pipelines import CommandLane
 
     lane = CommandLane(client, name=f"lane-{uuid.uuid4().hex[:8]}")
     assert lane.pipeline([("INCR", key), ("INCR", key), ("GET", key)]) == [1, 2, b"2"]
@@ -227,7 +227,7 @@ def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
 def test_a_command_lane_transaction_answers_its_commands_and_raises_an_error_inside(
     client: redis.Redis, key: str
 ) -> None:
-    from salon.script_lane import CommandLane
+    from salon.infra.redis_pipelines import CommandLane
 
     lane = CommandLane(client, name=f"lane-{uuid.uuid4().hex[:8]}")
     assert lane.pipeline([("INCR", key), ("GET", key)], transaction=True) == [1, b"1"]
@@ -241,9 +241,9 @@ def test_a_command_lane_transaction_answers_its_commands_and_raises_an_error_ins
 
 
 def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: redis.Redis) -> None:
-    from salon.offers import queue_catalogue_bump
-    from salon.script_lane import CommandLane
-    from salon.versions import queue_bumps, run_pipeline
+    from salon.infra.redis_pipelines import CommandLane
+    from salon.public_times.offers import queue_catalogue_bump
+    from salon.public_times.versions import queue_bumps, run_pipeline
 
     stylist = uuid.uuid4()
     day = dt.datetime(2030, 5, 6, 10, tzinfo=dt.UTC)
@@ -280,7 +280,7 @@ def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: red
 def test_commands_sent_without_waiting_run_and_keep_the_connection_in_step(
     client: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from salon.script_lane import CommandLane
+    from salon.infra.redis_pipelines import CommandLane
 
     name = f"lane-{uuid.uuid4().hex[:8]}"
     lane = CommandLane(client, name=name)
@@ -290,7 +290,7 @@ def test_commands_sent_without_waiting_run_and_keep_the_connection_in_step(
     assert lane.pipeline([("GET", key), ("PING",)]) == [b"2", b"PONG"]
     lane.send_later([("LPUSH", key, "x")])  # refused by Redis: logged, not raised
     lane.send_later([("INCR", key), ("LPUSH", key, "x")], transaction=True)
-    with caplog.at_level("WARNING", logger="salon.script_lane"):
+    with caplog.at_level("WARNING", logger="salon.infra.redis_pipelines"):
         assert lane.pipeline([("GET", key)]) == [b"3"]
     assert sum("refused a command sent without waiting" in m for m in caplog.messages) == 2
     assert len([c for c in client.client_list() if c.get("name") == name]) == 1
@@ -299,7 +299,7 @@ def test_commands_sent_without_waiting_run_and_keep_the_connection_in_step(
 def test_a_connection_lost_with_replies_owed_is_replaced_for_the_next_call(
     client: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from salon.script_lane import CommandLane
+    from salon.infra.redis_pipelines import CommandLane
 
     name = f"lane-{uuid.uuid4().hex[:8]}"
     lane = CommandLane(client, name=name)
@@ -309,13 +309,13 @@ def test_a_connection_lost_with_replies_owed_is_replaced_for_the_next_call(
     assert kill_lane_connections(client, name) == 1
     lane._connections._local.conn.readable = lambda: False  # too early to see the close
     lane.send_later([("INCR", key)])
-    with caplog.at_level("WARNING", logger="salon.script_lane"):
+    with caplog.at_level("WARNING", logger="salon.infra.redis_pipelines"):
         assert lane.pipeline([("INCR", key)]) == [1]
     assert any("sent without waiting was lost" in m for m in caplog.messages)
 
 
 def test_sending_without_waiting_to_a_redis_not_there_is_a_connection_error() -> None:
-    from salon.script_lane import CommandLane
+    from salon.infra.redis_pipelines import CommandLane
 
     lane = CommandLane(redis.Redis(port=1, socket_connect_timeout=0.5))
     with pytest.raises(redis.ConnectionError):
@@ -325,7 +325,7 @@ def test_sending_without_waiting_to_a_redis_not_there_is_a_connection_error() ->
 def test_a_new_connection_refused_while_sending_without_waiting_is_a_redis_error() -> None:
     """Redis may refuse a connection with an error reply (max clients, a changed password):
     sending without waiting raises redis-py's error, which best-effort callers catch."""
-    from salon.script_lane import CommandLane
+    from salon.infra.redis_pipelines import CommandLane
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

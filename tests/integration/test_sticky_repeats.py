@@ -1,6 +1,6 @@
-"""/v1/slots asks in their plain form answered in front of Falcon (`api.repeats`), against real
-PostgreSQL and Redis: the same bytes and headers as the full path, the same rate limit,
-metrics and access log, and everything unusual (and every failure) left to Falcon."""
+"""/v1/slots asks in their plain form answered in front of Falcon (`api.slots_entrance`), against
+real PostgreSQL and Redis: the same bytes and headers as the full path, the same rate limit, metrics
+and access log, and everything unusual (and every failure) left to Falcon."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from falcon import testing
 from prometheus_client import REGISTRY
 
 from api.app import create_app
-from api.repeats import StickyRepeats
-from salon.answers import PublicReads
+from api.slots_entrance import StickyRepeats
 from salon.bootstrap import Container, bootstrap
-from salon.exposures import ExposureService
-from salon.logs import RequestIdFilter
+from salon.infra.logs import RequestIdFilter
+from salon.public_times.exposures import ExposureService
+from salon.public_times.stored_answers import PublicReads
 from tests.conftest import token_for
 from tests.integration.conftest import book
 

@@ -1,7 +1,7 @@
-"""Stored answers of the public reads (`salon.answers`) against a real Redis: a hit only while
-every counter it was computed under holds and its time lasts, whether the process's version
-mirror or Redis tells the counters; the rate-limit count in the same round trip; an answer and
-its ledger entry stored together, once."""
+"""Stored answers of the public reads (`salon.public_times.stored_answers`) against a real Redis: a
+hit only while every counter it was computed under holds and its time lasts, whether the process's
+version mirror or Redis tells the counters; the rate-limit count in the same round trip; an answer
+and its ledger entry stored together, once."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from salon.answers import PublicReads, stream_entry
 from salon.bootstrap import Container, bootstrap
-from salon.offers import catalogue_key
-from salon.versions import Versions, version_key
+from salon.public_times.offers import catalogue_key
+from salon.public_times.stored_answers import PublicReads, stream_entry
+from salon.public_times.versions import Versions, version_key
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from salon.answers import version_mirror
-from salon.version_mirror import VersionMirror
+from salon.public_times.stored_answers import version_mirror
+from salon.public_times.version_mirror import VersionMirror
 
 
 def live(mirror: VersionMirror, timeout: float = 5.0) -> int:

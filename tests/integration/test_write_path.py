@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from models.tables import Location, WriteRequest
-from salon import writes
+from salon.write_path import execute, model, resend, submit
 from tests.conftest import token_for
 
 LOCATION = {"name": "Camden", "timezone": "Europe/London", "address": "1 High St"}
@@ -103,7 +103,7 @@ def test_without_a_worker_the_api_answers_202_and_the_key_is_409_while_pending(
     stranger = token_for(settings, "admin", tenant)
     assert api.get(url, stranger).status_code == 404
     # The write runs when a worker does (executed here directly, as the actor would).
-    writes.execute(container, uuid.UUID(url.rsplit("/", 1)[1]))
+    execute.execute(container, uuid.UUID(url.rsplit("/", 1)[1]))
     done = api.get(url, token).json
     assert done["status"] == "succeeded" and done["http_status"] == 201
     assert done["result"]["name"] == "Camden"
@@ -121,7 +121,7 @@ def test_a_redelivered_message_changes_nothing(api, admin_token, container, tena
     resp = api.post("/admin/v1/locations", admin_token, LOCATION)
     write_id = uuid.UUID(resp.headers["X-Write-Id"])
     # At-least-once delivery: the same message again, twice, concurrently with nothing.
-    writes.execute(container, write_id)
+    execute.execute(container, write_id)
     container.dispatch.execute_write(write_id, None)
     time.sleep(0.5)
     with container.sessions() as s:
@@ -202,7 +202,8 @@ def test_every_staff_role_can_manage_the_catalogue(api, settings, tenant, role, 
 
 def _pending_write(container, operation: str) -> uuid.UUID:
     from salon.auth import Principal
-    from salon.writes import WriteCommand, record
+    from salon.write_path.model import WriteCommand
+    from salon.write_path.submit import record
 
     cmd = WriteCommand(
         operation,
@@ -223,14 +224,14 @@ def test_a_crashing_write_fails_for_good_after_max_attempts(idle_container):
     def crash(session, ctx):
         raise RuntimeError("a bug")
 
-    operations["test.crash"] = writes.Operation("test.crash", crash)
+    operations["test.crash"] = model.Operation("test.crash", crash)
     try:
         write_id = _pending_write(idle_container, "test.crash")
         limit = idle_container.settings.write_max_attempts
         for _ in range(limit - 1):
             with pytest.raises(RuntimeError):
-                writes.execute(idle_container, write_id)  # Dramatiq retries it
-        assert writes.execute(idle_container, write_id) is None  # the last one settles it
+                execute.execute(idle_container, write_id)  # Dramatiq retries it
+        assert execute.execute(idle_container, write_id) is None  # the last one settles it
         with idle_container.sessions() as s:
             row = s.get(WriteRequest, write_id)
             assert (row.status, row.http_status, row.failures) == ("failed", 500, limit)
@@ -247,12 +248,12 @@ def test_an_outage_never_counts_against_a_write(idle_container, settings):
     def unreachable(session, ctx):
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    operations["test.outage"] = writes.Operation("test.outage", unreachable)
+    operations["test.outage"] = model.Operation("test.outage", unreachable)
     try:
         write_id = _pending_write(idle_container, "test.outage")
         for _ in range(settings.write_max_attempts + 2):
             with pytest.raises(OperationalError):
-                writes.execute(idle_container, write_id)
+                execute.execute(idle_container, write_id)
         with idle_container.sessions() as s:
             row = s.get(WriteRequest, write_id)
             assert (row.status, row.failures) == ("pending", 0)
@@ -277,7 +278,7 @@ def test_re_sending_a_pending_write_backs_off(idle_container):
             )
 
     def sent() -> bool:
-        writes.reenqueue_due(idle_container)
+        resend.reenqueue_due(idle_container)
         with idle_container.sessions() as s:
             return s.get(WriteRequest, write_id).enqueued_at > dt.datetime.now(
                 dt.UTC
@@ -355,7 +356,7 @@ def test_recording_retries_once_on_a_connection_that_died_silently(settings, mon
     try:
         monkeypatch.setattr(salon.bootstrap, "select", Silent)
         _terminate(settings, _idle_pool_connections(c.engine, 1))
-        cmd = writes.WriteCommand(
+        cmd = model.WriteCommand(
             "location.create",
             Principal(uuid.uuid4(), "admin", uuid.uuid4()),
             str(uuid.uuid4()),
@@ -363,7 +364,7 @@ def test_recording_retries_once_on_a_connection_that_died_silently(settings, mon
             "/admin/v1/locations",
             {"name": "x"},
         )
-        _, created = writes._record_alone(c, cmd)
+        _, created = submit._record_alone(c, cmd)
         assert created
         with c.sessions() as s:
             assert s.scalar(select(func.count()).where(WriteRequest.key == cmd.key)) == 1
@@ -406,7 +407,7 @@ def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_who
         raise AssertionError("unreachable")
 
     for op, run in (("test.refuse_first", refuse_first), ("test.violate", write_then_violate)):
-        operations[op] = writes.Operation(op, run, savepoint=False)
+        operations[op] = model.Operation(op, run, savepoint=False)
     try:
         with idle_container.engine.begin() as conn:
             biz = uuid.uuid4()
@@ -423,12 +424,12 @@ def test_an_operation_without_savepoint_refuses_before_writing_or_rolls_back_who
                     ),
                     {"biz": str(biz), "id": write_id},
                 )
-            outcome = writes.execute(idle_container, write_id)
+            outcome = execute.execute(idle_container, write_id)
             assert outcome is not None and outcome.status == status, outcome
             with idle_container.sessions() as s:
                 row = s.get(WriteRequest, write_id)
                 assert (row.status, row.http_status, row.failures) == ("failed", status, 0)
-            assert writes.execute(idle_container, write_id) == outcome  # redelivered: the same
+            assert execute.execute(idle_container, write_id) == outcome  # redelivered: the same
         with idle_container.sessions() as s:
             assert s.scalar(select(func.count()).where(Location.name == name)) == 0
     finally:
@@ -456,7 +457,7 @@ def test_re_sending_while_redis_is_down_marks_nothing_and_sends_at_once_when_bac
     down = bootstrap(settings.with_(redis_url="redis://127.0.0.1:1/0"))
     try:
         for _ in range(3):  # three scheduler ticks during the outage
-            assert writes.reenqueue_due(down) == 0
+            assert resend.reenqueue_due(down) == 0
     finally:
         down.close()
     with idle_container.sessions() as s:
@@ -466,7 +467,7 @@ def test_re_sending_while_redis_is_down_marks_nothing_and_sends_at_once_when_bac
 
     queue = f"{idle_container.settings.redis_namespace}-dramatiq:{WRITES_QUEUE}"
     before = idle_container.redis.llen(queue)
-    assert writes.reenqueue_due(idle_container) >= 1  # Redis back: sent on the next tick
+    assert resend.reenqueue_due(idle_container) >= 1  # Redis back: sent on the next tick
     assert idle_container.redis.llen(queue) > before
     with idle_container.sessions() as s:
         assert s.get(WriteRequest, write_id).attempts == 2
@@ -483,15 +484,15 @@ def test_re_sending_goes_in_chunks_each_committed_after_its_sends(idle_container
             ),
             {"s": idle_container.settings.redeliver_after_seconds + 1, "ids": ids},
         )
-    assert writes.reenqueue_due(idle_container, limit=5, chunk=2) == 5  # 2 + 2 + 1
-    assert writes.reenqueue_due(idle_container, limit=5, chunk=2) >= 2  # the rest
+    assert resend.reenqueue_due(idle_container, limit=5, chunk=2) == 5  # 2 + 2 + 1
+    assert resend.reenqueue_due(idle_container, limit=5, chunk=2) >= 2  # the rest
     with idle_container.sessions() as s:
         assert {s.get(WriteRequest, i).attempts for i in ids} == {2}
 
 
 def _broker_known(container) -> None:  # type: ignore[no-untyped-def]
     ns = container.settings.redis_namespace
-    container.redis.set(writes.broker_epoch_key(ns), "known-since:2000-01-01T00:00:00+00:00")
+    container.redis.set(resend.broker_epoch_key(ns), "known-since:2000-01-01T00:00:00+00:00")
 
 
 def test_a_redis_that_lost_its_data_gets_every_pending_write_again_at_once(idle_container):
@@ -499,18 +500,18 @@ def test_a_redis_that_lost_its_data_gets_every_pending_write_again_at_once(idle_
     marker gone, over as many ticks as `limit` needs; then the marker says it is known."""
     _broker_known(idle_container)
     ids = [_pending_write(idle_container, "location.create") for _ in range(3)]
-    writes.reenqueue_due(idle_container)
+    resend.reenqueue_due(idle_container)
     with idle_container.sessions() as s:
         assert {s.get(WriteRequest, i).attempts for i in ids} == {1}  # sent 0 s ago: not due
 
-    key = writes.broker_epoch_key(idle_container.settings.redis_namespace)
+    key = resend.broker_epoch_key(idle_container.settings.redis_namespace)
     idle_container.redis.delete(key)  # what a restart without persistence leaves
-    assert writes.reenqueue_due(idle_container, limit=1) == 1
+    assert resend.reenqueue_due(idle_container, limit=1) == 1
     assert idle_container.redis.get(key).startswith(b"resend-before:")  # not finished
-    writes.reenqueue_due(idle_container)
+    resend.reenqueue_due(idle_container)
     assert idle_container.redis.get(key).startswith(b"known-since:")
     with idle_container.sessions() as s:
         assert {s.get(WriteRequest, i).attempts for i in ids} == {2}
-    writes.reenqueue_due(idle_container)  # caught up: each is sent once
+    resend.reenqueue_due(idle_container)  # caught up: each is sent once
     with idle_container.sessions() as s:
         assert {s.get(WriteRequest, i).attempts for i in ids} == {2}

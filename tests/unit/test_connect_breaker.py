@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from salon.connect_breaker import ConnectBreaker, DatabaseUnreachable
+from salon.infra.connect_breaker import ConnectBreaker, DatabaseUnreachable
 
 
 class Clock:

@@ -15,8 +15,8 @@ import pytest
 from models.exposure import Candidate, row_of
 from models.tables import Location, Service
 from salon.encoding import rfc3339
-from salon.exposures import _candidate_from, _row_doc, _row_view
-from salon.free_times import Offer
+from salon.public_times.exposures import _candidate_from, _row_doc, _row_view
+from salon.public_times.free_times import Offer
 
 MIN = dt.timedelta(minutes=1)
 

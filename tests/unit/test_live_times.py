@@ -1,5 +1,5 @@
-"""When a process's kept day lists are recomputed (`salon.live_times`): in the background,
-spread out in time, never used past a hold's expiry or MAX_AGE."""
+"""When a process's kept day lists are recomputed (`salon.public_times.day_times`): in the
+background, spread out in time, never used past a hold's expiry or MAX_AGE."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from salon.live_times import (
+from salon.public_times.day_times import (
     MAX_AGE,
     NEAR_BUMPS,
     SUSPECT_GRACE,
@@ -18,7 +18,7 @@ from salon.live_times import (
     LiveTimes,
     trusted_until,
 )
-from salon.versions import Versions
+from salon.public_times.versions import Versions
 
 NOW = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
 

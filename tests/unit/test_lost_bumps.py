@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from salon.lost_bumps import LOOK_BACK, OVERLAP, RECEIPT_SECONDS, SETTLE, window
+from salon.public_times.version_repair import LOOK_BACK, OVERLAP, RECEIPT_SECONDS, SETTLE, window
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 

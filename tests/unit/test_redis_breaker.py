@@ -7,7 +7,7 @@ import threading
 import pytest
 import redis
 
-from salon.redis_breaker import RedisBreaker, RedisUnanswered
+from salon.infra.redis_breaker import RedisBreaker, RedisUnanswered
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""The parsing `api.repeats` does in front of Falcon agrees with Falcon's own, or declines."""
+"""The parsing of `api.slots_entrance` in front of Falcon agrees with Falcon's, or declines."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from falcon import testing
 
-from api.repeats import client_address, cookie_session, plain_query
-from salon.exposures import ExposureService
+from api.slots_entrance import client_address, cookie_session, plain_query
+from salon.public_times.exposures import ExposureService
 
 LOC = str(uuid.uuid4())
 SVC = str(uuid.uuid4())

@@ -10,33 +10,35 @@ from collections.abc import Iterator
 
 import pytest
 
-from salon import resp
+from salon.infra import redis_socket
 
 
 @pytest.fixture(params=["libc", "python"])
 def peek(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Both ways: libc's recv holding the GIL, and Python's socket call where there is none."""
     if request.param == "python":
-        monkeypatch.setattr(resp, "_RECV", None)  # `received` then always finds nothing
+        monkeypatch.setattr(redis_socket, "_RECV", None)  # `received` then always finds nothing
     yield
 
 
 def test_libc_is_used_on_linux() -> None:
-    assert (resp._RECV is not None) == sys.platform.startswith("linux")
+    assert (redis_socket._RECV is not None) == sys.platform.startswith("linux")
 
 
 @pytest.mark.usefixtures("peek")
 def test_nothing_to_read_then_data_left_where_it_was_then_closed() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        assert not resp.has_input(ours)
+        assert not redis_socket.has_input(ours)
         theirs.sendall(b"+PONG\r\n")
-        assert resp.has_input(ours)
-        assert resp.has_input(ours)  # peeked, not taken
+        assert redis_socket.has_input(ours)
+        assert redis_socket.has_input(ours)  # peeked, not taken
         assert ours.recv(100) == b"+PONG\r\n"
-        assert not resp.has_input(ours)
+        assert not redis_socket.has_input(ours)
         theirs.close()
-        assert resp.has_input(ours)  # closed reads as something to read: the caller drops it
+        assert redis_socket.has_input(
+            ours
+        )  # closed reads as something to read: the caller drops it
 
 
 @pytest.mark.usefixtures("peek")
@@ -44,22 +46,22 @@ def test_a_closed_socket_of_our_own_reads_as_closed() -> None:
     ours, theirs = socket.socketpair()
     ours.close()
     with theirs:
-        assert resp.has_input(ours)  # its descriptor is gone: as good as closed
+        assert redis_socket.has_input(ours)  # its descriptor is gone: as good as closed
 
 
 @pytest.fixture(params=["libc", "python"])
 def sending(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if request.param == "python":
-        monkeypatch.setattr(resp, "_SEND", None)
+        monkeypatch.setattr(redis_socket, "_SEND", None)
     yield
 
 
-def plain_over(sock: socket.socket) -> resp.Plain:
+def plain_over(sock: socket.socket) -> redis_socket.Plain:
     """A `Plain` around an already connected socket (no handshake with a server)."""
-    conn = resp.Plain.__new__(resp.Plain)
+    conn = redis_socket.Plain.__new__(redis_socket.Plain)
     conn.sock = sock
-    conn._inbox = ctypes.create_string_buffer(resp.INBOX_BYTES)
-    resp.kernel_timeouts(sock, 0.5)
+    conn._inbox = ctypes.create_string_buffer(redis_socket.INBOX_BYTES)
+    redis_socket.kernel_timeouts(sock, 0.5)
     return conn
 
 
@@ -105,13 +107,13 @@ def test_received_takes_what_is_there_without_waiting() -> None:
     ours, theirs = socket.socketpair()
     inbox = ctypes.create_string_buffer(4)
     with ours, theirs:
-        assert resp.received(ours, inbox) is None
+        assert redis_socket.received(ours, inbox) is None
         theirs.sendall(b":1\r\n:2\r\n")
-        assert resp.received(ours, inbox) == b":1\r\n"  # as much as the buffer holds
-        assert resp.received(ours, inbox) == b":2\r\n"
-        assert resp.received(ours, inbox) is None
+        assert redis_socket.received(ours, inbox) == b":1\r\n"  # as much as the buffer holds
+        assert redis_socket.received(ours, inbox) == b":2\r\n"
+        assert redis_socket.received(ours, inbox) is None
         theirs.close()
-        assert resp.received(ours, inbox) == b""
+        assert redis_socket.received(ours, inbox) == b""
 
 
 @pytest.mark.usefixtures("peek")
@@ -127,5 +129,5 @@ def test_a_reply_owed_is_read_whole_also_when_it_comes_in_parts() -> None:
         threading.Timer(0.05, lambda: theirs.sendall(b"lo\r\n")).start()
         assert conn.read(ready=True) == b"hello"  # the rest waited for
         theirs.close()
-        with pytest.raises(resp.Closed):
+        with pytest.raises(redis_socket.Closed):
             conn.read(ready=True)

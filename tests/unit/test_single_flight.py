@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from salon.single_flight import SingleFlight
+from salon.infra.single_flight import SingleFlight
 
 
 def test_concurrent_callers_share_one_computation():

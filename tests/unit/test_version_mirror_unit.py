@@ -7,7 +7,7 @@ import socket
 
 import hiredis
 
-from salon.version_mirror import VersionMirror
+from salon.public_times.version_mirror import VersionMirror
 
 
 def test_garbage_on_the_connection_is_not_the_callers_error() -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salon.versions import Versions, local_dates_reached, utc_dates
+from salon.public_times.versions import Versions, local_dates_reached, utc_dates
 
 UTC = dt.UTC
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from salon.settings import Settings
-from salon.waits import WaitingPlaces
+from salon.write_path.waits import WaitingPlaces
 
 
 class Clock:

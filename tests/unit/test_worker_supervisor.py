@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from salon.worker_supervisor import MAX_DELAY, STABLE_SECONDS, Supervisor, backoff
+from workers.supervisor import MAX_DELAY, STABLE_SECONDS, Supervisor, backoff
 
 
 def serves(ready: Path) -> list[str]:

@@ -9,8 +9,8 @@ from falcon import testing
 
 from api.writes import wait_seconds
 from salon.auth import Principal
-from salon.logs import JsonFormatter, RequestIdFilter, mask_pii, request_id_var
-from salon.writes import WriteCommand
+from salon.infra.logs import JsonFormatter, RequestIdFilter, mask_pii, request_id_var
+from salon.write_path.model import WriteCommand
 
 P = Principal(uuid.uuid4(), "admin", uuid.uuid4())
 

@@ -1,5 +1,5 @@
 """Recent commits are found by when they finished: the scheduler checks each left its version
-bump's receipt (`salon.lost_bumps`).
+bump's receipt (`salon.public_times.version_repair`).
 
 Revision ID: 0006
 Revises: 0005

@@ -1,14 +1,14 @@
 """Free runs: each stylist's free time per location and local date, kept exact by triggers.
 
-A free run is a stretch of consecutive open slots of one length (its `step`) on one local
-date that no confirmed booking overlaps. `/v1/dates` counts free starts from these rows
-instead of from every slot (`salon.free_times`); live holds are taken off at read time, so
-holds, their expiry and the sweep never write here.
+A free run is a stretch of consecutive open slots of one length (its `step`) on one local date that
+no confirmed booking overlaps. `/v1/dates` counts free starts from these rows instead of from every
+slot (`salon.public_times.free_times`); live holds are taken off at read time, so holds, their
+expiry and the sweep never write here.
 
 The triggers recount the runs of every (stylist, location, local date) a statement touched:
 slots inserted, changed or deleted, and confirmed bookings made, moved or ended (their slots'
 dates, at every location of the stylist). Before recounting they take the stylists' advisory
-locks (`salon.locks`, already held by every writer of the product), so two writers of one
+locks (`salon.infra.locks`, already held by every writer of the product), so two writers of one
 stylist recount one after the other and the later sees the earlier's commit.
 
 Revision ID: 0007
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS scheduler.free_runs (
     PRIMARY KEY (location_id, local_date, stylist_id, start_at)
 );
 
--- The stylists' advisory locks, sorted: the keys and the order of salon.locks.
+-- The stylists' advisory locks, sorted: the keys and the order of salon.infra.locks.
 CREATE OR REPLACE FUNCTION scheduler.lock_stylists(stylists uuid[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
