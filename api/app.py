@@ -19,17 +19,17 @@ from api.middleware.request_log import RequestIdMiddleware
 from api.openapi import build_spec
 from api.resources import bookings, catalogue, docs, health, public_times, requests, rules, slots
 from api.resources.metrics import Metrics
-from api.slots_entrance import StickyRepeats
+from api.slots_entrance import SlotsEntrance
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
 from salon.public_times.exposures import ExposureService
-from salon.public_times.stored_answers import PublicReads
+from salon.public_times.stored_answers import StoredAnswers
 from salon.settings import Settings
 
 Route = tuple[str, object, str | None]
 
 
-def routes(container: Container, reads: PublicReads) -> list[Route]:
+def routes(container: Container, reads: StoredAnswers) -> list[Route]:
     c = container
     return [
         ("/healthz", health.Healthz(), None),
@@ -71,7 +71,7 @@ def _version() -> str:
 
 
 def create_app(
-    container: Container, reads: PublicReads | None = None
+    container: Container, reads: StoredAnswers | None = None
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The Falcon app alone. `reads`: the process's public-read caches (a new one if None)."""
     middleware: list[Any] = [
@@ -92,7 +92,7 @@ def create_app(
     errors.register(app)
     spec: dict[str, object] = {}  # filled below: the docs routes describe themselves too
     table = [
-        *routes(container, reads or PublicReads(container)),
+        *routes(container, reads or StoredAnswers(container)),
         ("/openapi.yaml", docs.OpenApiYaml(spec), None),
         ("/openapi.json", docs.OpenApiJson(spec), None),
         ("/docs", docs.HtmlPage(docs.SWAGGER_PAGE), None),
@@ -105,10 +105,10 @@ def create_app(
     return app
 
 
-def wsgi_app(container: Container) -> StickyRepeats:
+def wsgi_app(container: Container) -> SlotsEntrance:
     """What is served: the Falcon app behind the layer that answers repeated exposures."""
-    reads = PublicReads(container)
-    return StickyRepeats(create_app(container, reads), container, ExposureService(container, reads))
+    reads = StoredAnswers(container)
+    return SlotsEntrance(create_app(container, reads), container, ExposureService(container, reads))
 
 
 def api_container(settings: Settings) -> Container:
@@ -121,7 +121,7 @@ def api_container(settings: Settings) -> Container:
     )
 
 
-def get_app() -> StickyRepeats:
+def get_app() -> SlotsEntrance:
     from salon.infra.logs import configure
 
     settings = Settings.from_env()

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from api.schemas import Accepted, Problem
+from api.schemas.common import Accepted, Problem
 from api.writes import KEY_PATTERN
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -86,7 +86,7 @@ def client_address(environ: dict[str, Any]) -> str | None:
     return str(environ.get("REMOTE_ADDR") or "127.0.0.1")
 
 
-class StickyRepeats:
+class SlotsEntrance:
     """WSGI layer in front of the Falcon app: answers repeated exposures from Redis."""
 
     def __init__(self, app: WSGIApp, container: Container, exposures: ExposureService) -> None:

@@ -13,7 +13,7 @@ import falcon
 from api.errors import ProblemError, write_problem
 from salon.bootstrap import Container
 from salon.errors import IdempotencyKeyMissing
-from salon.write_path.model import Operation, WriteCommand
+from salon.write_path.model import NewWriteRequest, Operation
 from salon.write_path.submit import submit
 
 # An Idempotency-Key: 1-255 visible ASCII characters (the OpenAPI document says so too).
@@ -45,7 +45,7 @@ def submit_write(
     if not _KEY.match(key):
         raise ProblemError(400, "Bad Idempotency-Key", "1-255 visible ASCII characters")
     settings = container.settings
-    cmd = WriteCommand(
+    cmd = NewWriteRequest(
         operation=operation.name,
         principal=req.context.principal,
         key=key,

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from salon.infra.connect_breaker import ConnectBreaker
 from salon.infra.redis_breaker import GuardedRetry, RedisBreaker
-from salon.infra.redis_pipelines import CommandLane
+from salon.infra.redis_pipelines import RedisPipelines
 from salon.settings import Settings
 from salon.write_path.waits import WaitingPlaces
 
@@ -45,7 +45,7 @@ class Container:
     redis_breaker: RedisBreaker | None = None
     # What a write sends after its commit (salon.public_times.versions.run_pipeline), on plain
     # connections.
-    redis_lane: CommandLane = field(init=False)
+    redis_pipelines: RedisPipelines = field(init=False)
     # Places for writes waiting for their outcome, fewer than the API's threads, so that
     # writes waiting on stopped workers never hold every thread (salon.write_path.waits).
     write_waits: WaitingPlaces = field(init=False)
@@ -57,7 +57,7 @@ class Container:
     operations: dict[str, Operation] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.redis_lane = CommandLane(self.redis)
+        self.redis_pipelines = RedisPipelines(self.redis)
         self.write_waits = WaitingPlaces(self.settings.waiting_writes())
 
     def close(self) -> None:
@@ -138,7 +138,7 @@ def build_redis(
     socket_timeout: float | None = None,
     breaker: RedisBreaker | None = None,
 ) -> Redis:
-    """A client; with `breaker`, each of its calls (and those of the plain lanes built on it,
+    """A client; with `breaker`, each of its calls (and those of the pipelines built on it,
     `salon.infra.redis_pipelines`) is refused at once while Redis does not answer."""
     return Redis.from_url(
         settings.redis_url,

@@ -14,7 +14,7 @@ from typing import Protocol
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from salon.infra.redis_pipelines import CommandLane
+from salon.infra.redis_pipelines import RedisPipelines
 from salon.settings import Settings
 
 
@@ -65,18 +65,18 @@ class HasDispatch(Protocol):
     def dispatch(self) -> Dispatcher: ...
 
 
-class HasRedisLane(Protocol):
+class HasRedisPipelines(Protocol):
     """The plain connection a write's post-commit round trip goes through."""
 
     @property
-    def redis_lane(self) -> CommandLane: ...
+    def redis_pipelines(self) -> RedisPipelines: ...
 
 
 class Reads(HasSessions, HasRedis, HasSettings, Protocol):
     """The public read path: the database, the shared Redis, the settings."""
 
 
-class Announcer(HasRedis, HasRedisLane, HasSessions, HasSettings, Protocol):
+class Announcer(HasRedis, HasRedisPipelines, HasSessions, HasSettings, Protocol):
     """What tells every process that something changed (`salon.public_times.versions`,
     `salon.public_times.version_repair`)."""
 

@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 from pydantic import BaseModel
 
-from api.schemas import PageQuery
+from api.schemas.common import PageQuery
 from api.validation import parse_body
 from salon.bootstrap import Container
 from salon.errors import NotFound

@@ -10,7 +10,7 @@ import falcon
 from api.auth import admin_only, require_roles
 from api.openapi import doc
 from api.resources.base import BaseResource, parse_uuid
-from api.schemas import (
+from api.schemas.bookings import (
     AdminBookingPatch,
     AdminBookingQuery,
     BookingOut,

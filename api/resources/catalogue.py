@@ -9,12 +9,11 @@ import falcon
 from api.auth import admin_only
 from api.openapi import doc
 from api.resources.base import BaseResource, parse_uuid
-from api.schemas import (
+from api.schemas.catalogue import (
     LocationIn,
     LocationOut,
     LocationPage,
     LocationPatch,
-    PageQuery,
     ServiceIn,
     ServiceOut,
     ServicePage,
@@ -23,8 +22,8 @@ from api.schemas import (
     StylistOut,
     StylistPage,
     StylistPatch,
-    patch_body,
 )
+from api.schemas.common import PageQuery, patch_body
 from api.validation import parse_query
 from api.writes import submit_write
 from salon import operations

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from api.errors import write_problem
 from api.openapi import doc
-from api.schemas import Health, Ready
+from api.schemas.common import Health, Ready
 from salon.bootstrap import Container
 from salon.errors import problem_type
 

@@ -12,13 +12,20 @@ from api.auth import admin_only
 from api.errors import ProblemError
 from api.openapi import doc
 from api.resources.base import BaseResource
-from api.schemas import DatesOut, DatesQuery, ExposureOut, LedgerOut, LedgerQuery, SlotsQuery
+from api.schemas.public_times import (
+    DatesOut,
+    DatesQuery,
+    ExposureOut,
+    LedgerOut,
+    LedgerQuery,
+    SlotsQuery,
+)
 from api.validation import parse_query
 from models.exposure import VARIANTS
 from salon.bootstrap import Container
 from salon.public_times.calendars import Calendars
 from salon.public_times.exposures import ExposureService
-from salon.public_times.stored_answers import PublicReads
+from salon.public_times.stored_answers import StoredAnswers
 
 SESSION_COOKIE = "salon_sid"
 # Set by `api.slots_entrance`: (exposure key, what the lookup under it found), so it is not
@@ -59,10 +66,10 @@ def subject_for(req: falcon.Request, resp: falcon.Response) -> str:
 
 
 class PublicResource(BaseResource):
-    def __init__(self, container: Container, reads: PublicReads | None = None) -> None:
+    def __init__(self, container: Container, reads: StoredAnswers | None = None) -> None:
         super().__init__(container)
         # One per process, shared by the public resources: offers and day lists are kept in it.
-        reads = reads or PublicReads(container)
+        reads = reads or StoredAnswers(container)
         self.exposures = ExposureService(container, reads)
         self.calendars = Calendars(container, reads)
 

@@ -8,7 +8,7 @@ import falcon
 
 from api.auth import require_roles
 from api.openapi import doc
-from api.schemas import WriteRequestOut
+from api.schemas.common import WriteRequestOut
 from models.tables import WriteRequest
 from salon.auth import ROLES
 from salon.bootstrap import Container

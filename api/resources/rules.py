@@ -7,7 +7,8 @@ import falcon
 from api.auth import admin_only
 from api.openapi import doc
 from api.resources.base import BaseResource, parse_uuid
-from api.schemas import RuleIn, RuleOut, RulePage, RulePatch, RuleQuery, patch_body
+from api.schemas.common import patch_body
+from api.schemas.rules import RuleIn, RuleOut, RulePage, RulePatch, RuleQuery
 from api.validation import parse_query
 from api.writes import submit_write
 from salon import operations

@@ -7,7 +7,7 @@ import falcon
 from api.auth import admin_only
 from api.openapi import doc
 from api.resources.base import BaseResource, parse_uuid
-from api.schemas import GenerateIn, JobOut, SlotPage, SlotQuery
+from api.schemas.slots import GenerateIn, JobOut, SlotPage, SlotQuery
 from api.validation import parse_query
 from api.writes import submit_write
 from salon import operations

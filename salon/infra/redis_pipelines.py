@@ -146,7 +146,7 @@ class ThreadConnections:
             conn.close()
 
 
-class CommandLane:
+class RedisPipelines:
     """Pipelines of plain commands on a connection per thread: what a write sends after its
     commit (version bumps, the done signal), what a public read looks up and stores. Over
     TLS they go through a redis-py pipeline."""

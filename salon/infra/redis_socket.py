@@ -53,7 +53,7 @@ INBOX_BYTES = 16384
 def has_input(sock: socket.socket) -> bool:
     """Whether `sock` has something to read or was closed (never waits).
 
-    Asked on every request (`VersionMirror.values`, a lane's dead-connection check), so it
+    Asked on every request (`VersionMirror.values`, a pipeline's dead-connection check), so it
     keeps the GIL: Python's socket calls let go of it around even a call that cannot block,
     and under load every such call wakes a thread waiting for the GIL that then finds it
     taken again; measured, the two checks a request made that way cost ~20 % of the

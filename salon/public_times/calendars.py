@@ -18,7 +18,7 @@ import orjson
 from salon.infra.single_flight import SingleFlight
 from salon.ports import Reads
 from salon.public_times.free_times import Offer, Window, free_days, free_on_days, local_today
-from salon.public_times.stored_answers import Lookup, PublicReads
+from salon.public_times.stored_answers import Lookup, StoredAnswers
 from salon.public_times.versions import Versions, dirty_local_dates
 
 # The dates at the ends of the bookable window are recomputed at least this often.
@@ -37,10 +37,10 @@ def days_view(first: dt.date, counts: dict[dt.date, int], days: int) -> list[dic
 
 
 class Calendars:
-    def __init__(self, container: Reads, reads: PublicReads | None = None) -> None:
+    def __init__(self, container: Reads, reads: StoredAnswers | None = None) -> None:
         self.container = container
         self.ns = container.settings.redis_namespace
-        self.reads = reads or PublicReads(container)
+        self.reads = reads or StoredAnswers(container)
         self._flights: SingleFlight[bytes] = SingleFlight()
 
     def calendar(

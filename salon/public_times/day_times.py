@@ -122,7 +122,7 @@ def whole_days(day: dt.date) -> Window:
     return Window(start - dt.timedelta(days=2), start + dt.timedelta(days=3))
 
 
-class LiveTimes:
+class DayTimesCache:
     def __init__(self, container: Reads, *, max_entries: int = MAX_ENTRIES) -> None:
         self.container = container
         self.max_entries = max_entries

@@ -30,7 +30,7 @@ from salon.encoding import rfc3339
 from salon.errors import InvalidInput
 from salon.ports import Reads
 from salon.public_times.free_times import Offer, Window, free_days, local_today
-from salon.public_times.stored_answers import Lookup, PublicReads, stream_entry
+from salon.public_times.stored_answers import Lookup, StoredAnswers, stream_entry
 from salon.public_times.versions import bump_versions, version_key
 
 __all__ = ["ExposureService", "bump_versions", "version_key"]
@@ -89,11 +89,11 @@ def _candidate_from(o: Offer, d: dict[str, Any]) -> Candidate:
 
 
 class ExposureService:
-    def __init__(self, container: Reads, reads: PublicReads | None = None) -> None:
+    def __init__(self, container: Reads, reads: StoredAnswers | None = None) -> None:
         self.container = container
         self.settings = container.settings
         self.ns = container.settings.redis_namespace
-        self.reads = reads or PublicReads(container)
+        self.reads = reads or StoredAnswers(container)
 
     def window(self, now: dt.datetime) -> Window:
         return self.reads.window(now)

@@ -22,10 +22,10 @@ import orjson
 import redis
 from cachetools import LRUCache
 
-from salon.infra.redis_pipelines import CommandLane
+from salon.infra.redis_pipelines import RedisPipelines
 from salon.infra.redis_socket import is_plain
 from salon.ports import Reads
-from salon.public_times.day_times import LiveTimes
+from salon.public_times.day_times import DayTimesCache
 from salon.public_times.free_times import Offer, Window
 from salon.public_times.offers import OfferCache, catalogue_key, queue_catalogue_bump
 from salon.public_times.version_mirror import VersionMirror
@@ -54,7 +54,7 @@ _RATE_TTL = 61
 
 
 @dataclass(frozen=True)
-class KeptAnswer:
+class StoredAnswer:
     """A stored answer this process has seen, valid while the mirrored counters agree."""
 
     response: bytes
@@ -71,7 +71,7 @@ class Lookup:
     rate_count: int | None = None  # the caller's requests this minute, when it was counted
 
 
-class PublicReads:
+class StoredAnswers:
     """What /v1/slots and /v1/dates share: offers, day free-time lists, stored answers.
     One per API process."""
 
@@ -80,13 +80,13 @@ class PublicReads:
         self.redis = container.redis
         self.ns = container.settings.redis_namespace
         self.offers = OfferCache(container)
-        self.live = LiveTimes(container)
+        self.live = DayTimesCache(container)
         # Plain commands, not scripts: a Lua call cost Redis ~56 us of CPU, ~40 of it the
         # script's own overhead (docs/performance.md).
-        self._lane = CommandLane(container.redis, name="salon-reads")
+        self._pipelines = RedisPipelines(container.redis, name="salon-reads")
         self.mirror = version_mirror(container.redis, self.ns)
         # Least recently used first out; not thread-safe: used under `_kept_lock`.
-        self._kept: LRUCache[str, KeptAnswer] = LRUCache(MAX_KEPT_ANSWERS)
+        self._kept: LRUCache[str, StoredAnswer] = LRUCache(MAX_KEPT_ANSWERS)
         self._kept_lock = threading.Lock()
 
     def window(self, now: dt.datetime) -> Window:
@@ -114,7 +114,7 @@ class PublicReads:
             # Counting a request twice (a retried round trip) is harmless.
             commands += [("INCR", rate_key), ("EXPIRE", rate_key, _RATE_TTL)]
         try:
-            replies = self._lane.pipeline(commands)
+            replies = self._pipelines.pipeline(commands)
         except redis.RedisError:
             return Lookup(None, -1)
         (response, vkeys, versions, until, state), catalogue = replies[0], replies[1]
@@ -125,7 +125,7 @@ class PublicReads:
             if current is not None and ",".join(map(str, current)) == versions.decode():
                 answer = bytes(response)
                 if self.mirror is not None:
-                    self._keep(key, KeptAnswer(answer, tuple(version_keys), current, int(until)))
+                    self._keep(key, StoredAnswer(answer, tuple(version_keys), current, int(until)))
                 return Lookup(answer, 0, rate_count=count)
         stored = orjson.loads(state) if state is not None else None
         return Lookup(None, int(catalogue or 0), stored, rate_count=count)
@@ -137,7 +137,7 @@ class PublicReads:
             return known
         token = self.mirror.token() if self.mirror is not None else None
         try:
-            raw = self._lane.pipeline([("MGET", *keys)])[0]
+            raw = self._pipelines.pipeline([("MGET", *keys)])[0]
         except redis.RedisError:
             return None
         values = tuple(int(v or 0) for v in raw)
@@ -152,7 +152,7 @@ class PublicReads:
             return None
         return kept.response if self.mirror.values(kept.version_keys) == kept.versions else None
 
-    def _keep(self, key: str, kept: KeptAnswer) -> None:
+    def _keep(self, key: str, kept: StoredAnswer) -> None:
         with self._kept_lock:
             self._kept[key] = kept
 
@@ -227,7 +227,7 @@ class PublicReads:
         if not commands:
             return
         try:
-            self._lane.send_later(commands, transaction=True)
+            self._pipelines.send_later(commands, transaction=True)
         except redis.RedisError:
             log.warning("could not store an answer")
 
@@ -251,7 +251,7 @@ class PublicReads:
             "state": orjson.dumps({**state, "versions": versions.as_doc()}),
         }
         if self.mirror is not None:
-            kept = KeptAnswer(answer, tuple(version_keys), versions.values(), fields["until"])
+            kept = StoredAnswer(answer, tuple(version_keys), versions.values(), fields["until"])
             self._keep(key, kept)
         # Every stored answer has the same fields, so HSET replaces a previous one whole.
         return [

@@ -71,7 +71,7 @@ def run_with_receipt(container: Announcer, change: str | None, fill: Callable[[A
             queue_receipt(pipe, ns, change)
 
     try:
-        run_pipeline(container.redis_lane, with_receipt)
+        run_pipeline(container.redis_pipelines, with_receipt)
     except redis.RedisError:
         if change is not None:
             _drop_receipt(container, change)
@@ -84,7 +84,7 @@ def queue_receipt(pipe: Any, namespace: str, change: str) -> None:
 
 def _drop_receipt(container: Announcer, change: str) -> None:
     try:
-        container.redis_lane.pipeline(
+        container.redis_pipelines.pipeline(
             [("DEL", receipt_key(container.settings.redis_namespace, change))]
         )
     except Exception:
@@ -189,4 +189,4 @@ class LostBumpWatch:
             for change in missing:
                 queue_receipt(pipe, ns, change)
 
-        run_pipeline(container.redis_lane, fill)
+        run_pipeline(container.redis_pipelines, fill)

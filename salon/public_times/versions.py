@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from salon.infra.redis_pipelines import CommandLane
+from salon.infra.redis_pipelines import RedisPipelines
 from salon.ports import Announcer
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,9 @@ def bump_versions(
     stylist_ids, changes = list(stylist_ids), list(changes)
     ns = container.settings.redis_namespace
     try:
-        run_pipeline(container.redis_lane, lambda pipe: queue_bumps(pipe, ns, stylist_ids, changes))
+        run_pipeline(
+            container.redis_pipelines, lambda pipe: queue_bumps(pipe, ns, stylist_ids, changes)
+        )
     except redis.RedisError:
         # Cached answers then show a taken time until they expire: a hold on it answers 409.
         log.warning("could not bump the versions of %s", stylist_ids or changes)
@@ -141,7 +143,7 @@ def _queue(pipe: Any, namespace: str, dates: Mapping[str, set[str]]) -> None:
 
 
 class Commands:
-    """Collects what a redis-py pipeline would queue, for a `CommandLane` to send: the
+    """Collects what a redis-py pipeline would queue, for a `RedisPipelines` to send: the
     commands the writes' post-commit pipelines use (`queue_bumps`, `queue_catalogue_bump`,
     the done signal, the receipt)."""
 
@@ -166,14 +168,14 @@ class Commands:
         self.queued.append(("EXPIRE", key, seconds))
 
 
-def run_pipeline(target: redis.Redis | CommandLane, fill: Callable[[Any], None]) -> list[Any]:
+def run_pipeline(target: redis.Redis | RedisPipelines, fill: Callable[[Any], None]) -> list[Any]:
     """Run a pipeline that `fill` queues (bumps among other things), on a redis-py client or
-    a lane. If Redis lost the bump script (a restart), load it and run the pipeline again:
+    a pipeline. If Redis lost the bump script (a restart), load it and run the pipeline again:
     its bumps all failed, and what else it holds may run twice (the writes' done signals do
     no harm twice)."""
     for attempt in (1, 2):
         try:
-            if isinstance(target, CommandLane):
+            if isinstance(target, RedisPipelines):
                 commands = Commands()
                 fill(commands)
                 return target.pipeline(commands.queued)
@@ -183,7 +185,7 @@ def run_pipeline(target: redis.Redis | CommandLane, fill: Callable[[Any], None])
         except redis.exceptions.NoScriptError:
             if attempt == 2:
                 raise
-            if isinstance(target, CommandLane):
+            if isinstance(target, RedisPipelines):
                 target.pipeline([("SCRIPT", "LOAD", _BUMP)])
             else:
                 target.script_load(_BUMP)

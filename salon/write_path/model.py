@@ -92,7 +92,7 @@ class Aborted(Exception):
 
 
 @dataclass(frozen=True)
-class WriteCommand:
+class NewWriteRequest:
     operation: str
     principal: Principal
     key: str

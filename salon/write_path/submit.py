@@ -26,9 +26,9 @@ from salon.errors import (
 from salon.write_path.model import (
     STORED_COLUMNS,
     WRITES,
+    NewWriteRequest,
     Stored,
     Submitted,
-    WriteCommand,
     WriteOutcome,
     WritePorts,
     done_key,
@@ -56,7 +56,10 @@ _FIND_ID = text(f"SELECT {STORED_COLUMNS} FROM scheduler.idempotency_keys WHERE 
 
 
 def record(
-    db: Session | Connection, cmd: WriteCommand, ttl_hours: int, write_id: uuid.UUID | None = None
+    db: Session | Connection,
+    cmd: NewWriteRequest,
+    ttl_hours: int,
+    write_id: uuid.UUID | None = None,
 ) -> tuple[Stored, bool]:
     """Insert the write under (principal, key), or find the one already there.
 
@@ -101,7 +104,7 @@ def record(
     return row, False
 
 
-def _record_alone(container: WritePorts, cmd: WriteCommand) -> tuple[Stored, bool]:
+def _record_alone(container: WritePorts, cmd: NewWriteRequest) -> tuple[Stored, bool]:
     """`record` as a transaction of its own: autocommit, so no BEGIN and no COMMIT round trip
     (the INSERT is atomic by itself). A connection found dead by its first statement is
     replaced once: the same write id makes a retry of an INSERT that did commit find itself."""
@@ -118,7 +121,7 @@ def _record_alone(container: WritePorts, cmd: WriteCommand) -> tuple[Stored, boo
     raise AssertionError("unreachable")
 
 
-def submit(container: WritePorts, cmd: WriteCommand, wait_seconds: float) -> Submitted:
+def submit(container: WritePorts, cmd: NewWriteRequest, wait_seconds: float) -> Submitted:
     if cmd.operation not in container.operations:
         raise ValueError(f"unknown operation {cmd.operation!r}")
     row, created = _record_alone(container, cmd)

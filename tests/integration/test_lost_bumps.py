@@ -19,7 +19,7 @@ from salon.bootstrap import bootstrap
 from salon.public_times.day_times import SUSPECT_GRACE, DayTimes
 from salon.public_times.exposures import ExposureService
 from salon.public_times.offers import catalogue_key
-from salon.public_times.stored_answers import PublicReads
+from salon.public_times.stored_answers import StoredAnswers
 from salon.public_times.version_repair import LostBumpWatch, chunk_change, receipt_key, write_change
 from salon.write_path import execute
 from tests.conftest import token_for
@@ -197,7 +197,7 @@ def test_after_redis_lost_its_data_the_watchs_one_bump_is_recomputed_one_list_at
         days=(days[0], days[-1]),
     )
     assert shop["job"]["status"] == "succeeded"
-    reads = PublicReads(container)
+    reads = StoredAnswers(container)
     location, service = uuid.UUID(shop["location"]), uuid.UUID(shop["service"])
     o, versions = reads.offer(0, location, service, None)
     assert versions is not None

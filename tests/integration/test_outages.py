@@ -349,16 +349,16 @@ def test_database_down_a_new_slots_ask_answers_503_within_the_connect_timeout(
 ):
     """Chosen in front of Falcon (`api.slots_entrance`), the ask's failure is answered by Falcon's
     error handlers from the exception itself: the outage is not met twice."""
-    from salon.public_times.stored_answers import PublicReads
+    from salon.public_times.stored_answers import StoredAnswers
 
     offers: list[object] = []
-    real_offer = PublicReads.offer
+    real_offer = StoredAnswers.offer
 
     def counted_offer(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         offers.append(args)
         return real_offer(self, *args, **kwargs)
 
-    monkeypatch.setattr(PublicReads, "offer", counted_offer)
+    monkeypatch.setattr(StoredAnswers, "offer", counted_offer)
     c = bootstrap(settings.with_(database_url=silent_db))
     try:
         client = testing.TestClient(wsgi_app(c))

@@ -637,9 +637,9 @@ def test_an_expiring_hold_frees_its_time_without_any_write(api, shop, container,
 
 def day_lists(container, shop):  # type: ignore[no-untyped-def]
     """A process's public reads, the shop's offer, and a reader of its current versions."""
-    from salon.public_times.stored_answers import PublicReads
+    from salon.public_times.stored_answers import StoredAnswers
 
-    reads = PublicReads(container)
+    reads = StoredAnswers(container)
     o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
 
     def versions():  # type: ignore[no-untyped-def]
@@ -768,9 +768,9 @@ def test_writes_still_bump_versions_after_redis_lost_its_scripts(container, shop
 
 def test_what_a_process_kept_is_not_trusted_after_redis_lost_its_data(shop, container):
     """Counters start again after a Redis restart; kept day lists must not match by chance."""
-    from salon.public_times.stored_answers import PublicReads
+    from salon.public_times.stored_answers import StoredAnswers
 
-    reads = PublicReads(container)
+    reads = StoredAnswers(container)
     o, versions = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
     assert versions is not None and versions.catalogue != 0
     now = dt.datetime.now(dt.UTC)
@@ -786,10 +786,10 @@ def test_what_a_process_kept_is_not_trusted_after_redis_lost_its_data(shop, cont
 def test_an_offers_versions_come_from_the_mirror_once_learned_and_a_bump_is_seen_at_once(
     shop, container, monkeypatch
 ):
-    from salon.public_times.stored_answers import PublicReads
+    from salon.public_times.stored_answers import StoredAnswers
     from salon.public_times.versions import bump_versions
 
-    reads = PublicReads(container)
+    reads = StoredAnswers(container)
     assert reads.mirror is not None
     reads.mirror.token()  # starts it
     deadline = time.monotonic() + 5
@@ -815,10 +815,10 @@ def test_a_day_built_from_its_rows_is_the_day_built_from_candidates(shop, contai
     from models.exposure import Candidate, FreeDay
     from salon.public_times.day_times import candidate_rows, whole_days
     from salon.public_times.free_times import free_starts
-    from salon.public_times.stored_answers import PublicReads
+    from salon.public_times.stored_answers import StoredAnswers
 
     book(container, shop, tenant, shop["a"], at(11))
-    reads = PublicReads(container)
+    reads = StoredAnswers(container)
     o, _ = reads.offer(0, uuid.UUID(shop["location"]), uuid.UUID(shop["service"]), None)
     with container.sessions() as session:
         rows = free_starts(session, o, DAY, whole_days(DAY))

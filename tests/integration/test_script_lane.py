@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from salon.infra.redis_pipelines import CommandLane
+from salon.infra.redis_pipelines import RedisPipelines
 
 ECHO = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1]), redis.call('GET', 'missing')}"
 
@@ -26,7 +26,7 @@ class ScriptLane:
     def __init__(
         self, client: redis.Redis, source: str, *, retry: bool, name: str = "salon-reads"
     ) -> None:
-        self.lane, self.source, self.retry = CommandLane(client, name=name), source, retry
+        self.lane, self.source, self.retry = RedisPipelines(client, name=name), source, retry
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
         command = ("EVAL", self.source, len(keys), *keys, *args)
@@ -212,9 +212,9 @@ def test_a_hanging_redis_is_a_timeout_not_a_wait() -> None:
 def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
     client: redis.Redis, key: str
 ) -> None:
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
 
-    lane = CommandLane(client, name=f"lane-{uuid.uuid4().hex[:8]}")
+    lane = RedisPipelines(client, name=f"lane-{uuid.uuid4().hex[:8]}")
     assert lane.pipeline([("INCR", key), ("INCR", key), ("GET", key)]) == [1, 2, b"2"]
     with pytest.raises(redis.ResponseError):
         lane.pipeline([("INCR", key), ("LPUSH", key, "x"), ("INCR", key)])
@@ -227,9 +227,9 @@ def test_a_command_lane_pipeline_answers_in_order_and_raises_the_first_error(
 def test_a_command_lane_transaction_answers_its_commands_and_raises_an_error_inside(
     client: redis.Redis, key: str
 ) -> None:
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
 
-    lane = CommandLane(client, name=f"lane-{uuid.uuid4().hex[:8]}")
+    lane = RedisPipelines(client, name=f"lane-{uuid.uuid4().hex[:8]}")
     assert lane.pipeline([("INCR", key), ("GET", key)], transaction=True) == [1, b"1"]
     with pytest.raises(redis.ResponseError):
         lane.pipeline([("INCR", key), ("LPUSH", key, "x"), ("INCR", key)], transaction=True)
@@ -241,14 +241,14 @@ def test_a_command_lane_transaction_answers_its_commands_and_raises_an_error_ins
 
 
 def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: redis.Redis) -> None:
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
     from salon.public_times.offers import queue_catalogue_bump
     from salon.public_times.versions import queue_bumps, run_pipeline
 
     stylist = uuid.uuid4()
     day = dt.datetime(2030, 5, 6, 10, tzinfo=dt.UTC)
     states = []
-    for target in (client, CommandLane(client)):
+    for target in (client, RedisPipelines(client)):
         ns = f"lane-{uuid.uuid4().hex[:8]}"
 
         def fill(pipe: Any, ns: str = ns) -> None:
@@ -280,10 +280,10 @@ def test_the_writes_post_commit_pipeline_through_a_lane_is_redis_pys(client: red
 def test_commands_sent_without_waiting_run_and_keep_the_connection_in_step(
     client: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
 
     name = f"lane-{uuid.uuid4().hex[:8]}"
-    lane = CommandLane(client, name=name)
+    lane = RedisPipelines(client, name=name)
     lane.send_later([("INCR", key), ("INCR", key)], transaction=True)
     # Another connection sees them once Redis ran them; this thread's next call reads the
     # owed replies first, so its own replies are its own.
@@ -299,10 +299,10 @@ def test_commands_sent_without_waiting_run_and_keep_the_connection_in_step(
 def test_a_connection_lost_with_replies_owed_is_replaced_for_the_next_call(
     client: redis.Redis, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
 
     name = f"lane-{uuid.uuid4().hex[:8]}"
-    lane = CommandLane(client, name=name)
+    lane = RedisPipelines(client, name=name)
     assert lane.pipeline([("PING",)]) == [b"PONG"]
     # Sent into a connection Redis has already closed: the kernel takes the bytes, nobody
     # runs them, and the reply the thread is owed never comes.
@@ -315,9 +315,9 @@ def test_a_connection_lost_with_replies_owed_is_replaced_for_the_next_call(
 
 
 def test_sending_without_waiting_to_a_redis_not_there_is_a_connection_error() -> None:
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
 
-    lane = CommandLane(redis.Redis(port=1, socket_connect_timeout=0.5))
+    lane = RedisPipelines(redis.Redis(port=1, socket_connect_timeout=0.5))
     with pytest.raises(redis.ConnectionError):
         lane.send_later([("PING",)])
 
@@ -325,7 +325,7 @@ def test_sending_without_waiting_to_a_redis_not_there_is_a_connection_error() ->
 def test_a_new_connection_refused_while_sending_without_waiting_is_a_redis_error() -> None:
     """Redis may refuse a connection with an error reply (max clients, a changed password):
     sending without waiting raises redis-py's error, which best-effort callers catch."""
-    from salon.infra.redis_pipelines import CommandLane
+    from salon.infra.redis_pipelines import RedisPipelines
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -340,7 +340,7 @@ def test_a_new_connection_refused_while_sending_without_waiting_is_a_redis_error
 
     threading.Thread(target=refuse, daemon=True).start()
     try:
-        lane = CommandLane(redis.Redis(port=listener.getsockname()[1], socket_timeout=2))
+        lane = RedisPipelines(redis.Redis(port=listener.getsockname()[1], socket_timeout=2))
         with pytest.raises(redis.ResponseError, match="max number of clients"):
             lane.send_later([("PING",)])
     finally:

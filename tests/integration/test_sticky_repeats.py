@@ -16,11 +16,11 @@ from falcon import testing
 from prometheus_client import REGISTRY
 
 from api.app import create_app
-from api.slots_entrance import StickyRepeats
+from api.slots_entrance import SlotsEntrance
 from salon.bootstrap import Container, bootstrap
 from salon.infra.logs import RequestIdFilter
 from salon.public_times.exposures import ExposureService
-from salon.public_times.stored_answers import PublicReads
+from salon.public_times.stored_answers import StoredAnswers
 from tests.conftest import token_for
 from tests.integration.conftest import book
 
@@ -32,7 +32,7 @@ class Layered:
     """The layer over a Falcon app that records which requests reached it."""
 
     def __init__(self, container: Container) -> None:
-        reads = PublicReads(container)
+        reads = StoredAnswers(container)
         self.falcon_app = create_app(container, reads)
         self.reached: list[dict[str, Any]] = []
         self.lookups = 0
@@ -58,7 +58,7 @@ class Layered:
             return self.falcon_app(environ, start_response)
 
         self.client = testing.TestClient(
-            StickyRepeats(inner, container, ExposureService(container, reads))
+            SlotsEntrance(inner, container, ExposureService(container, reads))
         )
 
 

@@ -15,7 +15,7 @@ import redis
 
 from salon.bootstrap import Container, bootstrap
 from salon.public_times.offers import catalogue_key
-from salon.public_times.stored_answers import PublicReads, stream_entry
+from salon.public_times.stored_answers import StoredAnswers, stream_entry
 from salon.public_times.versions import Versions, version_key
 
 NOW = dt.datetime.now(dt.UTC)
@@ -29,8 +29,8 @@ def client(settings) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(params=["mirror", "no mirror"])
-def reads(request, container: Container) -> Iterator[PublicReads]:  # type: ignore[no-untyped-def]
-    reads = PublicReads(container)
+def reads(request, container: Container) -> Iterator[StoredAnswers]:  # type: ignore[no-untyped-def]
+    reads = StoredAnswers(container)
     if request.param == "no mirror":
         assert reads.mirror is not None
         reads.mirror.stop()
@@ -46,7 +46,7 @@ def reads(request, container: Container) -> Iterator[PublicReads]:  # type: igno
         reads.mirror.stop()
 
 
-def _store(reads: PublicReads, key: str, stylist: str, *, until: dt.datetime) -> str:
+def _store(reads: StoredAnswers, key: str, stylist: str, *, until: dt.datetime) -> str:
     ns = reads.ns
     catalogue = int(reads.redis.get(catalogue_key(ns)) or 0)
     version = int(reads.redis.get(version_key(ns, stylist)) or 0)
@@ -63,7 +63,7 @@ def _store(reads: PublicReads, key: str, stylist: str, *, until: dt.datetime) ->
     return stream
 
 
-def test_an_answer_is_a_hit_until_its_stylist_changes(reads: PublicReads, client: redis.Redis):
+def test_an_answer_is_a_hit_until_its_stylist_changes(reads: StoredAnswers, client: redis.Redis):
     key, stylist = f"{reads.ns}:answer:{uuid.uuid4().hex}", str(uuid.uuid4())
     stream = _store(reads, key, stylist, until=NOW + dt.timedelta(minutes=5))
     assert client.xlen(stream) == 1  # its ledger entry, once
@@ -77,7 +77,7 @@ def test_an_answer_is_a_hit_until_its_stylist_changes(reads: PublicReads, client
     assert missed.catalogue_version == int(client.get(catalogue_key(reads.ns)) or 0)
 
 
-def test_an_answer_past_its_time_is_a_miss(reads: PublicReads):
+def test_an_answer_past_its_time_is_a_miss(reads: StoredAnswers):
     key, stylist = f"{reads.ns}:answer:{uuid.uuid4().hex}", str(uuid.uuid4())
     _store(reads, key, stylist, until=NOW + dt.timedelta(seconds=30))
     assert reads.lookup(key, NOW).answer is not None
@@ -85,7 +85,7 @@ def test_an_answer_past_its_time_is_a_miss(reads: PublicReads):
 
 
 def test_a_counted_lookup_counts_the_caller_in_the_same_round_trip(
-    reads: PublicReads, client: redis.Redis
+    reads: StoredAnswers, client: redis.Redis
 ):
     key, stylist = f"{reads.ns}:answer:{uuid.uuid4().hex}", str(uuid.uuid4())
     _store(reads, key, stylist, until=NOW + dt.timedelta(minutes=5))
@@ -99,7 +99,7 @@ def test_a_counted_lookup_counts_the_caller_in_the_same_round_trip(
 def test_redis_down_is_an_unknown_catalogue_not_an_error(settings):  # type: ignore[no-untyped-def]
     down = bootstrap(settings.with_(redis_url="redis://127.0.0.1:1/0"))
     try:
-        reads = PublicReads(down)
+        reads = StoredAnswers(down)
         started = time.monotonic()
         found = reads.lookup("any", NOW, "rate")
         assert found.answer is None and found.catalogue_version == -1

@@ -202,10 +202,10 @@ def test_every_staff_role_can_manage_the_catalogue(api, settings, tenant, role, 
 
 def _pending_write(container, operation: str) -> uuid.UUID:
     from salon.auth import Principal
-    from salon.write_path.model import WriteCommand
+    from salon.write_path.model import NewWriteRequest
     from salon.write_path.submit import record
 
-    cmd = WriteCommand(
+    cmd = NewWriteRequest(
         operation,
         Principal(uuid.uuid4(), "admin", None),
         str(uuid.uuid4()),
@@ -356,7 +356,7 @@ def test_recording_retries_once_on_a_connection_that_died_silently(settings, mon
     try:
         monkeypatch.setattr(salon.bootstrap, "select", Silent)
         _terminate(settings, _idle_pool_connections(c.engine, 1))
-        cmd = model.WriteCommand(
+        cmd = model.NewWriteRequest(
             "location.create",
             Principal(uuid.uuid4(), "admin", uuid.uuid4()),
             str(uuid.uuid4()),

@@ -15,7 +15,7 @@ from salon.public_times.day_times import (
     NEAR_BUMPS,
     SUSPECT_GRACE,
     DayTimes,
-    LiveTimes,
+    DayTimesCache,
     trusted_until,
 )
 from salon.public_times.versions import Versions
@@ -34,8 +34,8 @@ def test_lists_computed_together_are_refreshed_spread_out_and_never_used_past_ma
     assert trusted_until(NOW, hold_expires, 0.99) == (hold_expires, hold_expires)
 
 
-class CountedLists(LiveTimes):
-    """LiveTimes whose computation is counted and stamped instead of reading PostgreSQL."""
+class CountedLists(DayTimesCache):
+    """DayTimesCache whose computation is counted and stamped instead of reading PostgreSQL."""
 
     def __init__(self) -> None:
         super().__init__(SimpleNamespace(settings=SimpleNamespace(redis_namespace="t")))  # type: ignore[arg-type]

