@@ -243,7 +243,8 @@ class Booking(Base):
 
 
 class WriteRequest(Base):
-    """An idempotency record and the enqueued write it stands for (one row per key).
+    """A write request: the idempotency record and the enqueued write it stands for (one row
+    per principal and key; the table keeps its first name, `idempotency_keys`).
 
     The API inserts it before enqueueing; the actor runs the write and stores the response in
     the same transaction, so a redelivered message finds it done and changes nothing.
@@ -253,7 +254,12 @@ class WriteRequest(Base):
     __table_args__ = (
         UniqueConstraint("principal", "key", name="idempotency_keys_principal_key_key"),
         CheckConstraint(f"status IN {WRITE_STATUSES!r}", name="status"),
-        {"schema": SCHEMA},
+        {
+            "schema": SCHEMA,
+            "comment": "Write requests: one row per (principal, Idempotency-Key), recorded by the"
+            " API before its message is enqueued; the worker stores the outcome in the same"
+            " transaction as the write.",
+        },
     )
     id: Mapped[uuid.UUID] = _id()
     principal: Mapped[str] = mapped_column(Text)
