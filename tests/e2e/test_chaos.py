@@ -365,7 +365,7 @@ def test_worker_sigkilled_twice_during_1000_holds_loses_and_doubles_nothing(
     system, settings, client, admin, db, whole_again
 ):
     salon = make_salon(client, admin, db, stylists=10, days=3)  # 1,080 slots
-    holds = new_holds(settings, salon, salon.generation.slots[:1000])
+    holds = new_holds(settings, salon, salon.slots[:1000])
     progress = threading.Condition()
     answered = [0]
     kills: list[tuple[float, int]] = []  # (seconds into the burst, holds answered by then)
@@ -447,7 +447,7 @@ def test_redis_restarted_mid_burst_loses_no_accepted_hold(
     system, settings, client, admin, db, whole_again
 ):
     salon = make_salon(client, admin, db, stylists=5, days=2)  # 360 slots
-    holds = new_holds(settings, salon, salon.generation.slots[:300])
+    holds = new_holds(settings, salon, salon.slots[:300])
     stopped = threading.Event()
     outage: list[float] = []
 
@@ -547,7 +547,7 @@ def test_postgres_connections_dropped_answer_fast_503s_then_recover(
     system, settings, e2e_database_url, e2e_tenant, client, admin, db
 ):
     salon = make_salon(client, admin, db, stylists=5, days=3)  # 540 slots
-    holds = new_holds(settings, salon, salon.generation.slots)
+    holds = new_holds(settings, salon, salon.slots)
     after_hold = holds.pop()  # the hold sent once the drops are over
     todo: queue.SimpleQueue[Hold] = queue.SimpleQueue()
     for h in holds:
@@ -1119,7 +1119,7 @@ def test_broker_alone_brings_back_a_sigkilled_workers_writes_within_seconds(plai
     assert not sys_.runs_scheduler
     assert not set(BROKER_AND_REDELIVERY) & sys_.env.keys()
     salon = make_salon(plain.client, plain.admin, db, stylists=2, days=1)  # 72 slots
-    holds = new_holds(settings, salon, salon.generation.slots[:60])
+    holds = new_holds(settings, salon, salon.slots[:60])
     broker = redis.Redis.from_url(sys_.env["REDIS_URL"])
     ns = f"{sys_.env['REDIS_NAMESPACE']}-dramatiq"
     acks = f"{ns}:__acks__.*.writes"
