@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -223,9 +224,15 @@ class Booking(Base):
     # Indexed with start_at, and for held rows alone (migrations 0003, 0008).
     user_id: Mapped[uuid.UUID | None] = mapped_column()
     customer_name: Mapped[str] = mapped_column(Text)
+    # Sealed (`kid:nonce:ciphertext`, salon.infra.pii) under the key `pii_kid`; a row whose
+    # pii_kid is NULL predates encryption and is clear until `salon pii rotate` (migration 0010).
     customer_phone: Mapped[str] = mapped_column(Text)
     customer_email: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
+    pii_kid: Mapped[str | None] = mapped_column(Text)
+    # HMAC-SHA256 of the normalised phone / lowercased email: staff's search.
+    customer_phone_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    customer_email_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     source: Mapped[str | None] = mapped_column(Text)
     consent: Mapped[dict[str, Any] | None] = mapped_column()
     status: Mapped[str] = mapped_column(Text)
@@ -292,6 +299,27 @@ class OutboxEvent(Base):
     request_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     published_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEvent(Base):
+    """A staff write: who (sub, role), what (the operation, its object), when, under which
+    request, and the changed fields before and after (PII masked). Written in the write's own
+    transaction (salon.write_path.audit); purged after AUDIT_RETENTION_DAYS."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = {"schema": SCHEMA}
+    id: Mapped[uuid.UUID] = _id()
+    at: Mapped[datetime] = _created()
+    biz_entity_id: Mapped[uuid.UUID | None] = mapped_column()
+    actor_sub: Mapped[uuid.UUID] = mapped_column()
+    actor_role: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    object_type: Mapped[str] = mapped_column(Text)
+    object_id: Mapped[uuid.UUID | None] = mapped_column()
+    request_id: Mapped[str | None] = mapped_column(Text)
+    write_id: Mapped[uuid.UUID | None] = mapped_column()
+    before: Mapped[dict[str, Any] | None] = mapped_column()
+    after: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class SchedulerJobRun(Base):

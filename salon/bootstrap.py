@@ -21,6 +21,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from salon.infra.connect_breaker import ConnectBreaker
+from salon.infra.pii import pii_codec
 from salon.infra.redis_breaker import GuardedRetry, RedisBreaker
 from salon.infra.redis_pipelines import RedisPipelines
 from salon.settings import Settings
@@ -188,6 +189,8 @@ def bootstrap(
             "DATABASE_URL and REDIS_URL must be set "
             "(or run `salon dev`, which starts embedded servers)"
         )
+    # Refuses to start without PII keys (outside development): salon.infra.pii.
+    pii_codec(settings)
     engine = build_engine(settings, statement_timeout_ms=statement_timeout_ms)
     breaker = RedisBreaker(cooldown=REDIS_COOLDOWN_SECONDS) if redis_breaker else None
     broker = build_broker(settings, socket_timeout=broker_timeout_seconds, breaker=breaker)

@@ -28,6 +28,15 @@ class Settings:
     jwt_secret: str = field(default=DEV_JWT_SECRET, metadata={"env": "JWT_SECRET"})
     jwt_public_key: str = field(default="", metadata={"env": "JWT_PUBLIC_KEY"})
     jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
+    # A development process (`salon dev` sets it): published development keys stand in for
+    # the ones a real deployment must set.
+    dev: bool = field(default=False, metadata={"env": "SALON_DEV"})
+    # Customers' PII at rest (salon.infra.pii, docs/security.md): `kid:base64key,...`, 32-byte
+    # AES keys, the first encrypts, all decrypt; and the HMAC key of the search hashes.
+    pii_keys: str = field(default="", repr=False, metadata={"env": "PII_KEYS"})
+    pii_hash_key: str = field(default="", repr=False, metadata={"env": "PII_HASH_KEY"})
+    # Staff writes' audit rows older than this are purged (hourly).
+    audit_retention_days: int = field(default=365, metadata={"env": "AUDIT_RETENTION_DAYS"})
     # The scheduler keeps every active stylist's slots generated this many days ahead.
     horizon_days: int = field(default=60, metadata={"env": "HORIZON_DAYS"})
     # A generation chunk is one stylist at one location for this many weeks (one transaction).

@@ -7,6 +7,7 @@ with nothing but Python.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import uuid
@@ -18,6 +19,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from salon.settings import Settings
+
+TEST_PII_KEYS = (
+    "t1:" + base64.b64encode(b"1" * 32).decode() + ",t0:" + base64.b64encode(b"0" * 32).decode()
+)
+TEST_PII_HASH_KEY = base64.b64encode(b"h" * 32).decode()
 
 
 class Servers:
@@ -98,6 +104,10 @@ def settings(servers: Servers, database_url: str, run_id: str) -> Settings:
         broker_heartbeat_ms=3000,
         rate_limit_per_minute=0,
         log_json=False,
+        # Keys of the run's own (not the development ones): `t1` seals, `t0` still opens;
+        # the rotation test turns every row to `t0` and back.
+        pii_keys=TEST_PII_KEYS,
+        pii_hash_key=TEST_PII_HASH_KEY,
     )
 
 

@@ -25,6 +25,7 @@ from api.writes import submit_write
 from salon import operations
 from salon.bookings import reads
 from salon.errors import InvalidInput
+from salon.infra.pii import pii_codec
 
 customer_only = require_roles("user")
 
@@ -51,6 +52,7 @@ class Bookings(BaseResource):
                 stylist_id=None,
                 page=q.page,
                 page_size=q.page_size,
+                pii=pii_codec(self.container.settings),
             )
         resp.media = self.page(items, total, q)
 
@@ -74,7 +76,10 @@ class Booking(BaseResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = reads.read_booking(
-                s, req.context.principal, parse_uuid(booking_id, "booking")
+                s,
+                req.context.principal,
+                parse_uuid(booking_id, "booking"),
+                pii_codec(self.container.settings),
             )
 
 
@@ -144,7 +149,8 @@ class RescheduleBooking(BaseResource):
 
 class AdminBookings(BaseResource):
     @doc(
-        "Bookings of the brand (filters, pagination)",
+        "Bookings of the brand (filters, pagination; `q`: a customer's exact phone or email,"
+        " or the start of their name)",
         tag="admin",
         auth="staff",
         query=AdminBookingQuery,
@@ -164,6 +170,8 @@ class AdminBookings(BaseResource):
                 stylist_id=q.stylist_id,
                 page=q.page,
                 page_size=q.page_size,
+                pii=pii_codec(self.container.settings),
+                q=q.q,
             )
         resp.media = self.page(items, total, q)
 
@@ -174,7 +182,10 @@ class AdminBooking(BaseResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = reads.read_booking(
-                s, req.context.principal, parse_uuid(booking_id, "booking")
+                s,
+                req.context.principal,
+                parse_uuid(booking_id, "booking"),
+                pii_codec(self.container.settings),
             )
 
     @doc(

@@ -13,6 +13,7 @@ from models.tables import WriteRequest
 from salon.auth import ROLES
 from salon.bootstrap import Container
 from salon.errors import NotFound
+from salon.infra.pii import pii_codec
 from salon.write_path.model import describe
 
 
@@ -37,4 +38,4 @@ class WriteRequestResource:
             # Someone else's request is "not found": ids must not be probeable.
             if row is None or row.principal != req.context.principal.key:
                 raise NotFound("no such request")
-            resp.media = describe(row)
+            resp.media = describe(row, pii_codec(self.container.settings))

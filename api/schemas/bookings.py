@@ -92,3 +92,5 @@ class BookingQuery(PageQuery):
 class AdminBookingQuery(BookingQuery):
     location_id: uuid.UUID | None = None
     stylist_id: uuid.UUID | None = None
+    # A customer's exact phone (any spelling the API accepts) or email, or a name's start.
+    q: str | None = Field(None, min_length=1, max_length=254)

@@ -38,7 +38,7 @@ def _too_late_for_customer(ctx: WriteContext, b: Booking, now: dt.datetime, *, s
 
 def _cancel(session: Session, ctx: WriteContext, b: Booking, *, staff: bool) -> WriteOutcome:
     if b.status == "cancelled":
-        return outcome_of(b)
+        return outcome_of(b, ctx.pii)
     if b.status not in LIVE:
         raise BookingClosed(f"booking is {b.status}")
     now = db_now(session)
@@ -53,8 +53,8 @@ def _cancel(session: Session, ctx: WriteContext, b: Booking, *, staff: bool) -> 
     b.cancel_reason = ctx.body.get("reason")
     b.cancelled_by = ctx.principal.key
     session.flush()
-    record_event(session, "booking.cancelled", b, ctx.request_id)
-    return outcome_of(b)
+    record_event(session, "booking.cancelled", b, ctx.request_id, ctx.pii)
+    return outcome_of(b, ctx.pii)
 
 
 def cancel(session: Session, ctx: WriteContext) -> WriteOutcome:
@@ -87,7 +87,7 @@ def _reschedule(
     if location is None or location.biz_entity_id != b.biz_entity_id:
         raise NotFound(f"slot {new_slot_id} not found")
     if slot.id == b.slot_id:
-        return outcome_of(b)  # already there: a repeat, whatever the cut-off
+        return outcome_of(b, ctx.pii)  # already there: a repeat, whatever the cut-off
     # Moving frees the old time as a cancel does: the customer's cut-off applies to it too
     # (and a booking that has started cannot be moved by its customer at all).
     if _too_late_for_customer(ctx, b, now, staff=staff):
@@ -111,9 +111,9 @@ def _reschedule(
     b.service_minutes, b.updated_at = minutes, func.now()
     session.flush()
     session.refresh(b)
-    record_event(session, "booking.rescheduled", b, ctx.request_id)
+    record_event(session, "booking.rescheduled", b, ctx.request_id, ctx.pii)
     # Both stylists' time changed: the old one's was freed, the new one's taken.
-    return WriteOutcome(200, booking_view(b), touched_times=(old_time, time_of(b)))
+    return WriteOutcome(200, booking_view(b, ctx.pii), touched_times=(old_time, time_of(b)))
 
 
 def reschedule(session: Session, ctx: WriteContext) -> WriteOutcome:
@@ -141,6 +141,6 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
         b.status, b.updated_at = "no_show", func.now()
         session.flush()
         session.refresh(b)
-        record_event(session, "booking.no_show", b, ctx.request_id)
-        return outcome_of(b)
+        record_event(session, "booking.no_show", b, ctx.request_id, ctx.pii)
+        return outcome_of(b, ctx.pii)
     raise DomainError(f"unknown action {action}")

@@ -215,7 +215,7 @@ def check_then_expire(
     minutes, need = _require_fit(FitCheck.of(row), slot, service_id)
     if row.stale:
         expired = session.execute(_EXPIRE_STALE, params).scalars().all()
-        record_expired(session, list(expired), ctx.request_id)
+        record_expired(session, list(expired), ctx.request_id, ctx.pii)
     return minutes, need
 
 

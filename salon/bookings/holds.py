@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from models.tables import Booking
+from salon.bookings.customer import customer_columns
 from salon.bookings.fit import Place, check_then_expire
 from salon.bookings.model import (
     BookingClosed,
@@ -27,6 +28,7 @@ from salon.bookings.reads import own_booking_locked
 from salon.encoding import jsonable
 from salon.errors import DomainError, NotFound
 from salon.infra.locks import CUSTOMER, LOCK_SQL, STYLIST
+from salon.infra.pii import PiiCodec, mask_paths, pii_codec
 from salon.ports import Announcer
 from salon.public_times.versions import bump_versions
 from salon.write_path.model import WriteContext, WriteOutcome
@@ -51,13 +53,13 @@ _INSERT_HELD = text(
     """
 WITH held AS (
     INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id, service_id,
-        slot_id, user_id, customer_name, customer_phone, customer_email, notes, source,
-        consent, status, start_at, end_at, service_minutes, hold_expires_at, created_at,
-        updated_at)
+        slot_id, user_id, customer_name, customer_phone, customer_email, notes, pii_kid,
+        customer_phone_hash, customer_email_hash, source, consent, status, start_at, end_at,
+        service_minutes, hold_expires_at, created_at, updated_at)
     VALUES (:id, :biz_entity_id, :location_id, :stylist_id, :service_id, :slot_id, :user_id,
-        :customer_name, :customer_phone, :customer_email, :notes, :source,
-        CAST(:consent AS jsonb), :status, :start_at, :end_at, :service_minutes,
-        :hold_expires_at, :created_at, :updated_at)
+        :customer_name, :customer_phone, :customer_email, :notes, :pii_kid,
+        :customer_phone_hash, :customer_email_hash, :source, CAST(:consent AS jsonb), :status,
+        :start_at, :end_at, :service_minutes, :hold_expires_at, :created_at, :updated_at)
     RETURNING id
 )
 INSERT INTO scheduler.outbox_events (topic, aggregate_id, payload, request_id)
@@ -88,6 +90,7 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
     minutes, need = check_then_expire(session, ctx, slot, service_id, customer=ctx.principal.sub)
     customer = body["customer"]
     now = found.now
+    pii = ctx.pii
     b = Booking(
         id=ctx.write_id,
         biz_entity_id=found.biz_entity_id,
@@ -96,10 +99,14 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
         service_id=service_id,
         slot_id=slot.id,
         user_id=ctx.principal.sub,
-        customer_name=customer["name"],
-        customer_phone=customer["phone"],
-        customer_email=customer.get("email"),
-        notes=body.get("notes"),
+        **customer_columns(
+            pii,
+            ctx.write_id,
+            name=customer["name"],
+            phone=customer["phone"],
+            email=customer.get("email"),
+            notes=body.get("notes"),
+        ),
         source=body.get("source"),
         consent=body.get("consent"),
         status="held",
@@ -110,14 +117,14 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
         created_at=now,
         updated_at=now,
     )
-    view = booking_view(b)
+    view = booking_view(b, pii)
     session.execute(
         _INSERT_HELD,
         {
             **{c: getattr(b, c) for c in _HELD_COLUMNS},
             # None is stored as JSON null, as the ORM's JSONB column type does.
             "consent": json.dumps(b.consent),
-            "payload": json.dumps(jsonable(view), separators=(",", ":")),
+            "payload": json.dumps(mask_paths(jsonable(view)), separators=(",", ":")),
             "request_id": ctx.request_id,
         },
     )
@@ -136,6 +143,9 @@ _HELD_COLUMNS = (
     "customer_phone",
     "customer_email",
     "notes",
+    "pii_kid",
+    "customer_phone_hash",
+    "customer_email_hash",
     "source",
     "status",
     "start_at",
@@ -163,7 +173,9 @@ SELECT :topic, id, CAST(:payload AS jsonb), :request_id FROM changed
 )
 
 
-def _confirm_or_expire(session: Session, b: Booking, topic: str, rid: str | None) -> None:
+def _confirm_or_expire(
+    session: Session, b: Booking, topic: str, rid: str | None, pii: PiiCodec
+) -> None:
     session.execute(
         _CONFIRM_OR_EXPIRE,
         {
@@ -172,7 +184,7 @@ def _confirm_or_expire(session: Session, b: Booking, topic: str, rid: str | None
             "confirmed_at": b.confirmed_at,
             "updated_at": b.updated_at,
             "topic": topic,
-            "payload": event_payload(b),
+            "payload": event_payload(b, pii),
             "request_id": rid,
         },
     )
@@ -182,7 +194,7 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
     booking_id = uuid.UUID(ctx.params["booking_id"])
     b, now = own_booking_locked(session, ctx.principal, booking_id)
     if b.status == "confirmed":
-        return outcome_of(b)
+        return outcome_of(b, ctx.pii)
     if b.status == "expired":
         # Whoever noticed first (the sweep, or another confirm), the answer is the same.
         raise HoldExpired("the hold expired before it was confirmed; choose a time again")
@@ -191,13 +203,13 @@ def confirm(session: Session, ctx: WriteContext) -> WriteOutcome:
     if hold_lapsed(b, now):
         # Exactly one outcome at the edge: the database clock, under the row lock, says expired.
         b.status, b.updated_at = "expired", now
-        _confirm_or_expire(session, b, "booking.expired", ctx.request_id)
+        _confirm_or_expire(session, b, "booking.expired", ctx.request_id, ctx.pii)
         return _refused_after_expiry(
             b, HoldExpired("the hold expired before it was confirmed; choose a time again")
         )
     b.status, b.confirmed_at, b.updated_at = "confirmed", now, now
-    _confirm_or_expire(session, b, "booking.confirmed", ctx.request_id)
-    return outcome_of(b)
+    _confirm_or_expire(session, b, "booking.confirmed", ctx.request_id, ctx.pii)
+    return outcome_of(b, ctx.pii)
 
 
 def expire_lapsed(
@@ -209,7 +221,7 @@ def expire_lapsed(
     raised, so the marking is kept."""
     b.status, b.updated_at = "expired", now
     session.flush()
-    record_event(session, "booking.expired", b, ctx.request_id)
+    record_event(session, "booking.expired", b, ctx.request_id, ctx.pii)
     return _refused_after_expiry(b, error)
 
 
@@ -225,7 +237,7 @@ def sweep_lapsed_holds(container: Announcer, batch: int = 500) -> int:
     total = 0
     while True:
         with container.sessions.begin() as session:
-            expired = expire_due_holds(session, batch=batch)
+            expired = expire_due_holds(session, pii_codec(container.settings), batch=batch)
             freed = [(b.stylist_id, b.start_at, b.end_at) for b in expired]
         bump_versions(container, [], freed)
         total += len(expired)
@@ -233,7 +245,7 @@ def sweep_lapsed_holds(container: Announcer, batch: int = 500) -> int:
             return total
 
 
-def expire_due_holds(session: Session, batch: int) -> list[Booking]:
+def expire_due_holds(session: Session, pii: PiiCodec, batch: int) -> list[Booking]:
     """Mark a batch of holds past their expiry; SKIP LOCKED leaves rows being confirmed."""
     due = (
         select(Booking.id)
@@ -251,5 +263,5 @@ def expire_due_holds(session: Session, batch: int) -> list[Booking]:
         )
     )
     for b in expired:
-        record_event(session, "booking.expired", b, None)
+        record_event(session, "booking.expired", b, None, pii)
     return expired

@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.tables import Booking, OutboxEvent
+from salon.bookings.customer import opened
 from salon.encoding import jsonable
 from salon.errors import Conflict
+from salon.infra.pii import PiiCodec, mask_paths
 from salon.public_times.versions import TimeChange
 from salon.write_path.model import WriteOutcome
 
@@ -53,8 +55,10 @@ def status_at(b: Booking, now: dt.datetime) -> str:
     return "expired" if hold_lapsed(b, now) else b.status
 
 
-def booking_view(b: Booking, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The booking as clients see it; with `now` (a read), a lapsed hold shows as expired."""
+def booking_view(b: Booking, pii: PiiCodec, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The booking as clients see it, its PII in clear (the write path seals it again before
+    storing an answer); with `now` (a read), a lapsed hold shows as expired."""
+    clear = opened(pii, b)
     service_end = (
         b.start_at + dt.timedelta(minutes=b.service_minutes) if b.service_minutes else b.end_at
     )
@@ -71,8 +75,12 @@ def booking_view(b: Booking, now: dt.datetime | None = None) -> dict[str, Any]:
         "end_at": service_end,
         "occupied_until": b.end_at,
         "hold_expires_at": b.hold_expires_at if status == "held" else None,
-        "customer": {"name": b.customer_name, "phone": b.customer_phone, "email": b.customer_email},
-        "notes": b.notes,
+        "customer": {
+            "name": b.customer_name,
+            "phone": clear["customer_phone"],
+            "email": clear["customer_email"],
+        },
+        "notes": clear["notes"],
         "source": b.source,
         "created_at": b.created_at,
         "confirmed_at": b.confirmed_at,
@@ -81,12 +89,21 @@ def booking_view(b: Booking, now: dt.datetime | None = None) -> dict[str, Any]:
     }
 
 
-def record_event(session: Session, topic: str, b: Booking, request_id: str | None) -> None:
+def event_view(b: Booking, pii: PiiCodec) -> dict[str, Any]:
+    """An outbox event's payload: the booking with its PII masked (a notifier that must reach
+    the customer reads the booking itself)."""
+    view: dict[str, Any] = mask_paths(jsonable(booking_view(b, pii)))
+    return view
+
+
+def record_event(
+    session: Session, topic: str, b: Booking, request_id: str | None, pii: PiiCodec
+) -> None:
     session.add(
         OutboxEvent(
             topic=topic,
             aggregate_id=b.id,
-            payload=jsonable(booking_view(b)),
+            payload=event_view(b, pii),
             request_id=request_id,
         )
     )
@@ -98,21 +115,23 @@ def db_now(session: Session) -> dt.datetime:
     return value
 
 
-def record_expired(session: Session, ids: list[uuid.UUID], rid: str | None) -> None:
+def record_expired(session: Session, ids: list[uuid.UUID], rid: str | None, pii: PiiCodec) -> None:
     """`booking.expired` for the stale holds just expired (rare: the sweep usually came first)."""
     if ids:
         for b in session.scalars(select(Booking).where(Booking.id.in_(ids))):
-            record_event(session, "booking.expired", b, rid)
+            record_event(session, "booking.expired", b, rid, pii)
         session.flush()  # before the change's own event, as they happened
 
 
-def outcome_of(b: Booking, status: int = 200, location: str | None = None) -> WriteOutcome:
-    return WriteOutcome(status, booking_view(b), location, touched_times=(time_of(b),))
+def outcome_of(
+    b: Booking, pii: PiiCodec, status: int = 200, location: str | None = None
+) -> WriteOutcome:
+    return WriteOutcome(status, booking_view(b, pii), location, touched_times=(time_of(b),))
 
 
 def time_of(b: Booking) -> TimeChange:
     return (b.stylist_id, b.start_at, b.end_at)
 
 
-def event_payload(b: Booking) -> str:
-    return json.dumps(jsonable(booking_view(b)), separators=(",", ":"))
+def event_payload(b: Booking, pii: PiiCodec) -> str:
+    return json.dumps(event_view(b, pii), separators=(",", ":"))

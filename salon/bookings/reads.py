@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
-from sqlalchemy import Date, cast, func, select, text
+from sqlalchemy import ColumnElement, Date, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from models.tables import Booking, Location
@@ -14,6 +15,7 @@ from salon.auth import STAFF_ROLES, Principal
 from salon.bookings.model import booking_view, db_now
 from salon.errors import NotFound
 from salon.infra.locks import LOCK_SQL, STYLIST, lock_stylists
+from salon.infra.pii import PiiCodec
 
 
 def _check_owner(principal: Principal, b: Booking, booking_id: uuid.UUID) -> None:
@@ -104,6 +106,8 @@ def list_bookings(
     stylist_id: uuid.UUID | None,
     page: int,
     page_size: int,
+    pii: PiiCodec,
+    q: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     query = select(Booking)
     if principal.role in STAFF_ROLES:
@@ -133,13 +137,34 @@ def list_bookings(
         query = query.where(Booking.location_id == location_id)
     if stylist_id:
         query = query.where(Booking.stylist_id == stylist_id)
+    if q:
+        query = query.where(search_condition(pii, q))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.order_by(Booking.start_at, Booking.id).offset((page - 1) * page_size).limit(page_size)
     )
-    return [booking_view(b, now) for b in rows], total
+    return [booking_view(b, pii, now) for b in rows], total
 
 
-def read_booking(session: Session, principal: Principal, booking_id: uuid.UUID) -> dict[str, Any]:
+# What a search term is: an email has an `@`; a phone is digits among the separators the API
+# accepts (`CustomerIn`); anything else is the start of a customer's name.
+_PHONE = re.compile(r"^\+?[ ()./-]*(?:[0-9][ ()./-]*){5,}$")
+
+
+def search_condition(pii: PiiCodec, q: str) -> ColumnElement[bool]:
+    """Staff's `q`: the exact phone or email (by their keyed hashes: the columns are sealed),
+    or a prefix of the customer's name, case-insensitive."""
+    q = q.strip()
+    if "@" in q:
+        return Booking.customer_email_hash == pii.email_hash(q)
+    if _PHONE.match(q):
+        return Booking.customer_phone_hash == pii.phone_hash(q)
+    prefix = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower(Booking.customer_name).like(prefix + "%", escape="\\")
+
+
+def read_booking(
+    session: Session, principal: Principal, booking_id: uuid.UUID, pii: PiiCodec
+) -> dict[str, Any]:
     """`GET` of one booking: the principal's own, as of the database clock."""
-    return booking_view(own_booking(session, principal, booking_id), db_now(session))
+    return booking_view(own_booking(session, principal, booking_id), pii, db_now(session))

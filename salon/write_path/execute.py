@@ -25,6 +25,7 @@ from salon.errors import (
     SlotUnavailable,
     WriteFailed,
 )
+from salon.infra.pii import pii_codec
 from salon.public_times.offers import queue_catalogue_bump
 from salon.public_times.version_repair import run_with_receipt, write_change
 from salon.public_times.versions import queue_bumps
@@ -38,6 +39,7 @@ from salon.write_path.model import (
     done_key,
     done_signal,
     stored_outcome,
+    write_aad,
 )
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,12 @@ def _execute(
                 outcome = stored_outcome(row)
             else:
                 fresh = refused or _run(session, row, container)
-                # What is stored is what every later answer for this write gets.
-                outcome = WriteOutcome(fresh.status, jsonable(fresh.body), fresh.location)
+                # What is stored is what every later answer for this write gets, its PII
+                # sealed (the API opens it for the client: `revealed`).
+                sealed = pii_codec(container.settings).seal_paths(
+                    jsonable(fresh.body), write_aad(write_id, "result")
+                )
+                outcome = WriteOutcome(fresh.status, sealed, fresh.location)
                 session.execute(
                     _STORE_OUTCOME,
                     {
@@ -167,10 +173,11 @@ class _ToRun(Protocol):
 
 
 def _run(session: Session, row: _ToRun, container: WritePorts) -> WriteOutcome:
+    pii = pii_codec(container.settings)
     ctx = WriteContext(
         write_id=row.id,
         principal=Principal.from_dict(row.payload["principal"]),
-        body=row.payload["body"],
+        body=pii.open_paths(row.payload["body"], write_aad(row.id, "body")),
         params=row.payload.get("params") or {},
         request_id=row.request_id,
         settings=container.settings,

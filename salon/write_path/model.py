@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 import redis
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from models.tables import WriteRequest
 from salon.auth import Principal
 from salon.encoding import jsonable
+from salon.infra.pii import PiiCodec, pii_codec
 from salon.infra.redis_breaker import RedisBreaker
 from salon.ports import Announcer, Dispatcher, HasDispatch
 from salon.public_times.versions import TimeChange
@@ -52,6 +53,11 @@ class WriteContext:
     params: dict[str, str]
     request_id: str | None
     settings: Settings
+
+    @property
+    def pii(self) -> PiiCodec:
+        """The codec of customers' PII (salon.infra.pii), one per configuration."""
+        return pii_codec(self.settings)
 
 
 @dataclass(frozen=True)
@@ -102,11 +108,14 @@ class NewWriteRequest:
     params: dict[str, str] = field(default_factory=dict)
     request_id: str | None = None
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, pii: PiiCodec | None = None) -> str:
+        """What tells a repeat from another request under the same key; keyed by the PII
+        hash key when given (a body may carry a phone number: a plain digest of it, stored
+        next to the rest of the body, would be brute-forced)."""
         canonical = json.dumps(
             [self.method, self.path, self.body], sort_keys=True, separators=(",", ":"), default=str
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        ).encode()
+        return pii.blind(canonical) if pii is not None else hashlib.sha256(canonical).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,21 @@ class Stored(Protocol):
     def location(self) -> str | None: ...
 
 
+def write_aad(write_id: uuid.UUID, part: str) -> str:
+    """Where a write request's sealed PII belongs: its `body` (payload) or its `result`."""
+    return f"write:{write_id}:{part}"
+
+
+def revealed(
+    pii: PiiCodec, write_id: uuid.UUID, outcome: WriteOutcome | None
+) -> WriteOutcome | None:
+    """A stored outcome as its client sees it: the customer's own PII in clear again (the
+    stored result and the done signal carry it sealed)."""
+    if outcome is None:
+        return None
+    return replace(outcome, body=pii.open_paths(outcome.body, write_aad(write_id, "result")))
+
+
 def stored_outcome(row: Stored) -> WriteOutcome | None:
     if row.status == "pending" or row.http_status is None:
         return None
@@ -169,13 +193,13 @@ def signalled_outcome(raw: bytes | str) -> WriteOutcome | None:
         return None  # an old-style signal ("1"): the caller reads the stored row
 
 
-def describe(row: WriteRequest) -> dict[str, Any]:
+def describe(row: WriteRequest, pii: PiiCodec) -> dict[str, Any]:
     """The representation of `GET /v1/requests/{id}`."""
     return {
         "id": str(row.id),
         "status": row.status,
         "http_status": row.http_status,
-        "result": row.result,
+        "result": pii.open_paths(row.result, write_aad(row.id, "result")),
         "location": row.location,
         "created_at": jsonable(row.created_at),
         "completed_at": jsonable(row.completed_at),

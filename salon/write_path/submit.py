@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import cast
 
 import redis
@@ -23,6 +24,7 @@ from salon.errors import (
     IdempotencyKeyReused,
     RequestInProgress,
 )
+from salon.infra.pii import PiiCodec, pii_codec
 from salon.write_path.model import (
     STORED_COLUMNS,
     WRITES,
@@ -32,8 +34,10 @@ from salon.write_path.model import (
     WriteOutcome,
     WritePorts,
     done_key,
+    revealed,
     signalled_outcome,
     stored_outcome,
+    write_aad,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ def record(
     db: Session | Connection,
     cmd: NewWriteRequest,
     ttl_hours: int,
+    pii: PiiCodec,
     write_id: uuid.UUID | None = None,
 ) -> tuple[Stored, bool]:
     """Insert the write under (principal, key), or find the one already there.
@@ -66,12 +71,13 @@ def record(
     One statement when the key is new (the common case): INSERT ... ON CONFLICT DO NOTHING
     RETURNING; only a conflict reads the existing row. A row carrying `write_id` is this very
     call's own insert (retried after a lost connection), so it counts as created.
+    The body's PII is sealed (bound to this write) before it is stored: the worker opens it.
     """
     write_id = write_id or new_id()
-    fingerprint = cmd.fingerprint()
+    fingerprint = cmd.fingerprint(pii)
     payload = {
         "principal": cmd.principal.as_dict(),
-        "body": jsonable(cmd.body),
+        "body": pii.seal_paths(jsonable(cmd.body), write_aad(write_id, "body")),
         "params": cmd.params,
     }
     inserted = db.execute(
@@ -113,7 +119,13 @@ def _record_alone(container: WritePorts, cmd: NewWriteRequest) -> tuple[Stored, 
         try:
             with container.engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                return record(conn, cmd, container.settings.idempotency_ttl_hours, write_id)
+                return record(
+                    conn,
+                    cmd,
+                    container.settings.idempotency_ttl_hours,
+                    pii_codec(container.settings),
+                    write_id,
+                )
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
@@ -122,6 +134,13 @@ def _record_alone(container: WritePorts, cmd: NewWriteRequest) -> tuple[Stored, 
 
 
 def submit(container: WritePorts, cmd: NewWriteRequest, wait_seconds: float) -> Submitted:
+    """Record, enqueue, wait: the outcome as the client sees it (its PII in clear)."""
+    submitted = _submit(container, cmd, wait_seconds)
+    outcome = revealed(pii_codec(container.settings), submitted.write_id, submitted.outcome)
+    return replace(submitted, outcome=outcome)
+
+
+def _submit(container: WritePorts, cmd: NewWriteRequest, wait_seconds: float) -> Submitted:
     if cmd.operation not in container.operations:
         raise ValueError(f"unknown operation {cmd.operation!r}")
     row, created = _record_alone(container, cmd)

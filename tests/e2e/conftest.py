@@ -17,7 +17,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from salon.infra.embedded.services import EmbeddedServices
-from tests.conftest import create_database, drop_database, migrated_database
+from tests.conftest import (
+    TEST_PII_HASH_KEY,
+    TEST_PII_KEYS,
+    create_database,
+    drop_database,
+    migrated_database,
+)
 
 
 def free_port() -> int:
@@ -131,6 +137,8 @@ def running_system(
     redis.start_redis()
     port = free_port()
     full_env = {
+        "PII_KEYS": TEST_PII_KEYS,
+        "PII_HASH_KEY": TEST_PII_HASH_KEY,
         **env,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis.redis_url,

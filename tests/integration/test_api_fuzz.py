@@ -67,7 +67,9 @@ DATE_NAMES = ("date", "from", "to", "date_from", "date_to")
 # default, as the run's `settings` are: the tokens are minted when the module is collected,
 # as schemathesis builds its coverage cases then.
 NOWHERE = Settings(
-    database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", redis_url="redis://127.0.0.1:1/0"
+    database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+    redis_url="redis://127.0.0.1:1/0",
+    dev=True,  # development PII keys: nothing here stores any
 )
 BRAND = uuid.uuid4()
 TOKENS = {"admin": token_for(NOWHERE, "admin", BRAND), "user": token_for(NOWHERE, "user", None)}

@@ -519,11 +519,13 @@ class Bookings(RuleBasedStateMachine):
     def sweep(self):
         """The periodic sweep marks every lapsed hold (batches until one comes back short)."""
         from salon.bookings.holds import expire_due_holds
+        from salon.infra.pii import pii_codec
 
         swept: set[str] = set()
+        pii = pii_codec(self.container.settings)
         while True:
             with self.container.sessions.begin() as session:
-                batch = expire_due_holds(session, batch=50)
+                batch = expire_due_holds(session, pii, batch=50)
                 swept |= {str(b.id) for b in batch}
             if len(batch) < 50:
                 break

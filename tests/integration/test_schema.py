@@ -35,7 +35,7 @@ def test_migrate_is_idempotent_and_safe_from_several_processes_at_once(servers):
         with engine.connect() as conn:
             assert conn.execute(
                 text("SELECT version_num FROM scheduler.alembic_version")
-            ).all() == [("0009",)]
+            ).all() == [("0010",)]
             comment = conn.execute(
                 text("SELECT obj_description('scheduler.idempotency_keys'::regclass)")
             ).scalar_one()

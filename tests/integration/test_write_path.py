@@ -202,6 +202,7 @@ def test_every_staff_role_can_manage_the_catalogue(api, settings, tenant, role, 
 
 def _pending_write(container, operation: str) -> uuid.UUID:
     from salon.auth import Principal
+    from salon.infra.pii import pii_codec
     from salon.write_path.model import NewWriteRequest
     from salon.write_path.submit import record
 
@@ -214,7 +215,7 @@ def _pending_write(container, operation: str) -> uuid.UUID:
         {"n": 1},
     )
     with container.sessions.begin() as s:
-        row, _ = record(s, cmd, 1)
+        row, _ = record(s, cmd, 1, pii_codec(container.settings))
     return row.id
 
 

@@ -17,6 +17,7 @@ from salon.settings import Settings
 NOWHERE = Settings(
     database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
     redis_url="redis://127.0.0.1:1/0",
+    dev=True,  # development PII keys: nothing here stores any,
     rate_limit_per_minute=0,
     max_body_bytes=1024,
 )
