@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from sqlalchemy import event, text
 
 from salon.bookings import fit
 from salon.bookings.fit import fit_check, fit_params
+from salon.infra.pii import pii_codec
 from salon.public_times.free_times import Window, fits, offer
 from salon.write_path import execute, model, submit
 from tests.integration import test_bookings
@@ -320,9 +322,13 @@ def test_a_redelivery_signals_the_first_stored_outcome(api, salon, container, se
     key = model.done_key(settings.redis_namespace, write_id)
     container.redis.delete(key)
     again = execute.execute(container, write_id)  # the message delivered a second time
-    assert again is not None and (again.status, again.body) == (201, resp.json)
+    # Stored and signalled with the customer's PII sealed; the API opens it for the answer.
+    pii = pii_codec(settings)
+    assert again is not None and again.status == 201
+    assert again.body["customer"]["phone"] != resp.json["customer"]["phone"]
+    assert model.revealed(pii, write_id, again) == replace(again, body=resp.json)
     signalled = json.loads(container.redis.lpop(key))
-    assert signalled == {"status": 201, "body": resp.json, "location": resp.headers["Location"]}
+    assert signalled == {"status": 201, "body": again.body, "location": resp.headers["Location"]}
     # The same key replayed: the stored answer, nothing new.
     body = {"slot_id": resp.json["slot_id"], "service_id": salon["service"], "customer": CUSTOMER}
     key_again = api.post("/v1/bookings", me, body, key=str(uuid.uuid4()))
