@@ -17,7 +17,17 @@ from api.middleware.metrics import MetricsMiddleware
 from api.middleware.rate_limit import RateLimitMiddleware
 from api.middleware.request_log import RequestIdMiddleware
 from api.openapi import build_spec
-from api.resources import bookings, catalogue, docs, health, public_times, requests, rules, slots
+from api.resources import (
+    audit,
+    bookings,
+    catalogue,
+    docs,
+    health,
+    public_times,
+    requests,
+    rules,
+    slots,
+)
 from api.resources.metrics import Metrics
 from api.slots_entrance import SlotsEntrance
 from salon.bootstrap import Container, bootstrap
@@ -60,6 +70,7 @@ def routes(container: Container, reads: StoredAnswers) -> list[Route]:
         ("/admin/v1/exposures", public_times.ExposureLedger(c, reads), None),
         ("/admin/v1/bookings", bookings.AdminBookings(c), None),
         ("/admin/v1/bookings/{booking_id}", bookings.AdminBooking(c), None),
+        ("/admin/v1/audit", audit.AuditTrail(c), None),
     ]
 
 

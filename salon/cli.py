@@ -229,3 +229,46 @@ def generate(date_from: Any, date_to: Any, location: str | None, biz: str, dry_r
             sys.exit(1)
     finally:
         container.close()
+
+
+@main.group()
+def pii() -> None:
+    """Customers' PII at rest: keys and their rotation (docs/security.md)."""
+
+
+@pii.command("new-key")
+def pii_new_key() -> None:
+    """Print a fresh random key (base64 of 32 bytes) for PII_KEYS or PII_HASH_KEY."""
+    from salon.infra.pii import new_key
+
+    click.echo(new_key())
+
+
+@pii.command("rotate")
+@click.option("--batch", type=int, default=500, show_default=True, help="Rows per transaction.")
+@click.option(
+    "--rehash", is_flag=True, help="Recompute every search hash too (after a PII_HASH_KEY change)."
+)
+def pii_rotate(batch: int, rehash: bool) -> None:
+    """Re-encrypt every stored PII value under the first key of PII_KEYS (and seal rows from
+    before encryption). Idempotent: a second run changes nothing."""
+    from sqlalchemy.orm import sessionmaker
+
+    from salon.bookings.rotation import rotate
+    from salon.bootstrap import build_engine
+    from salon.infra.pii import pii_codec
+
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("DATABASE_URL is not set")
+    codec = pii_codec(settings)
+    # Workers' statement timeout, not the API's: a batch may take longer than 1.5 s.
+    engine = build_engine(settings, statement_timeout_ms=60_000)
+    try:
+        done = rotate(sessionmaker(engine), codec, batch=batch, rehash=rehash)
+    finally:
+        engine.dispose()
+    click.echo(
+        f"under key {codec.kid}: {done.bookings} bookings, {done.write_requests} write requests"
+        f" re-encrypted; {done.events} events masked"
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert
 
-from models.tables import SchedulerJobRun
+from models.tables import AuditEvent, SchedulerJobRun
 from salon.bootstrap import Container
 from salon.generation import jobs as generation
 from salon.public_times.version_repair import LostBumpWatch
@@ -36,13 +36,16 @@ def reenqueue_writes(container: Container) -> dict[str, Any]:
 
 def purge_old_records(container: Container) -> dict[str, Any]:
     container.dispatch.purge_write_requests()
+    retention = dt.timedelta(days=container.settings.audit_retention_days)
     with container.sessions.begin() as session:
         session.execute(
             delete(SchedulerJobRun).where(
                 SchedulerJobRun.fired_at < func.now() - dt.timedelta(days=7)
             )
         )
-    return {}
+        # An hour's worth of old rows at a time, by the index on `at`.
+        audit = session.execute(delete(AuditEvent).where(AuditEvent.at < func.now() - retention))
+    return {"audit_purged": int(getattr(audit, "rowcount", 0) or 0)}
 
 
 def generate_horizon(container: Container) -> dict[str, Any]:

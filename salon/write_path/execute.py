@@ -29,10 +29,12 @@ from salon.infra.pii import pii_codec
 from salon.public_times.offers import queue_catalogue_bump
 from salon.public_times.version_repair import run_with_receipt, write_change
 from salon.public_times.versions import queue_bumps
+from salon.write_path.audit import audited, read_before, record_audit
 from salon.write_path.model import (
     STORED_COLUMNS,
     WRITES,
     Aborted,
+    Operation,
     WriteContext,
     WriteOutcome,
     WritePorts,
@@ -183,6 +185,16 @@ def _run(session: Session, row: _ToRun, container: WritePorts) -> WriteOutcome:
         settings=container.settings,
     )
     op = container.operations[row.operation]
+    if not audited(ctx):
+        return _run_op(session, op, ctx)
+    # A staff write: its audit row goes in this same transaction.
+    before = read_before(session, op, ctx)
+    outcome = _run_op(session, op, ctx)
+    record_audit(session, op, ctx, before, outcome)
+    return outcome
+
+
+def _run_op(session: Session, op: Operation, ctx: WriteContext) -> WriteOutcome:
     if not op.savepoint:
         try:
             return op.run(session, ctx)

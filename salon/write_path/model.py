@@ -72,6 +72,11 @@ class Operation:
     # constraint violation) aborts the transaction: it is rolled back whole and the refusal
     # stored in one of its own.
     savepoint: bool = True
+    # The audit trail of staff writes (salon.write_path.audit): what the changed object is
+    # called (default: the name's first part), and how to read its representation before
+    # the write (None: a create, or nothing to compare).
+    object_type: str = ""
+    before: Callable[[Session, WriteContext], dict[str, Any]] | None = None
 
 
 class WritePorts(Announcer, HasDispatch, Protocol):
