@@ -19,10 +19,20 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-# Customers' phone numbers and emails are PII: never written to logs in clear.
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
-# 8-15 digits with separators, not inside an id, a date or a time (hence the look-arounds).
-_PHONE = re.compile(r"(?<![\w:.-])\+?\d(?:[\s().-]?\d){7,14}(?![\w:-])")
+# Customers' phone numbers and emails are PII: never written to logs in clear. Every spelling
+# the API accepts is caught: any non-space local part (`o'brien+tag@...`); 7-15 digits with up
+# to three separators between them (`+1 (555) 123-4567`, `+1/555/123/4567`, `555.123.4567`).
+_ADDRESS_CHAR = r"[^\s@<>()\[\]{},;:\"]"
+_EMAIL = re.compile(rf"({_ADDRESS_CHAR}){_ADDRESS_CHAR}*@({_ADDRESS_CHAR}+)")
+# Not inside an id, a time or a number with a decimal point (the look-arounds), and not a
+# date, an IPv4 address or a decimal (what else in a log line is that many digits with separators).
+_PHONE = re.compile(
+    r"(?<![\w:./+-])"
+    r"(?!\d{4}-\d{2}-\d{2}(?!\d))(?!\d{1,3}(?:\.\d{1,3}){3}(?!\d))"
+    r"(?!\d+\.\d+(?![ \t()./-]{0,3}\d))"
+    r"\+?\(?\d(?:[ \t()./-]{0,3}\d){6,14}"
+    r"(?![\w:/-]|\.\d)"
+)
 
 
 def mask_pii(text: str) -> str:
@@ -52,7 +62,23 @@ class JsonFormatter(logging.Formatter):
                 )
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack"] = mask_pii(self.formatStack(record.stack_info))
         return json.dumps(doc, default=str)
+
+    def formatException(self, ei: Any) -> str:
+        # A traceback quotes the exception's message and may quote source lines: masked too.
+        return mask_pii(super().formatException(ei))
+
+
+class MaskingFormatter(logging.Formatter):
+    """Plain-text lines (LOG_JSON=false), masked whole: message, traceback and stack."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_pii(super().format(record))
+
+    def formatException(self, ei: Any) -> str:
+        return mask_pii(super().formatException(ei))
 
 
 def configure(level: str = "INFO", *, json_logs: bool = True) -> None:
@@ -62,7 +88,7 @@ def configure(level: str = "INFO", *, json_logs: bool = True) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            MaskingFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
