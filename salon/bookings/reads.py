@@ -158,7 +158,10 @@ def search_condition(pii: PiiCodec, q: str) -> ColumnElement[bool]:
     if "@" in q:
         return Booking.customer_email_hash == pii.email_hash(q)
     if _PHONE.match(q):
-        return Booking.customer_phone_hash == pii.phone_hash(q)
+        # Without its `+` (unsaid on the phone, or turned into a space by a query string's
+        # encoding) a number still finds the international spelling of the same digits.
+        spellings = {q} if q.startswith("+") else {q, "+" + q}
+        return Booking.customer_phone_hash.in_([pii.phone_hash(p) for p in spellings])
     prefix = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return func.lower(Booking.customer_name).like(prefix + "%", escape="\\")
 
