@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from salon.infra.embedded.services import EmbeddedServices
-from tests.conftest import migrated_database
+from tests.conftest import TEST_PII_HASH_KEY, TEST_PII_KEYS, migrated_database
 from tests.e2e.conftest import Process
 
 LEASE_SECONDS = 3.0
@@ -65,6 +65,8 @@ def schedulers(own_database, run_id, tmp_path) -> Iterator[Schedulers]:  # type:
         "SCHEDULER_TICK_SECONDS": "1",
         "SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
         "LOG_JSON": "false",
+        "PII_KEYS": TEST_PII_KEYS,
+        "PII_HASH_KEY": TEST_PII_HASH_KEY,
     }
     processes = Schedulers(env, Path(tmp_path))
     try:
