@@ -132,6 +132,7 @@ def _book(
     )
     customer = body["customer"]
     now = found.now
+    expires = None if confirm else now + dt.timedelta(seconds=ctx.settings.hold_ttl_seconds)
     b = Booking(
         id=ctx.write_id,
         biz_entity_id=found.biz_entity_id,
@@ -150,9 +151,7 @@ def _book(
         start_at=slot.start_at,
         end_at=slot.start_at + dt.timedelta(minutes=need),
         service_minutes=minutes,
-        hold_expires_at=None
-        if confirm
-        else now + dt.timedelta(seconds=ctx.settings.hold_ttl_seconds),
+        hold_expires_at=expires,
         confirmed_at=now if confirm else None,
         created_at=now,
         updated_at=now,
