@@ -12,12 +12,23 @@ import falcon
 
 from api import errors
 from api.errors import PROBLEM_JSON
+from api.middleware.access import AccessMiddleware
 from api.middleware.authentication import AuthMiddleware
 from api.middleware.metrics import MetricsMiddleware
 from api.middleware.rate_limit import RateLimitMiddleware
 from api.middleware.request_log import RequestIdMiddleware
 from api.openapi import build_spec
-from api.resources import bookings, catalogue, docs, health, public_times, requests, rules, slots
+from api.resources import (
+    bookings,
+    catalogue,
+    docs,
+    health,
+    public_times,
+    requests,
+    rules,
+    schedule,
+    slots,
+)
 from api.resources.metrics import Metrics
 from api.slots_entrance import SlotsEntrance
 from salon.bootstrap import Container, bootstrap
@@ -60,6 +71,7 @@ def routes(container: Container, reads: StoredAnswers) -> list[Route]:
         ("/admin/v1/exposures", public_times.ExposureLedger(c, reads), None),
         ("/admin/v1/bookings", bookings.AdminBookings(c), None),
         ("/admin/v1/bookings/{booking_id}", bookings.AdminBooking(c), None),
+        ("/admin/v1/schedule", schedule.Schedule(c), None),
     ]
 
 
@@ -79,6 +91,7 @@ def create_app(
         RequestIdMiddleware(),
         AuthMiddleware(container),
         RateLimitMiddleware(container),
+        AccessMiddleware(),
     ]
     app = falcon.App(
         middleware=middleware,

@@ -26,6 +26,7 @@ RULE_DELETE = Operation("rules.delete", rules.delete_rule)
 GENERATE = Operation("slots.generate", generation.request_generation)
 HOLD = Operation("booking.hold", holds.hold, savepoint=False)
 CONFIRM = Operation("booking.confirm", holds.confirm, savepoint=False)
+STAFF_BOOK = Operation("booking.staff_create", holds.staff_book, savepoint=False)
 CANCEL = Operation("booking.cancel", changes.cancel)
 RESCHEDULE = Operation("booking.reschedule", changes.reschedule)
 STAFF_CHANGE = Operation("booking.admin_update", changes.admin_update)
@@ -45,6 +46,7 @@ BY_NAME: Mapping[str, Operation] = {
         GENERATE,
         HOLD,
         CONFIRM,
+        STAFF_BOOK,
         CANCEL,
         RESCHEDULE,
         STAFF_CHANGE,
