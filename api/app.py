@@ -12,6 +12,7 @@ import falcon
 
 from api import errors
 from api.errors import PROBLEM_JSON
+from api.middleware.access import AccessMiddleware
 from api.middleware.authentication import AuthMiddleware
 from api.middleware.metrics import MetricsMiddleware
 from api.middleware.rate_limit import RateLimitMiddleware
@@ -26,6 +27,7 @@ from api.resources import (
     public_times,
     requests,
     rules,
+    schedule,
     slots,
 )
 from api.resources.metrics import Metrics
@@ -70,6 +72,7 @@ def routes(container: Container, reads: StoredAnswers) -> list[Route]:
         ("/admin/v1/exposures", public_times.ExposureLedger(c, reads), None),
         ("/admin/v1/bookings", bookings.AdminBookings(c), None),
         ("/admin/v1/bookings/{booking_id}", bookings.AdminBooking(c), None),
+        ("/admin/v1/schedule", schedule.Schedule(c), None),
         ("/admin/v1/audit", audit.AuditTrail(c), None),
     ]
 
@@ -90,6 +93,7 @@ def create_app(
         RequestIdMiddleware(),
         AuthMiddleware(container),
         RateLimitMiddleware(container),
+        AccessMiddleware(),
     ]
     app = falcon.App(
         middleware=middleware,

@@ -2,6 +2,7 @@
 
 Each responder carries an `OperationDoc` (the `doc` decorator); `build_spec` walks the app's
 route table, so a route cannot be added without appearing here (and a test checks the reverse).
+Who may call each operation comes from the authorization table (`api.access`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from api.access import ACCESS, Access
 from api.schemas.common import Accepted, Problem
 from api.writes import KEY_PATTERN
 
@@ -25,7 +27,6 @@ METHODS = ("get", "post", "put", "patch", "delete")
 class OperationDoc:
     summary: str
     tag: str
-    auth: str = "public"  # public | user | staff | operator | any-token
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
@@ -37,7 +38,6 @@ def doc(
     summary: str,
     *,
     tag: str,
-    auth: str = "public",
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     responses: dict[int, type[BaseModel] | None] | None = None,
@@ -46,7 +46,7 @@ def doc(
 ) -> Callable[[F], F]:
     def attach(fn: F) -> F:
         fn.__openapi__ = OperationDoc(  # type: ignore[attr-defined]
-            summary, tag, auth, body, query, responses or {200: None}, write, content_type
+            summary, tag, body, query, responses or {200: None}, write, content_type
         )
         return fn
 
@@ -105,7 +105,9 @@ def _names_ids(model: type[BaseModel] | None) -> bool:
     return model is not None and any(n.endswith(("_id", "_ids")) for n in model.model_fields)
 
 
-def _operation(components: _Components, path: str, method: str, op: OperationDoc) -> dict[str, Any]:
+def _operation(
+    components: _Components, path: str, method: str, op: OperationDoc, access: Access
+) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {
             "name": name,
@@ -168,7 +170,7 @@ def _operation(components: _Components, path: str, method: str, op: OperationDoc
         errors |= {409}
     if op.body is not None:
         errors |= {413, 415}
-    if op.auth != "public":
+    if not access.public:
         errors |= {401, 403}
     if "{" in path or _names_ids(op.body) or _names_ids(op.query):
         errors |= {404}
@@ -181,9 +183,12 @@ def _operation(components: _Components, path: str, method: str, op: OperationDoc
         "parameters": params,
         "responses": responses,
     }
-    if op.auth != "public":
+    if not access.public:
         result["security"] = [{"bearer": []}]
-        result["description"] = f"Requires a token with role: {op.auth}."
+        result["description"] = "Roles: " + "; ".join(
+            f"{role} ({access.grants[role].scope})" for role in access.roles()
+        )
+        result["x-roles"] = list(access.roles())
     if op.body is not None:
         result["requestBody"] = {
             "required": True,
@@ -199,7 +204,10 @@ def build_spec(routes: Iterable[tuple[str, object, str | None]], version: str) -
         for method, op in operations(resource, suffix):
             if op is None:
                 raise ValueError(f"{method.upper()} {path} has no @doc: document every route")
-            paths.setdefault(path, {})[method] = _operation(components, path, method, op)
+            access = ACCESS.get((path, method.upper()))
+            if access is None:
+                raise ValueError(f"{method.upper()} {path} is not in api.access.ACCESS")
+            paths.setdefault(path, {})[method] = _operation(components, path, method, op, access)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -55,6 +55,7 @@ RULE_DELETE = Operation("rules.delete", rules.delete_rule, object_type="rule", b
 GENERATE = Operation("slots.generate", generation.request_generation, object_type="generation_job")
 HOLD = Operation("booking.hold", holds.hold, savepoint=False)
 CONFIRM = Operation("booking.confirm", holds.confirm, savepoint=False, before=_booking)
+STAFF_BOOK = Operation("booking.staff_create", holds.staff_book, savepoint=False)
 CANCEL = Operation("booking.cancel", changes.cancel, before=_booking)
 RESCHEDULE = Operation("booking.reschedule", changes.reschedule, before=_booking)
 STAFF_CHANGE = Operation("booking.admin_update", changes.admin_update, before=_booking)
@@ -74,6 +75,7 @@ BY_NAME: Mapping[str, Operation] = {
         GENERATE,
         HOLD,
         CONFIRM,
+        STAFF_BOOK,
         CANCEL,
         RESCHEDULE,
         STAFF_CHANGE,

@@ -42,6 +42,8 @@ class Settings:
     # A generation chunk is one stylist at one location for this many weeks (one transaction).
     generation_chunk_weeks: int = field(default=13, metadata={"env": "GENERATION_CHUNK_WEEKS"})
     min_notice_minutes: int = field(default=120, metadata={"env": "MIN_NOTICE_MINUTES"})
+    # Staff booking on a customer's behalf (a walk-in) may take a start inside the notice.
+    staff_skip_notice: bool = field(default=False, metadata={"env": "STAFF_SKIP_NOTICE"})
     booking_horizon_days: int = field(default=90, metadata={"env": "BOOKING_HORIZON_DAYS"})
     exposure_ttl_seconds: int = field(default=420, metadata={"env": "EXPOSURE_TTL_SECONDS"})
     max_holds_per_customer: int = field(default=3, metadata={"env": "MAX_HOLDS_PER_CUSTOMER"})

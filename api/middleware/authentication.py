@@ -12,7 +12,7 @@ from salon.bootstrap import Container
 class AuthMiddleware:
     """Parse the bearer token into `req.context.principal` (None when anonymous).
 
-    Authorization (which roles, which tenant) is decided per resource by hooks in `api.auth`.
+    Authorization (which roles, which tenant) is decided by the table in `api.access`.
     """
 
     def __init__(self, container: Container) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import falcon
 
-from api.auth import admin_only, require_roles
+from api.access import require_action
 from api.openapi import doc
 from api.resources.base import BaseResource, parse_uuid
 from api.schemas.bookings import (
@@ -19,6 +19,7 @@ from api.schemas.bookings import (
     CancelIn,
     HoldIn,
     RescheduleIn,
+    StaffBookingIn,
 )
 from api.validation import parse_query
 from api.writes import submit_write
@@ -27,18 +28,14 @@ from salon.bookings import reads
 from salon.errors import InvalidInput
 from salon.infra.pii import pii_codec
 
-customer_only = require_roles("user")
-
 
 class Bookings(BaseResource):
     @doc(
         "Your bookings",
         tag="bookings",
-        auth="user",
         query=BookingQuery,
         responses={200: BookingPage},
     )
-    @falcon.before(customer_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, BookingQuery)
         with self.container.sessions() as s:
@@ -59,20 +56,17 @@ class Bookings(BaseResource):
     @doc(
         "Hold a time (201 with hold_expires_at; 409 slot-unavailable when taken)",
         tag="bookings",
-        auth="user",
         body=HoldIn,
         responses={201: BookingOut},
         write=True,
     )
-    @falcon.before(customer_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, HoldIn)
         submit_write(req, resp, self.container, operations.HOLD, body.model_dump(mode="json"))
 
 
 class Booking(BaseResource):
-    @doc("One of your bookings", tag="bookings", auth="user", responses={200: BookingOut})
-    @falcon.before(customer_only)
+    @doc("One of your bookings", tag="bookings", responses={200: BookingOut})
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = reads.read_booking(
@@ -87,11 +81,9 @@ class ConfirmBooking(BaseResource):
     @doc(
         "Confirm a held booking (again: the same 200)",
         tag="bookings",
-        auth="user",
         responses={200: BookingOut},
         write=True,
     )
-    @falcon.before(customer_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         submit_write(
             req,
@@ -107,12 +99,10 @@ class CancelBooking(BaseResource):
     @doc(
         "Cancel a booking (customers: up to the cut-off before the start)",
         tag="bookings",
-        auth="user",
         body=CancelIn,
         responses={200: BookingOut},
         write=True,
     )
-    @falcon.before(customer_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         body = self.optional_body(req, CancelIn)
         submit_write(
@@ -129,12 +119,10 @@ class RescheduleBooking(BaseResource):
     @doc(
         "Move a booking to another time, atomically (409 if it is taken)",
         tag="bookings",
-        auth="user",
         body=RescheduleIn,
         responses={200: BookingOut},
         write=True,
     )
-    @falcon.before(customer_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         body = self.body(req, RescheduleIn)
         submit_write(
@@ -152,11 +140,9 @@ class AdminBookings(BaseResource):
         "Bookings of the brand (filters, pagination; `q`: a customer's exact phone or email,"
         " or the start of their name)",
         tag="admin",
-        auth="staff",
         query=AdminBookingQuery,
         responses={200: BookingPage},
     )
-    @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, AdminBookingQuery)
         with self.container.sessions() as s:
@@ -175,10 +161,21 @@ class AdminBookings(BaseResource):
             )
         resp.media = self.page(items, total, q)
 
+    @doc(
+        "Book a named customer (a walk-in, a phone call): a hold, or confirmed with"
+        " `confirm: true`; no customer hold limit",
+        tag="admin",
+        body=StaffBookingIn,
+        responses={201: BookingOut},
+        write=True,
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req, StaffBookingIn)
+        submit_write(req, resp, self.container, operations.STAFF_BOOK, body.model_dump(mode="json"))
+
 
 class AdminBooking(BaseResource):
-    @doc("One booking of the brand", tag="admin", auth="staff", responses={200: BookingOut})
-    @falcon.before(admin_only)
+    @doc("One booking of the brand", tag="admin", responses={200: BookingOut})
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = reads.read_booking(
@@ -189,16 +186,16 @@ class AdminBooking(BaseResource):
             )
 
     @doc(
-        "Cancel, reschedule or mark a no-show (staff: no cut-off)",
+        "Cancel, reschedule, confirm a hold, or mark a started booking completed or a no-show"
+        " (staff: no cut-off; a stylist: complete or no_show of their own)",
         tag="admin",
-        auth="staff",
         body=AdminBookingPatch,
         responses={200: BookingOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_patch(self, req: falcon.Request, resp: falcon.Response, booking_id: str) -> None:
         body = self.body(req, AdminBookingPatch)
+        require_action(req, body.action)
         if body.action == "reschedule" and body.new_slot_id is None:
             raise InvalidInput(
                 "reschedule needs new_slot_id",

@@ -6,7 +6,6 @@ import uuid
 
 import falcon
 
-from api.auth import admin_only
 from api.openapi import doc
 from api.resources.base import BaseResource, parse_uuid
 from api.schemas.catalogue import (
@@ -94,11 +93,9 @@ class AdminLocations(BaseResource):
     @doc(
         "Locations of the caller's brand",
         tag="admin",
-        auth="staff",
         query=PageQuery,
         responses={200: LocationPage},
     )
-    @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, PageQuery)
         with self.container.sessions() as s:
@@ -114,12 +111,10 @@ class AdminLocations(BaseResource):
     @doc(
         "Create a location",
         tag="admin",
-        auth="staff",
         body=LocationIn,
         responses={201: LocationOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, LocationIn)
         submit_write(
@@ -128,8 +123,7 @@ class AdminLocations(BaseResource):
 
 
 class AdminLocation(BaseResource):
-    @doc("One location", tag="admin", auth="staff", responses={200: LocationOut})
-    @falcon.before(admin_only)
+    @doc("One location", tag="admin", responses={200: LocationOut})
     def on_get(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = catalogue.get_location(
@@ -139,12 +133,10 @@ class AdminLocation(BaseResource):
     @doc(
         "Change a location",
         tag="admin",
-        auth="staff",
         body=LocationPatch,
         responses={200: LocationOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_patch(self, req: falcon.Request, resp: falcon.Response, location_id: str) -> None:
         body = self.body(req, LocationPatch)
         submit_write(
@@ -165,11 +157,9 @@ class AdminStylists(BaseResource):
     @doc(
         "Stylists of the caller's brand",
         tag="admin",
-        auth="staff",
         query=StylistQuery,
         responses={200: StylistPage},
     )
-    @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, StylistQuery)
         with self.container.sessions() as s:
@@ -186,12 +176,10 @@ class AdminStylists(BaseResource):
     @doc(
         "Create a stylist",
         tag="admin",
-        auth="staff",
         body=StylistIn,
         responses={201: StylistOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, StylistIn)
         submit_write(
@@ -200,8 +188,7 @@ class AdminStylists(BaseResource):
 
 
 class AdminStylist(BaseResource):
-    @doc("One stylist", tag="admin", auth="staff", responses={200: StylistOut})
-    @falcon.before(admin_only)
+    @doc("One stylist", tag="admin", responses={200: StylistOut})
     def on_get(self, req: falcon.Request, resp: falcon.Response, stylist_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = catalogue.get_stylist(
@@ -211,12 +198,10 @@ class AdminStylist(BaseResource):
     @doc(
         "Change a stylist",
         tag="admin",
-        auth="staff",
         body=StylistPatch,
         responses={200: StylistOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_patch(self, req: falcon.Request, resp: falcon.Response, stylist_id: str) -> None:
         body = self.body(req, StylistPatch)
         submit_write(
@@ -237,11 +222,9 @@ class AdminServices(BaseResource):
     @doc(
         "Services of the caller's brand",
         tag="admin",
-        auth="staff",
         query=ServiceQuery,
         responses={200: ServicePage},
     )
-    @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, ServiceQuery)
         with self.container.sessions() as s:
@@ -258,12 +241,10 @@ class AdminServices(BaseResource):
     @doc(
         "Create a service",
         tag="admin",
-        auth="staff",
         body=ServiceIn,
         responses={201: ServiceOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req, ServiceIn)
         submit_write(
@@ -272,8 +253,7 @@ class AdminServices(BaseResource):
 
 
 class AdminService(BaseResource):
-    @doc("One service", tag="admin", auth="staff", responses={200: ServiceOut})
-    @falcon.before(admin_only)
+    @doc("One service", tag="admin", responses={200: ServiceOut})
     def on_get(self, req: falcon.Request, resp: falcon.Response, service_id: str) -> None:
         with self.container.sessions() as s:
             resp.media = catalogue.get_service(
@@ -283,12 +263,10 @@ class AdminService(BaseResource):
     @doc(
         "Change a service",
         tag="admin",
-        auth="staff",
         body=ServicePatch,
         responses={200: ServiceOut},
         write=True,
     )
-    @falcon.before(admin_only)
     def on_patch(self, req: falcon.Request, resp: falcon.Response, service_id: str) -> None:
         body = self.body(req, ServicePatch)
         submit_write(

@@ -8,7 +8,6 @@ import uuid
 
 import falcon
 
-from api.auth import admin_only
 from api.errors import ProblemError
 from api.openapi import doc
 from api.resources.base import BaseResource
@@ -136,11 +135,9 @@ class ExposureLedger(PublicResource):
     @doc(
         "Recent exposures of the brand (support: who was shown which times, and why)",
         tag="admin",
-        auth="staff",
         query=LedgerQuery,
         responses={200: LedgerOut},
     )
-    @falcon.before(admin_only)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = parse_query(req, LedgerQuery)
         page = self.exposures.ledger(

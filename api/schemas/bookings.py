@@ -43,8 +43,15 @@ class RescheduleIn(In):
     slot_id: uuid.UUID
 
 
+class StaffBookingIn(HoldIn):
+    """Staff book on a named customer's behalf: a hold, or confirmed at once."""
+
+    confirm: bool = False
+
+
 class AdminBookingPatch(In):
-    action: Literal["cancel", "reschedule", "no_show"]
+    # `confirm`: staff confirm a hold (their own on a customer's behalf, or a customer's).
+    action: Literal["cancel", "reschedule", "no_show", "complete", "confirm"]
     reason: str | None = Field(None, max_length=500)
     new_slot_id: uuid.UUID | None = None
 

@@ -130,17 +130,50 @@ def admin_update(session: Session, ctx: WriteContext) -> WriteOutcome:
         return _cancel(session, ctx, b, staff=True)
     if action == "reschedule" and new_slot is not None:
         return _reschedule(session, ctx, b, new_slot, staff=True)
-    if action == "no_show":
-        now = db_now(session)
-        if hold_lapsed(b, now):
-            return expire_lapsed(session, ctx, b, now, BookingClosed("booking is expired"))
-        if b.status != "confirmed":
-            raise BookingClosed(f"only a confirmed booking can be a no-show (it is {b.status})")
-        if b.start_at > now:
-            raise BookingClosed("a booking cannot be a no-show before it starts")
-        b.status, b.updated_at = "no_show", func.now()
-        session.flush()
-        session.refresh(b)
-        record_event(session, "booking.no_show", b, ctx.request_id, ctx.pii)
-        return outcome_of(b, ctx.pii)
+    if action in ("no_show", "complete"):
+        return _after_start(session, ctx, b, "no_show" if action == "no_show" else "completed")
+    if action == "confirm":
+        return _confirm(session, ctx, b)
     raise DomainError(f"unknown action {action}")
+
+
+_DONE_WORDS = {"no_show": "a no-show", "completed": "completed"}
+
+
+def _after_start(session: Session, ctx: WriteContext, b: Booking, status: str) -> WriteOutcome:
+    """A confirmed booking that has started becomes `no_show` or `completed` (both final; its
+    time is released as a cancel's is, and what remains of it lies past its start)."""
+    now = db_now(session)
+    if hold_lapsed(b, now):
+        return expire_lapsed(session, ctx, b, now, BookingClosed("booking is expired"))
+    if b.status == status:
+        return outcome_of(b, ctx.pii)  # a repeat of the same change
+    words = _DONE_WORDS[status]
+    if b.status != "confirmed":
+        raise BookingClosed(f"only a confirmed booking can be {words} (it is {b.status})")
+    if b.start_at > now:
+        raise BookingClosed(f"a booking cannot be {words} before it starts")
+    b.status, b.updated_at = status, func.now()
+    session.flush()
+    session.refresh(b)
+    record_event(session, f"booking.{status}", b, ctx.request_id, ctx.pii)
+    return outcome_of(b, ctx.pii)
+
+
+def _confirm(session: Session, ctx: WriteContext, b: Booking) -> WriteOutcome:
+    """Staff confirm a hold (theirs on a customer's behalf, or a customer's on the phone):
+    the customer's confirm, on the row `admin_update` locked already."""
+    if b.status == "confirmed":
+        return outcome_of(b, ctx.pii)
+    now = db_now(session)
+    expired = HoldExpired("the hold expired before it was confirmed; choose a time again")
+    if hold_lapsed(b, now):
+        return expire_lapsed(session, ctx, b, now, expired)
+    if b.status == "expired":
+        raise expired
+    if b.status != "held":
+        raise BookingClosed(f"booking is {b.status}")
+    b.status, b.confirmed_at, b.updated_at = "confirmed", now, now
+    session.flush()
+    record_event(session, "booking.confirmed", b, ctx.request_id, ctx.pii)
+    return outcome_of(b, ctx.pii)

@@ -191,9 +191,11 @@ def check_then_expire(
     *,
     exclude: uuid.UUID | None = None,
     customer: uuid.UUID | None = None,
+    notice_minutes: int | None = None,
 ) -> tuple[int, int]:
     """Check the hold limit (with `customer`) and the fit, raising refusals before anything is
     written; then expire the stale holds over the time, if any (rare), with their events.
+    `notice_minutes`: the minimum notice (default: the setting's).
     Returns the service's minutes and the minutes the booking occupies."""
     s = ctx.settings
     params = fit_params(
@@ -201,7 +203,7 @@ def check_then_expire(
         service_id,
         slot.stylist_id,
         slot.start_at,
-        s.min_notice_minutes,
+        s.min_notice_minutes if notice_minutes is None else notice_minutes,
         s.booking_horizon_days,
         exclude,
     )

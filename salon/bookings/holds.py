@@ -1,5 +1,5 @@
-"""Holds: a customer's hold of a start, its confirmation, and the expiry of lapsed holds
-(design.md "Public API").
+"""Holds: a customer's hold of a start (or staff's booking on a customer's behalf), its
+confirmation, and the expiry of lapsed holds (design.md "Public API", "Admin API").
 """
 
 from __future__ import annotations
@@ -55,24 +55,66 @@ WITH held AS (
     INSERT INTO scheduler.bookings (id, biz_entity_id, location_id, stylist_id, service_id,
         slot_id, user_id, customer_name, customer_phone, customer_email, notes, pii_kid,
         customer_phone_hash, customer_email_hash, source, consent, status, start_at, end_at,
-        service_minutes, hold_expires_at, created_at, updated_at)
+        service_minutes, hold_expires_at, confirmed_at, created_at, updated_at)
     VALUES (:id, :biz_entity_id, :location_id, :stylist_id, :service_id, :slot_id, :user_id,
         :customer_name, :customer_phone, :customer_email, :notes, :pii_kid,
         :customer_phone_hash, :customer_email_hash, :source, CAST(:consent AS jsonb), :status,
-        :start_at, :end_at, :service_minutes, :hold_expires_at, :created_at, :updated_at)
+        :start_at, :end_at, :service_minutes, :hold_expires_at, :confirmed_at, :created_at,
+        :updated_at)
     RETURNING id
 )
 INSERT INTO scheduler.outbox_events (topic, aggregate_id, payload, request_id)
-SELECT 'booking.held', id, CAST(:payload AS jsonb), :request_id FROM held
+SELECT :topic, id, CAST(:payload AS jsonb), :request_id FROM held
 """
 )
 
 
 def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
+    """A customer's hold: within their hold limit and the minimum notice."""
+    return _book(
+        session,
+        ctx,
+        user_id=ctx.principal.sub,
+        notice_minutes=ctx.settings.min_notice_minutes,
+        brand=None,
+        confirm=False,
+        location="/v1/bookings",
+    )
+
+
+def staff_book(session: Session, ctx: WriteContext) -> WriteOutcome:
+    """Staff book a named customer (a walk-in, a phone call) at a slot of their own brand: a
+    hold, or confirmed at once (`confirm`). No hold limit applies (the booking belongs to no
+    customer account), and the minimum notice is skipped where the salon allows it
+    (`STAFF_SKIP_NOTICE`): never a start in the past."""
+    s = ctx.settings
+    return _book(
+        session,
+        ctx,
+        user_id=None,
+        notice_minutes=0 if s.staff_skip_notice else s.min_notice_minutes,
+        brand=ctx.principal.biz,
+        confirm=bool(ctx.body.get("confirm")),
+        location="/admin/v1/bookings",
+    )
+
+
+def _book(
+    session: Session,
+    ctx: WriteContext,
+    *,
+    user_id: uuid.UUID | None,
+    notice_minutes: int,
+    brand: uuid.UUID | None,
+    confirm: bool,
+    location: str,
+) -> WriteOutcome:
     """Three statements: the slot with both locks taken (and the clock); the customer's hold
     count and the fit check; the booking inserted with its outbox event (plus the expiry of
     stale holds over the time, when there are any). Every refusal is raised before anything is
-    written, so the operation needs no savepoint (`operation(..., savepoint=False)`)."""
+    written, so the operation needs no savepoint (`operation(..., savepoint=False)`).
+    `user_id`: the customer whose hold limit applies (None: none). `brand`: the slot must be
+    this brand's (staff), else it is not found."""
     body = ctx.body
     slot_id = uuid.UUID(body["slot_id"])
     service_id = uuid.UUID(body["service_id"])
@@ -80,17 +122,21 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
         _SLOT_LOCKED,
         {
             "slot": slot_id,
+            # Staff take the lock of their own id: it serializes one desk's bookings only.
             "customer_key": f"{CUSTOMER}{ctx.principal.sub}",
             "stylist_prefix": STYLIST,
         },
     ).one_or_none()
-    if found is None:
+    if found is None or (brand is not None and found.biz_entity_id != brand):
         raise NotFound(f"slot {slot_id} not found")
     slot = Place(found.id, found.location_id, found.stylist_id, found.start_at)
-    minutes, need = check_then_expire(session, ctx, slot, service_id, customer=ctx.principal.sub)
+    minutes, need = check_then_expire(
+        session, ctx, slot, service_id, customer=user_id, notice_minutes=notice_minutes
+    )
     customer = body["customer"]
     now = found.now
     pii = ctx.pii
+    expires = None if confirm else now + dt.timedelta(seconds=ctx.settings.hold_ttl_seconds)
     b = Booking(
         id=ctx.write_id,
         biz_entity_id=found.biz_entity_id,
@@ -98,7 +144,7 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
         stylist_id=slot.stylist_id,
         service_id=service_id,
         slot_id=slot.id,
-        user_id=ctx.principal.sub,
+        user_id=user_id,
         **customer_columns(
             pii,
             ctx.write_id,
@@ -109,11 +155,12 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
         ),
         source=body.get("source"),
         consent=body.get("consent"),
-        status="held",
+        status="confirmed" if confirm else "held",
         start_at=slot.start_at,
         end_at=slot.start_at + dt.timedelta(minutes=need),
         service_minutes=minutes,
-        hold_expires_at=now + dt.timedelta(seconds=ctx.settings.hold_ttl_seconds),
+        hold_expires_at=expires,
+        confirmed_at=now if confirm else None,
         created_at=now,
         updated_at=now,
     )
@@ -124,11 +171,12 @@ def hold(session: Session, ctx: WriteContext) -> WriteOutcome:
             **{c: getattr(b, c) for c in _HELD_COLUMNS},
             # None is stored as JSON null, as the ORM's JSONB column type does.
             "consent": json.dumps(b.consent),
+            "topic": "booking.confirmed" if confirm else "booking.held",
             "payload": json.dumps(mask_paths(jsonable(view)), separators=(",", ":")),
             "request_id": ctx.request_id,
         },
     )
-    return WriteOutcome(201, view, f"/v1/bookings/{b.id}", touched_times=(time_of(b),))
+    return WriteOutcome(201, view, f"{location}/{b.id}", touched_times=(time_of(b),))
 
 
 _HELD_COLUMNS = (
@@ -152,6 +200,7 @@ _HELD_COLUMNS = (
     "end_at",
     "service_minutes",
     "hold_expires_at",
+    "confirmed_at",
     "created_at",
     "updated_at",
 )

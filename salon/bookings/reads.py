@@ -23,6 +23,9 @@ def _check_owner(principal: Principal, b: Booking, booking_id: uuid.UUID) -> Non
     if principal.role in STAFF_ROLES:
         if b.biz_entity_id != principal.biz:
             raise NotFound(f"booking {booking_id} not found")
+        # A stylist's token names them (`sub` = their stylist id): only their own bookings.
+        if principal.role == "stylist" and b.stylist_id != principal.sub:
+            raise NotFound(f"booking {booking_id} not found")
     elif b.user_id != principal.sub:
         raise NotFound(f"booking {booking_id} not found")
 
@@ -112,6 +115,8 @@ def list_bookings(
     query = select(Booking)
     if principal.role in STAFF_ROLES:
         query = query.where(Booking.biz_entity_id == principal.biz)
+        if principal.role == "stylist":
+            query = query.where(Booking.stylist_id == principal.sub)
     else:
         query = query.where(Booking.user_id == principal.sub)
     now = db_now(session)

@@ -134,6 +134,40 @@ def test_every_kind_of_staff_write_is_recorded_with_what_it_changed(
     assert refused.status_code == 409
     assert trail(api, m, object_id=held["id"])["total"] == 1
 
+    # Staff book a walk-in: audited as a create, its customer masked; stored sealed.
+    walk_in = {"name": "Walk In", "phone": "+34 699 88 77 66", "email": "walk.in@example.com"}
+    booked = api.post(
+        "/admin/v1/bookings",
+        desk["token"],
+        {
+            "slot_id": slot_at(container, people[1]["id"], start + dt.timedelta(hours=2)),
+            "service_id": service["id"],
+            "customer": walk_in,
+            "notes": "first visit",
+            "confirm": True,
+        },
+    )
+    assert booked.status_code == 201, booked.text
+    assert booked.json["customer"] == walk_in  # the answer shows staff what they typed
+    event = only(api, m, action="booking.staff_create")
+    assert (event["object_type"], event["object_id"]) == ("booking", booked.json["id"])
+    assert event["before"] is None and event["after"]["status"] == "confirmed"
+    assert event["after"]["customer"] == {
+        "name": "Walk In",
+        "phone": "***66",
+        "email": "w***@example.com",
+    }
+    assert event["after"]["notes"] == "***"
+    with container.engine.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT pii_kid, customer_phone LIKE '%699%' OR customer_email LIKE '%walk%'"
+                " OR notes LIKE '%first%' AS clear FROM scheduler.bookings WHERE id = :id"
+            ),
+            {"id": booked.json["id"]},
+        ).one()
+    assert stored.pii_kid == "t1" and not stored.clear
+
     deleted = api.client.simulate_delete(
         f"/admin/v1/availabilities/{rule['id']}", headers=api.headers(m, str(uuid.uuid4()))
     )
@@ -144,8 +178,8 @@ def test_every_kind_of_staff_write_is_recorded_with_what_it_changed(
 
     # Filters: by actor, by time; newest first, pages stable.
     everything = trail(api, m, page_size=100)
-    assert everything["total"] == 12  # 5 creates, 5 changes, a generation, a delete
-    assert trail(api, m, actor=desk["sub"])["total"] == 1
+    assert everything["total"] == 13  # 6 creates, 5 changes, a generation, a delete
+    assert trail(api, m, actor=desk["sub"])["total"] == 2
     at = [e["at"] for e in everything["items"]]
     assert at == sorted(at, reverse=True)
     paged = [
@@ -156,7 +190,7 @@ def test_every_kind_of_staff_write_is_recorded_with_what_it_changed(
     newer = trail(api, m, **{"from": middle}, page_size=100)["items"]
     assert [e["id"] for e in newer] == [e["id"] for e in everything["items"] if e["at"] >= middle]
     older = trail(api, m, to=middle, page_size=100)["items"]
-    assert len(newer) + len(older) == 12
+    assert len(newer) + len(older) == 13
     # No customer's PII anywhere in the trail (notes and phone/email never changed here, and a
     # create of a booking by staff would show them masked).
     with container.engine.connect() as conn:
@@ -165,7 +199,7 @@ def test_every_kind_of_staff_write_is_recorded_with_what_it_changed(
                 "SELECT count(*) FROM scheduler.audit_events WHERE before::text LIKE ANY(:v)"
                 " OR after::text LIKE ANY(:v)"
             ),
-            {"v": ["%611 22%", "%eva.ruiz%", "%shy%"]},
+            {"v": ["%611 22%", "%eva.ruiz%", "%shy%", "%699 88%", "%walk.in%", "%first visit%"]},
         ).scalar_one()
     assert leaked == 0
 

@@ -44,13 +44,13 @@ class Layered:
 
         reads.lookup = counting_lookup  # type: ignore[method-assign]
         self.lookups_in_redis = 0  # lookups that went to Redis
-        pipeline = reads._lane.pipeline
+        pipeline = reads._pipelines.pipeline
 
         def counting_pipeline(commands: Any, **kwargs: Any) -> Any:
             self.lookups_in_redis += commands[0][0] == "HMGET"
             return pipeline(commands, **kwargs)
 
-        reads._lane.pipeline = counting_pipeline  # type: ignore[method-assign]
+        reads._pipelines.pipeline = counting_pipeline  # type: ignore[method-assign]
         self.reads = reads
 
         def inner(environ: dict[str, Any], start_response: Any) -> Any:
