@@ -164,7 +164,13 @@ def _book(
         created_at=now,
         updated_at=now,
     )
-    view = booking_view(b, pii)
+    # Just sealed: its clear values are at hand, not opened again (a hold's hot path).
+    clear = {
+        "customer_phone": customer["phone"],
+        "customer_email": customer.get("email"),
+        "notes": body.get("notes"),
+    }
+    view = booking_view(b, pii, clear=clear)
     session.execute(
         _INSERT_HELD,
         {

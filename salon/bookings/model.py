@@ -55,10 +55,16 @@ def status_at(b: Booking, now: dt.datetime) -> str:
     return "expired" if hold_lapsed(b, now) else b.status
 
 
-def booking_view(b: Booking, pii: PiiCodec, now: dt.datetime | None = None) -> dict[str, Any]:
+def booking_view(
+    b: Booking,
+    pii: PiiCodec,
+    now: dt.datetime | None = None,
+    clear: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
     """The booking as clients see it, its PII in clear (the write path seals it again before
-    storing an answer); with `now` (a read), a lapsed hold shows as expired."""
-    clear = opened(pii, b)
+    storing an answer); with `now` (a read), a lapsed hold shows as expired. `clear`: the
+    row's PII already known (a new booking), not opened again."""
+    clear = clear if clear is not None else opened(pii, b)
     service_end = (
         b.start_at + dt.timedelta(minutes=b.service_minutes) if b.service_minutes else b.end_at
     )
