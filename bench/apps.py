@@ -2,8 +2,7 @@
 ``bare`` (a fixed JSON document, no middleware), ``noop`` (an actor doing nothing) and
 ``floor`` (what a hold must pass through in this design and nothing else: the record, stock
 Dramatiq, pgbench's transaction, BLPOP), each described in docs/performance.md "Baselines".
-Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_NAMESPACE``.
-"""
+Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_NAMESPACE``."""
 
 from __future__ import annotations
 

@@ -93,14 +93,14 @@ def cpu_ms(report: Report, name: str, skip: tuple[str, ...] = ("client",)) -> li
 
 
 # --- slots ---------------------------------------------------------------------------------
-# /v1/slots through other Redis paths (`--redis-paths`): name -> environment of `salon api`.
-# Hand-written Redis parts off, on plain TCP: bench/redis_py.py.
-OFF = {"GUNICORN_CMD_ARGS": "--config python:bench.redis_py"}
+# /v1/slots through other Redis paths (`--redis-paths`): parts off on plain TCP, or TLS.
+OFF = {"GUNICORN_CMD_ARGS": "--config python:bench.redis_py"}  # bench/redis_py.py
 PATHS = {
     "slots TLS": {},  # REDIS_URL: a redis-server of ours speaking TLS only (redis-py only)
     "slots redis-py": {**OFF, "BENCH_REDIS_PY": "pipelines,mirror"},  # as over TLS
     "slots no mirror": {**OFF, "BENCH_REDIS_PY": "mirror"},
     "slots no pipelines": {**OFF, "BENCH_REDIS_PY": "pipelines"},
+    "slots no ctypes": {**OFF, "BENCH_REDIS_PY": "ctypes"},
 }
 
 
@@ -147,6 +147,7 @@ def slots(opts: Options) -> Report:
     for name in names:
         report.add(f"{name} req/s", metric(report, name, "rps"))
         report.add(f"{name} p99 ms", metric(report, name, "p99"))
+    slots_rps = metric(report, "slots", "rps")
     for name in names[1:]:
         rps = paired(metric(report, name, "rps"), metric(report, "bare", "rps"))
         if name == "slots":  # the targets: the product as deployed
@@ -157,8 +158,7 @@ def slots(opts: Options) -> Report:
             report.add("CPU per answer, /v1/slots ÷ bare", cpu)
             continue  # another path: what the product would be without a part
         report.add(f"{name} ÷ bare, req/s", rps)
-        own = paired(metric(report, name, "rps"), metric(report, "slots", "rps"))
-        report.add(f"{name} ÷ slots, req/s", own)
+        report.add(f"{name} ÷ slots, req/s", paired(metric(report, name, "rps"), slots_rps))
     bad = sum(r["bad"] for n in names[1:] for r in report.runs[n])
     report.notes.append(f"{booked} bookings in the salon; /v1/slots answers >= 400: {bad}")
     return report
