@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -24,6 +25,17 @@ def parse_networks(raw: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
 
 
+@lru_cache(maxsize=8192)
+def _within(networks: tuple[Network, ...], address: str) -> bool:
+    # Cached: the same proxies and callers come back on every request, and parsing an
+    # address costs more than the fast path's answer itself.
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 class ClientAddress:
     """`address(environ)`: the caller's address under the configured trusted proxies."""
 
@@ -31,11 +43,7 @@ class ClientAddress:
         self.networks = parse_networks(trusted_proxies)
 
     def trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
+        return _within(self.networks, address)
 
     def address(self, environ: Mapping[str, Any]) -> str:
         # No REMOTE_ADDR: an in-process caller (Falcon's `remote_addr` says the same).
