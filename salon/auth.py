@@ -59,7 +59,15 @@ def issue_token(
 MIN_SECRET_BYTES = 32
 # Secrets that are documented, shipped or guessed first; compared lower-case.
 PLACEHOLDERS = frozenset({"changeme", "change-me", "change_me", "secret", "password", "jwt-secret"})
-_PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "placeholder", "dev-only")
+_PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "dev-only",
+    "dev-secret",
+    "not-for-production",
+)
 
 
 def weak_secret(secret: str) -> str | None:

@@ -162,6 +162,7 @@ def test_audience_and_issuer_are_checked_when_configured(extra, accepted):
         "changeme",
         "secret",
         "CHANGE-ME-to-at-least-32-random-bytes",  # deploy/k8s/secret.yaml's placeholder
+        "compose-dev-secret-not-for-production-0123456789",  # docker-compose.yml's
         "a-short-but-random-Q7x",
         "x" * 64,
     ],
