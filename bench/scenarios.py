@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -70,8 +71,21 @@ def paired(cand: Sequence[float], base: Sequence[float]) -> list[float]:
     return [c / b for c, b in zip(cand, base, strict=True) if b]
 
 
+# The processes refuse the development JWT secret: a run signs its tokens with one of its own.
+RUN_JWT_SECRET = secrets.token_hex(32)
+
+
 def product_env(url: str, namespace: str, opts: Options) -> dict[str, str]:
-    return {"DATABASE_URL": url, "REDIS_URL": h.REDIS_URL, "REDIS_NAMESPACE": namespace, **opts.env}
+    return {
+        "DATABASE_URL": url,
+        "REDIS_URL": h.REDIS_URL,
+        "REDIS_NAMESPACE": namespace,
+        "JWT_SECRET": RUN_JWT_SECRET,
+        # The load generator plays the ingress: it sets each visitor's X-Forwarded-For
+        # (`bench.data.slots_mix`), which the API believes only from a trusted proxy.
+        "TRUSTED_PROXIES": "127.0.0.1/32",
+        **opts.env,
+    }
 
 
 def record(report: Report, rnd: int, name: str, got: h.Load) -> None:

@@ -28,6 +28,13 @@ class Settings:
     jwt_secret: str = field(default=DEV_JWT_SECRET, metadata={"env": "JWT_SECRET"})
     jwt_public_key: str = field(default="", metadata={"env": "JWT_PUBLIC_KEY"})
     jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
+    jwt_audience: str = field(default="", metadata={"env": "JWT_AUDIENCE"})
+    # A token may live this long at most (`exp - iat`, or `exp - now` without `iat`); 0: no cap.
+    jwt_max_lifetime_seconds: int = field(
+        default=86400, metadata={"env": "JWT_MAX_LIFETIME_SECONDS"}
+    )
+    # Development mode: the processes accept the development JWT secret (`salon dev` sets it).
+    dev: bool = field(default=False, metadata={"env": "SALON_DEV"})
     # The scheduler keeps every active stylist's slots generated this many days ahead.
     horizon_days: int = field(default=60, metadata={"env": "HORIZON_DAYS"})
     # A generation chunk is one stylist at one location for this many weeks (one transaction).
@@ -66,7 +73,21 @@ class Settings:
     scheduler_lease_seconds: float = field(
         default=10.0, metadata={"env": "SCHEDULER_LEASE_SECONDS"}
     )
+    # Requests per caller (token, else client address) and minute, per route class; reads'
+    # limit at 0 turns every class off.
     rate_limit_per_minute: int = field(default=600, metadata={"env": "RATE_LIMIT_PER_MINUTE"})
+    rate_limit_booking_writes_per_minute: int = field(
+        default=10, metadata={"env": "RATE_LIMIT_BOOKING_WRITES_PER_MINUTE"}
+    )
+    rate_limit_admin_writes_per_minute: int = field(
+        default=120, metadata={"env": "RATE_LIMIT_ADMIN_WRITES_PER_MINUTE"}
+    )
+    # Comma-separated CIDRs of the reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = field(default="", metadata={"env": "TRUSTED_PROXIES"})
+    # Comma-separated origins a browser may call the public API from ("*": any); never /admin.
+    cors_origins: str = field(default="", metadata={"env": "CORS_ORIGINS"})
+    # Bearer token /metrics asks for; without one, /metrics answers only loopback callers.
+    metrics_token: str = field(default="", metadata={"env": "METRICS_TOKEN"})
     data_dir: str = field(default=".salon", metadata={"env": "SALON_DATA_DIR"})
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=True, metadata={"env": "LOG_JSON"})

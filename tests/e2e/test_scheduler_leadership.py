@@ -65,6 +65,7 @@ def schedulers(own_database, run_id, tmp_path) -> Iterator[Schedulers]:  # type:
         "SCHEDULER_TICK_SECONDS": "1",
         "SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
         "LOG_JSON": "false",
+        "SALON_DEV": "true",  # the development JWT secret
     }
     processes = Schedulers(env, Path(tmp_path))
     try:
