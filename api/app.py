@@ -11,12 +11,15 @@ from typing import Any
 import falcon
 
 from api import errors
+from api.client_address import ClientAddress
 from api.errors import PROBLEM_JSON
 from api.middleware.access import AccessMiddleware
 from api.middleware.authentication import AuthMiddleware
+from api.middleware.cors import CorsMiddleware, CorsPolicy
 from api.middleware.metrics import MetricsMiddleware
 from api.middleware.rate_limit import RateLimitMiddleware
 from api.middleware.request_log import RequestIdMiddleware
+from api.middleware.security_headers import SecurityHeadersMiddleware
 from api.openapi import build_spec
 from api.resources import (
     audit,
@@ -32,6 +35,7 @@ from api.resources import (
 )
 from api.resources.metrics import Metrics
 from api.slots_entrance import SlotsEntrance
+from salon.auth import startup_refusal
 from salon.bootstrap import Container, bootstrap
 from salon.encoding import json_default
 from salon.public_times.exposures import ExposureService
@@ -46,7 +50,7 @@ def routes(container: Container, reads: StoredAnswers) -> list[Route]:
     return [
         ("/healthz", health.Healthz(), None),
         ("/readyz", health.Readyz(c), None),
-        ("/metrics", Metrics(), None),
+        ("/metrics", Metrics(c.settings.metrics_token), None),
         ("/v1/locations", catalogue.PublicLocations(c), None),
         ("/v1/locations/{location_id}/services", catalogue.PublicLocationServices(c), None),
         ("/v1/locations/{location_id}/stylists", catalogue.PublicLocationStylists(c), None),
@@ -88,17 +92,18 @@ def create_app(
     container: Container, reads: StoredAnswers | None = None
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The Falcon app alone. `reads`: the process's public-read caches (a new one if None)."""
+    settings = container.settings
     middleware: list[Any] = [
         MetricsMiddleware(),
         RequestIdMiddleware(),
+        SecurityHeadersMiddleware(),
+        CorsMiddleware(CorsPolicy(settings.cors_origins)),
         AuthMiddleware(container),
-        RateLimitMiddleware(container),
+        # After authentication (it counts by principal), before routing (404s count too).
+        RateLimitMiddleware(container, ClientAddress(settings.trusted_proxies)),
         AccessMiddleware(),
     ]
-    app = falcon.App(
-        middleware=middleware,
-        cors_enable=True,
-    )
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=partial(json.dumps, default=json_default))
     app.resp_options.media_handlers.update(
@@ -141,6 +146,10 @@ def get_app() -> SlotsEntrance:
 
     settings = Settings.from_env()
     configure(settings.log_level, json_logs=settings.log_json)
+    # Also when gunicorn is started without `salon api`: a worker that raises never boots.
+    refusal = startup_refusal(settings)
+    if refusal is not None:
+        raise SystemExit(f"refusing to start: {refusal}")
     app = wsgi_app(api_container(settings))
     # What exists now (modules, the app, its routes) lives as long as the process: full
     # collections need not walk it again (~110,000 objects, 50 ms of pause each; see

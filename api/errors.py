@@ -27,11 +27,16 @@ SLUGS = {
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",
+    411: "length-required",
     413: "payload-too-large",
+    414: "uri-too-long",
     415: "unsupported-media-type",
+    417: "expectation-failed",
     422: "validation-error",
     429: "rate-limited",
+    431: "header-fields-too-large",
     500: "internal-error",
+    501: "not-implemented",
     503: "service-unavailable",
 }
 

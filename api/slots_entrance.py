@@ -19,9 +19,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from api.client_address import ClientAddress
+from api.middleware.cors import CorsPolicy
 from api.middleware.metrics import REQUEST_SECONDS
-from api.middleware.rate_limit import ENV_RATE_COUNT, rate_key
+from api.middleware.rate_limit import ENV_RATE_COUNT, READS, rate_key
 from api.middleware.request_log import ENV_REQUEST_ID, ENV_STARTED, log_access, request_id
+from api.middleware.security_headers import security_headers
 from api.resources.public_times import ENV_FAILURE, ENV_LOOKUP, SESSION_COOKIE, session_id_of
 from models.exposure import VARIANTS
 from salon.auth import InvalidToken, decode_token
@@ -72,20 +75,6 @@ def cookie_session(cookie_header: str | None) -> str | None:
     return found.group(1).strip() if found else None
 
 
-def client_address(environ: dict[str, Any]) -> str | None:
-    """The rate limiter's anonymous caller (Falcon's `access_route[0]`); None when only
-    Falcon can tell (an RFC 7239 Forwarded header)."""
-    if "HTTP_FORWARDED" in environ:
-        return None
-    forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
-    if forwarded_for is not None:
-        return str(forwarded_for).split(",")[0].strip()
-    real_ip = environ.get("HTTP_X_REAL_IP")
-    if real_ip is not None:
-        return str(real_ip)
-    return str(environ.get("REMOTE_ADDR") or "127.0.0.1")
-
-
 class SlotsEntrance:
     """WSGI layer in front of the Falcon app: answers repeated exposures from Redis."""
 
@@ -95,6 +84,9 @@ class SlotsEntrance:
         self.exposures = exposures
         self.rate_prefix = f"{container.settings.redis_namespace}:rate"
         self.rate_limit = container.settings.rate_limit_per_minute
+        # The middlewares' own policies, so an answer given here is counted and headed alike.
+        self.client = ClientAddress(container.settings.trusted_proxies)
+        self.cors = CorsPolicy(container.settings.cors_origins)
         self.metric = REQUEST_SECONDS.labels(PATH, "GET", "200")
 
     def __call__(
@@ -114,8 +106,8 @@ class SlotsEntrance:
             return self.app(environ, start_response)
         body, headers = answer
         headers.append(("X-Request-Id", rid))
-        if environ.get("HTTP_ORIGIN") is not None:
-            headers.append(("Access-Control-Allow-Origin", "*"))  # Falcon's cors_enable policy
+        headers += security_headers("HTTP_AUTHORIZATION" in environ)
+        headers += self.cors.headers(PATH, environ.get("HTTP_ORIGIN"))
         start_response(_OK, headers)
         elapsed = time.perf_counter() - started
         self.metric.observe(elapsed)
@@ -144,10 +136,9 @@ class SlotsEntrance:
         else:
             given = environ.get("HTTP_X_SESSION_ID") or cookie_session(environ.get("HTTP_COOKIE"))
             session_id = session_id_of(given)
-            address = client_address(environ)
-            if session_id is None or address is None:
+            if session_id is None:
                 return None  # a new session gets its cookie from the full path
-            subject, who = f"session:{session_id}", address
+            subject, who = f"session:{session_id}", self.client.address(environ)
             headers.append(("X-Session-Id", session_id))
         stylist = fields.get("stylist_id")
         # The fields are canonical text (`plain_query`), as the key spells them: a repeat needs
@@ -160,7 +151,7 @@ class SlotsEntrance:
         found = self.exposures.reads.lookup(
             key,
             dt.datetime.fromtimestamp(now, dt.UTC),
-            rate_key(self.rate_prefix, who, now) if counted else None,
+            rate_key(self.rate_prefix, READS, who, now) if counted else None,
         )
         environ[ENV_LOOKUP] = (key, found)
         if found.rate_count is not None:

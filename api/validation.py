@@ -33,13 +33,31 @@ def invalid(exc: ValidationError, whole: str = "body") -> ProblemError:
     return ProblemError(422, "Invalid input", f"invalid field(s): {fields}", errors=errors)
 
 
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The request's body, at most `max_bytes` (more: 413).
+
+    A body without Content-Length (`Transfer-Encoding: chunked`) is read from the server's
+    decoded stream when the server says that stream ends with the body (PEP 3333's
+    `wsgi.input_terminated`, which gunicorn sets); Falcon's `bounded_stream` would read
+    nothing of it (its bound is the missing length, 0), and a PATCH would "succeed" with an
+    empty body. Behind a server that cannot say so, such a body is refused with 411.
+    """
+    length = req.content_length
+    if length is not None:
+        if length > max_bytes:
+            raise ProblemError(413, "Payload too large", f"bodies are limited to {max_bytes} bytes")
+        return req.bounded_stream.read(max_bytes + 1)
+    if "chunked" not in (req.get_header("Transfer-Encoding") or "").lower():
+        return b""  # no body at all
+    if not req.env.get("wsgi.input_terminated"):
+        raise ProblemError(411, "Length required", "send the body with a Content-Length header")
+    return req.stream.read(max_bytes + 1)
+
+
 def parse_body(req: falcon.Request, model: type[M], max_bytes: int) -> M:
     if req.content_type is None or not req.content_type.split(";")[0].strip().endswith("json"):
         raise ProblemError(415, "Unsupported media type", "send the body as application/json")
-    length = req.content_length
-    if length is not None and length > max_bytes:
-        raise ProblemError(413, "Payload too large", f"bodies are limited to {max_bytes} bytes")
-    raw = req.bounded_stream.read(max_bytes + 1)
+    raw = read_body(req, max_bytes)
     if len(raw) > max_bytes:
         raise ProblemError(413, "Payload too large", f"bodies are limited to {max_bytes} bytes")
     try:

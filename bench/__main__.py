@@ -1,7 +1,5 @@
 """`python -m bench slots|holds|generation|all`: run scenarios, print every target's figure.
-
-Needs PostgreSQL (``BENCH_DATABASE_URL``), Redis (``BENCH_REDIS_URL``), ``pgbench`` and the
-Debian ``wrk``; see docs/performance.md."""
+Needs PostgreSQL, Redis, ``pgbench`` and the Debian ``wrk``: see docs/performance.md."""
 
 from __future__ import annotations
 
@@ -36,19 +34,16 @@ def show(report: scenarios.Report) -> None:
     for note in report.notes:
         print(f"# {note}")
     for name, runs in report.runs.items():
-        if runs and "cpu_ms_per_request" in runs[0]:
-            groups = sorted({g for r in runs for g in r["cpu_ms_per_request"]})
-            cpu = {
-                g: statistics.median(r["cpu_ms_per_request"].get(g, 0) for r in runs)
-                for g in groups
-            }
-            other = statistics.median(r["other_cpu_pct"] for r in runs)
-            print(
-                f"# {name}: CPU ms per answer "
-                + ", ".join(f"{g} {v:.3f}" for g, v in cpu.items())
-                + f"; other processes {other:.0f} % of a core"
-                + (" (a list went round: repeats)" if any(r["wrapped"] for r in runs) else "")
-            )
+        per = [r["cpu_ms_per_request"] for r in runs]
+        groups = sorted({g for p in per for g in p})
+        cpu = {g: statistics.median(p.get(g, 0) for p in per) for g in groups}
+        other = statistics.median(r["other_cpu_pct"] for r in runs)
+        print(
+            f"# {name}: CPU ms per answer "
+            + ", ".join(f"{g} {v:.3f}" for g, v in cpu.items())
+            + f"; other processes {other:.0f} % of a core"
+            + (" (a list went round: repeats)" if any(r["wrapped"] for r in runs) else "")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,17 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="rounds of slots/holds (default 2)")
     ap.add_argument("--max-other", type=float, default=25.0, help="%% of a core (a run redone)")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE: an experiment")
+    ap.add_argument("--redis-paths", action="store_true", help="slots: also TLS, parts off")
     ap.add_argument("--save", action="store_true", help="also write bench/results/*.json")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print(WRK_MISSING, file=sys.stderr)
         return 2
-    opts = scenarios.Options(
-        seconds=args.seconds,
-        rounds=args.rounds,
-        max_other=args.max_other,
-        env=dict(kv.split("=", 1) for kv in args.env),
-    )
+    kept = {k: getattr(args, k) for k in ("seconds", "rounds", "max_other", "redis_paths")}
+    opts = scenarios.Options(**kept, env=dict(kv.split("=", 1) for kv in args.env))
     names = ["slots", "holds", "generation"] if args.scenario == "all" else [args.scenario]
     for name in names:
         try:

@@ -1,17 +1,8 @@
-"""What the baselines serve (``gunicorn bench.apps:bare|floor``, ``dramatiq bench.apps``).
-
-* ``bare``: Falcon answering a fixed JSON document (one slot), no middleware, database or
-  Redis: the ceiling of any endpoint under the same gunicorn settings.
-* ``noop``: a Dramatiq actor doing nothing: the broker's and worker's own cost per message.
-* ``floor``: what a hold must pass through in this design, and nothing else. The API
-  records the request (its own commit, so a Redis outage loses nothing), stock Dramatiq
-  carries it to a worker thread, which locks the record, runs pgbench's booking transaction
-  and stores the outcome in it (a redelivery changes nothing), then pushes the id to a Redis
-  list the API thread waits on (BLPOP). A confirm is the same with an UPDATE. No auth,
-  validation, catalogue, fit check, events or version bumps.
-
-Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_NAMESPACE``.
-"""
+"""What the baselines serve (``gunicorn bench.apps:bare|floor``, ``dramatiq bench.apps``):
+``bare`` (a fixed JSON document, no middleware), ``noop`` (an actor doing nothing) and
+``floor`` (what a hold must pass through in this design and nothing else: the record, stock
+Dramatiq, pgbench's transaction, BLPOP), each described in docs/performance.md "Baselines".
+Environment: ``FLOOR_DSN`` (libpq), ``BENCH_REDIS_URL``, ``BENCH_NAMESPACE``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
 """Baselines that are not HTTP: pgbench's booking transaction and a Dramatiq no-op drain.
-
 pgbench runs a booking-like transaction (prepared protocol) on tables with the same kind of
 GiST exclusion constraint as the real schema: the ceiling for "hold a slot" on this
 PostgreSQL. The same tables serve the floor app (``bench.apps``), which adds its record.

@@ -1,5 +1,4 @@
-"""The benchmarks' salon: own database (migrated by `salon migrate`), data written the way
-generation writes it (COPY), customers' tokens, and the /v1/slots request mix."""
+"""The benchmarks' salon: own migrated database, slots by COPY, tokens, the /v1/slots mix."""
 
 from __future__ import annotations
 

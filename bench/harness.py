@@ -1,9 +1,7 @@
 """Processes, CPU accounting and the load generator, shared by every scenario.
-
 Servers run as real processes (own session, log to a file, always stopped on exit); load
-comes from the Debian ``wrk`` binary; CPU is read per process with psutil before and after
-each run, so a figure says who used the machine meanwhile and how much was someone else's.
-"""
+comes from the Debian ``wrk``; CPU is read per process with psutil before and after each
+run, so a figure says who used the machine meanwhile and how much was someone else's."""
 
 from __future__ import annotations
 
@@ -44,8 +42,6 @@ WRK_MISSING = (
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
 @dataclass
 class Service:
     name: str
@@ -161,20 +157,35 @@ def salon_api(env: Mapping[str, str]) -> Iterator[Service]:
 
 
 @contextmanager
+def tls_redis() -> Iterator[str]:
+    """A redis-server of our own that speaks TLS only, with a self-signed certificate made
+    now; yields its ``rediss://`` URL, which hands redis-py the CA file (``ssl_ca_certs``)."""
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as tmp:
+        cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        argv = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext"
+        argv += f" subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
+        subprocess.run(argv.split(), check=True, capture_output=True)
+        with socket.create_server(("127.0.0.1", 0)) as s:
+            port = int(s.getsockname()[1])
+        argv = f"redis-server --port 0 --tls-port {port} --bind 127.0.0.1 --tls-auth-clients no"
+        argv += f" --tls-cert-file {cert} --tls-key-file {key} --tls-ca-cert-file {cert}"
+        with started("redis-tls", [*argv.split(), "--save", "", "--appendonly", "no"]) as svc:
+            wait_until(svc, logged(svc, "Ready to accept connections"), "ready server")
+            yield f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+
+
+@contextmanager
 def dramatiq(module: str, env: Mapping[str, str], processes: int = 2) -> Iterator[Service]:
     """Stock `dramatiq MODULE` with the product's worker shape (2 processes x 8 threads)."""
     threads = str(Settings.from_env(env).worker_threads)
     argv = [sys.executable, "-m", "dramatiq", module, "-p", str(processes), "-t", threads]
-    # Dramatiq's default shutdown wait is 10 minutes.
-    argv += ["--worker-shutdown-timeout", "5000"]
+    argv += ["--worker-shutdown-timeout", "5000"]  # Dramatiq's default: 10 minutes
     with started("dramatiq", argv, env) as svc:
         wait_until(svc, logged(svc, "is ready for action", processes), "ready workers")
         yield svc
 
 
 # --- CPU accounting ----------------------------------------------------------------------
-
-
 class Groups:
     """Which process a CPU second belongs to: a named service's tree (pids taken now), the
     PostgreSQL backends of ``dbname`` (with the WAL writer, checkpointer and background
@@ -272,8 +283,6 @@ def balanced(use: CpuUse, server: Service) -> bool:
 
 
 # --- load: wrk -----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -415,10 +424,8 @@ def wrk(
 ) -> Load:
     """Closed loop: ``connections`` keep-alive connections for ``seconds``. ``count`` keeps
     a tally of statuses (and runs hold -> confirm pairs for requests with ``then``); it
-    needs one connection per thread, so the Lua state knows which request an answer is for.
-    """
-    exe = shutil.which("wrk")
-    if exe is None:
+    needs one connection per thread, so the Lua state knows which request an answer is for."""
+    if (exe := shutil.which("wrk")) is None:
         raise RuntimeError(WRK_MISSING)
     threads = connections if count else threads
     requests = [*requests] * threads if len(requests) < threads else requests  # one each

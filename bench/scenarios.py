@@ -1,14 +1,14 @@
 """The three scenarios, each against its baseline(s) in the same run, ratios paired per round.
-
-Every product process runs with the product's defaults (`salon api`, `salon worker`: only
-the database, Redis and a namespace of our own are set), rate limit and access log included.
-"""
+Product processes run with the product's defaults (`salon api`, `salon worker`: only the
+database, Redis and a namespace of our own set), rate limit and access log included."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -38,9 +38,11 @@ class Options:
     connections: int = 16
     max_other: float = 25.0
     env: dict[str, str] = field(default_factory=dict)  # extra product settings (experiments)
+    redis_paths: bool = False  # slots: also over TLS and with hand-written Redis parts off
 
 
 Ok = Callable[[float], bool] | None
+Headers = Sequence[tuple[str, str]]
 
 
 @dataclass
@@ -70,14 +72,24 @@ def paired(cand: Sequence[float], base: Sequence[float]) -> list[float]:
     return [c / b for c, b in zip(cand, base, strict=True) if b]
 
 
+# The processes refuse the development JWT secret: a run signs its tokens with one of its own.
+RUN_JWT_SECRET = secrets.token_hex(32)
+# And so do they without PII keys: the run's own too (sealing costs the same under any key).
+RUN_PII_KEYS = "bench:" + base64.b64encode(secrets.token_bytes(32)).decode()
+RUN_PII_HASH_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def product_env(url: str, namespace: str, opts: Options) -> dict[str, str]:
     return {
         "DATABASE_URL": url,
         "REDIS_URL": h.REDIS_URL,
         "REDIS_NAMESPACE": namespace,
-        # A development system: its development keys (PII) are allowed; sealing costs the
-        # same under any key.
-        "SALON_DEV": "1",
+        "JWT_SECRET": RUN_JWT_SECRET,
+        "PII_KEYS": RUN_PII_KEYS,
+        "PII_HASH_KEY": RUN_PII_HASH_KEY,
+        # The load generator plays the ingress: it sets each visitor's X-Forwarded-For
+        # (`bench.data.slots_mix`), which the API believes only from a trusted proxy.
+        "TRUSTED_PROXIES": "127.0.0.1/32",
         **opts.env,
     }
 
@@ -101,10 +113,20 @@ def cpu_ms(report: Report, name: str, skip: tuple[str, ...] = ("client",)) -> li
 
 
 # --- slots ---------------------------------------------------------------------------------
+# /v1/slots through other Redis paths (`--redis-paths`): parts off on plain TCP, or TLS.
+OFF = {"GUNICORN_CMD_ARGS": "--config python:bench.redis_py"}  # bench/redis_py.py
+PATHS = {
+    "slots TLS": {},  # REDIS_URL: a redis-server of ours speaking TLS only (redis-py only)
+    "slots redis-py": {**OFF, "BENCH_REDIS_PY": "pipelines,mirror"},  # as over TLS
+    "slots no mirror": {**OFF, "BENCH_REDIS_PY": "mirror"},
+    "slots no pipelines": {**OFF, "BENCH_REDIS_PY": "pipelines"},
+    "slots no ctypes": {**OFF, "BENCH_REDIS_PY": "ctypes"},
+}
 
 
 def slots(opts: Options) -> Report:
-    """GET /v1/slots (80 % sticky repeats, 20 % new asks) vs the bare Falcon endpoint."""
+    """GET /v1/slots (80 % sticky repeats, 20 % new asks) vs the bare Falcon endpoint; with
+    ``opts.redis_paths``, also over TLS and with hand-written Redis parts off."""
     report, rng, db = Report("slots"), random.Random(20261125), "salon_bench_slots"
     url = d.fresh_database(db)
     salon = d.seed_salon(url)
@@ -112,52 +134,57 @@ def slots(opts: Options) -> Report:
     namespace = f"bench-slots-{uuid.uuid4().hex[:6]}"
     env = product_env(url, namespace, opts)
     est = [4000.0]  # req/s, to size each mix at twice what a run sends (none goes round)
+    names = ["bare", "slots", *(PATHS if opts.redis_paths else ())]
     try:
-        with h.gunicorn("bench.apps:bare", env, "/slot") as bare, h.salon_api(env) as api:
-            servers = {
-                "bare": (bare, h.Groups({"server": bare})),
-                "slots": (api, h.Groups({"server": api}, db, redis=True)),
-            }
+        with ExitStack() as up:
+            bare = up.enter_context(h.gunicorn("bench.apps:bare", env, "/slot"))
+            servers = {"bare": (bare, h.Groups({"server": bare}))}
+            for name in names[1:]:
+                tls = {"REDIS_URL": up.enter_context(h.tls_redis())} if name.endswith("TLS") else {}
+                api = up.enter_context(h.salon_api({**env, **PATHS.get(name, {}), **tls}))
+                servers[name] = (api, h.Groups({"server": api}, db, redis=True))
 
             def run(name: str, seconds: float) -> h.Load:
                 svc, groups = servers[name]
                 n = int(est[0] * seconds * 2) + 2000
-                reqs = (
-                    d.slots_mix(salon, n, rng) if name == "slots" else [h.Request("GET", "/slot")]
-                )
+                reqs = d.slots_mix(salon, n, rng) if name != "bare" else [h.Request("GET", "/slot")]
                 got = h.wrk(
                     svc.url, reqs, connections=opts.connections, seconds=seconds, groups=groups
                 )
-                est[0] = max(est[0], got.rps) if name == "slots" else est[0]
+                est[0] = max(est[0], got.rps) if name != "bare" else est[0]
                 return got
 
-            run("bare", opts.warmup)
-            run("slots", opts.warmup)
-            for rnd in range(opts.rounds):  # A B, B A, ...: a drift hits both alike
-                for name in ("bare", "slots") if rnd % 2 == 0 else ("slots", "bare"):
+            for name in names:
+                run(name, opts.warmup)
+            for rnd in range(opts.rounds):  # A B C, C B A, ...: a drift hits all alike
+                for name in names if rnd % 2 == 0 else names[::-1]:
                     svc = servers[name][0]
                     got = h.checked(partial(run, name, opts.seconds), svc, opts.max_other)
                     record(report, rnd, name, got)
     finally:
         d.wipe_namespace(h.REDIS_URL, namespace)
         d.drop_database(db)
-    for name in ("bare", "slots"):
+    for name in names:
         report.add(f"{name} req/s", metric(report, name, "rps"))
         report.add(f"{name} p99 ms", metric(report, name, "p99"))
-    rps = paired(metric(report, "slots", "rps"), metric(report, "bare", "rps"))
-    p99 = paired(metric(report, "slots", "p99"), metric(report, "bare", "p99"))
-    report.add("/v1/slots ÷ bare, req/s", rps, ">= 0.4", lambda v: v >= 0.4)
-    report.add("/v1/slots ÷ bare, p99", p99, "<= 2", lambda v: v <= 2.0)
-    report.add(
-        "CPU per answer, /v1/slots ÷ bare", paired(cpu_ms(report, "slots"), cpu_ms(report, "bare"))
-    )
-    bad = sum(r["bad"] for r in report.runs["slots"])
+    slots_rps = metric(report, "slots", "rps")
+    for name in names[1:]:
+        rps = paired(metric(report, name, "rps"), metric(report, "bare", "rps"))
+        if name == "slots":  # the targets: the product as deployed
+            p99 = paired(metric(report, name, "p99"), metric(report, "bare", "p99"))
+            report.add("/v1/slots ÷ bare, req/s", rps, ">= 0.4", lambda v: v >= 0.4)
+            report.add("/v1/slots ÷ bare, p99", p99, "<= 2", lambda v: v <= 2.0)
+            cpu = paired(cpu_ms(report, name), cpu_ms(report, "bare"))
+            report.add("CPU per answer, /v1/slots ÷ bare", cpu)
+            continue  # another path: what the product would be without a part
+        report.add(f"{name} ÷ bare, req/s", rps)
+        report.add(f"{name} ÷ slots, req/s", paired(metric(report, name, "rps"), slots_rps))
+    bad = sum(r["bad"] for n in names[1:] for r in report.runs[n])
     report.notes.append(f"{booked} bookings in the salon; /v1/slots answers >= 400: {bad}")
     return report
 
 
 # --- holds ---------------------------------------------------------------------------------
-
 OVERLAPS = """SELECT count(*) FROM scheduler.bookings a JOIN scheduler.bookings b
   ON a.stylist_id = b.stylist_id AND a.id < b.id AND a.start_at < b.end_at
  AND b.start_at < a.end_at
@@ -191,12 +218,7 @@ def reset(url: str) -> None:
         conn.execute("VACUUM ANALYZE scheduler.bookings, scheduler.idempotency_keys")
 
 
-def hold(
-    path: str,
-    body: dict[str, Any],
-    headers: Sequence[tuple[str, str]],
-    pair: Sequence[tuple[str, str]] | None,
-) -> h.Request:
+def hold(path: str, body: dict[str, Any], headers: Headers, pair: Headers | None) -> h.Request:
     key = ("Idempotency-Key", uuid.uuid4().hex)
     then = (*pair, ("Idempotency-Key", uuid.uuid4().hex)) if pair is not None else ()
     heads = (*headers, key, ("Content-Type", "application/json"))
@@ -275,11 +297,8 @@ def holds(opts: Options) -> Report:
         worker_argv = [sys.executable, "-m", "salon", "worker"]
         with h.salon_api(env) as api, h.started("salon-worker", worker_argv, env) as worker:
             probe(api, requests("product", "holds")[0])
-            yield (
-                api,
-                "/v1/bookings/{id}/confirm",
-                h.Groups({"api": api, "worker": worker}, db, True),
-            )
+            groups = h.Groups({"api": api, "worker": worker}, db, redis=True)
+            yield api, "/v1/bookings/{id}/confirm", groups
 
     def run(
         name: str, kind: str, seconds: float, svc: h.Service, confirm: str, groups: h.Groups
@@ -344,10 +363,8 @@ def holds(opts: Options) -> Report:
     report.add("overlapping live bookings (max)", [max(overlaps)], "0", lambda v: v == 0)
     report.add("floor holds/s ÷ pgbench TPS", paired(floor_, tps))
     report.add("holds/s ÷ pgbench TPS", paired(holds_, tps))
-    report.add(
-        "CPU per hold, product ÷ floor",
-        paired(cpu_ms(report, "holds"), cpu_ms(report, "floor holds")),
-    )
+    per_hold = paired(cpu_ms(report, "holds"), cpu_ms(report, "floor holds"))
+    report.add("CPU per hold, product ÷ floor", per_hold)
     report.notes.append(
         f"Dramatiq no-op drain (2 x {settings.worker_threads} threads) {drain['drain_rate']:,.0f}"
         f" msg/s, enqueue (one thread) {drain['enqueue_rate']:,.0f} msg/s,"
@@ -360,8 +377,6 @@ def holds(opts: Options) -> Report:
 
 
 # --- generation ----------------------------------------------------------------------------
-
-
 def run_job(env: Mapping[str, str], url: str, salon: d.Salon) -> tuple[float, int]:
     """`salon generate` (fails unless the job succeeded): seconds from the job's creation to
     its end as PostgreSQL recorded them, and the slots it created or found in place."""

@@ -16,6 +16,25 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _production_settings() -> Settings:
+    """The settings of a long-running process (api, worker, scheduler): it refuses to start with
+    a JWT secret anyone may know, or without PII keys, unless SALON_DEV=true."""
+    from salon.auth import startup_refusal
+    from salon.infra.pii import PiiConfigError, pii_codec
+
+    settings = _settings()
+    refusal = startup_refusal(settings)
+    if refusal is None:
+        try:
+            pii_codec(settings)
+        except PiiConfigError as exc:
+            refusal = str(exc)
+    if refusal is not None:
+        click.echo(f"salon: refusing to start: {refusal}", err=True)
+        sys.exit(2)
+    return settings
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Hair Stylist Scheduler."""
@@ -39,7 +58,7 @@ def dev(port: int, data_dir: str | None) -> None:
 @click.option("--threads", type=int, default=None, help="Threads per worker.")
 def api(bind: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Serve the API with gunicorn (gthread)."""
-    settings = _settings()
+    settings = _production_settings()
     address = bind or f"127.0.0.1:{port or 8000}"
     threads = threads or settings.api_threads
     # The app reads it too: it lets fewer writes wait at once than it has threads.
@@ -51,8 +70,9 @@ def api(bind: str | None, port: int | None, workers: int | None, threads: int | 
         "api.app:get_app()",
         "--bind",
         address,
+        # gthread, with the errors gunicorn answers itself as problem+json.
         "--worker-class",
-        "gthread",
+        "api.gunicorn_worker.ProblemThreadWorker",
         "--workers",
         str(workers or settings.api_workers),
         "--threads",
@@ -96,7 +116,7 @@ def worker(processes: int | None, threads: int | None, alive_file: str | None) -
     from salon.infra.logs import configure
     from workers.supervisor import Supervisor, dramatiq_command
 
-    settings = _settings()
+    settings = _production_settings()
     configure(settings.log_level, json_logs=settings.log_json)
     # Idle consumers poll Redis; 100 ms (not Dramatiq's 1 s) keeps a quiet system responsive.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
@@ -116,7 +136,7 @@ def scheduler() -> None:
     from salon.infra.logs import configure
     from scheduler_jobs.runner import main as run_scheduler
 
-    settings = _settings()
+    settings = _production_settings()
     configure(settings.log_level, json_logs=settings.log_json)
     container = bootstrap(settings)
     try:

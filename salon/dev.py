@@ -60,8 +60,8 @@ def run_dev(*, port: int, data_dir: str | None) -> int:
     from salon.migrate import upgrade
     from salon.seed import DEMO_ADMIN, DEMO_BIZ, DEMO_CUSTOMER, seed_demo
 
-    # Development keys and secrets are allowed for this process and its children only.
-    env = {**os.environ, "SALON_DEV": "1"}
+    # Development mode: the processes accept the development JWT secret (`salon.auth`).
+    env = {**os.environ, "SALON_DEV": "true"}
     settings = Settings.from_env(env)
     embedded = None
     if not settings.database_url or not settings.redis_url:

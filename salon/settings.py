@@ -28,8 +28,13 @@ class Settings:
     jwt_secret: str = field(default=DEV_JWT_SECRET, metadata={"env": "JWT_SECRET"})
     jwt_public_key: str = field(default="", metadata={"env": "JWT_PUBLIC_KEY"})
     jwt_issuer: str = field(default="", metadata={"env": "JWT_ISSUER"})
-    # A development process (`salon dev` sets it): published development keys stand in for
-    # the ones a real deployment must set.
+    jwt_audience: str = field(default="", metadata={"env": "JWT_AUDIENCE"})
+    # A token may live this long at most (`exp - iat`, or `exp - now` without `iat`); 0: no cap.
+    jwt_max_lifetime_seconds: int = field(
+        default=86400, metadata={"env": "JWT_MAX_LIFETIME_SECONDS"}
+    )
+    # Development mode (`salon dev` sets it): the processes accept the development JWT secret,
+    # and published development PII keys stand in for missing ones (salon.infra.pii).
     dev: bool = field(default=False, metadata={"env": "SALON_DEV"})
     # Customers' PII at rest (salon.infra.pii, docs/security.md): `kid:base64key,...`, 32-byte
     # AES keys, the first encrypts, all decrypt; and the HMAC key of the search hashes.
@@ -75,7 +80,21 @@ class Settings:
     scheduler_lease_seconds: float = field(
         default=10.0, metadata={"env": "SCHEDULER_LEASE_SECONDS"}
     )
+    # Requests per caller (token, else client address) and minute, per route class; reads'
+    # limit at 0 turns every class off.
     rate_limit_per_minute: int = field(default=600, metadata={"env": "RATE_LIMIT_PER_MINUTE"})
+    rate_limit_booking_writes_per_minute: int = field(
+        default=10, metadata={"env": "RATE_LIMIT_BOOKING_WRITES_PER_MINUTE"}
+    )
+    rate_limit_admin_writes_per_minute: int = field(
+        default=120, metadata={"env": "RATE_LIMIT_ADMIN_WRITES_PER_MINUTE"}
+    )
+    # Comma-separated CIDRs of the reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = field(default="", metadata={"env": "TRUSTED_PROXIES"})
+    # Comma-separated origins a browser may call the public API from ("*": any); never /admin.
+    cors_origins: str = field(default="", metadata={"env": "CORS_ORIGINS"})
+    # Bearer token /metrics asks for; without one, /metrics answers only loopback callers.
+    metrics_token: str = field(default="", metadata={"env": "METRICS_TOKEN"})
     data_dir: str = field(default=".salon", metadata={"env": "SALON_DATA_DIR"})
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=True, metadata={"env": "LOG_JSON"})

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from salon.settings import Settings
 
-# `salon dev` only (SALON_DEV=1): published, like the development JWT secret, so they protect
+# `salon dev` only (SALON_DEV=true): published, like the development JWT secret, so they protect
 # nothing; every other process refuses to start without keys of its own.
 DEV_PII_KEYS = "dev:" + base64.b64encode(hashlib.sha256(b"salon dev pii key").digest()).decode()
 DEV_PII_HASH_KEY = base64.b64encode(hashlib.sha256(b"salon dev pii hash key").digest()).decode()
@@ -248,7 +248,7 @@ def pii_codec(settings: Settings) -> PiiCodec:
     if not keys or not hash_key:
         if not settings.dev:
             raise PiiConfigError(
-                "PII_KEYS and PII_HASH_KEY must be set (docs/security.md), or SALON_DEV=1"
+                "PII_KEYS and PII_HASH_KEY must be set (docs/security.md), or SALON_DEV=true"
                 " for development"
             )
         keys, hash_key = keys or DEV_PII_KEYS, hash_key or DEV_PII_HASH_KEY

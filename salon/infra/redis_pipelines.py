@@ -4,8 +4,10 @@ A repeat of /v1/slots or /v1/dates that this process does not keep costs one rou
 and a new exposure two; every booking write one pipeline after its commit. Through redis-py
 a round trip costs ~110-130 µs of CPU (its pool, retry, argument and command layers, and
 Python's socket timeouts, which poll() before every send and receive); the same pipeline on
-a socket with hiredis's packer and reader ~45 µs (docs/architecture.md has the measured
-difference for /v1/slots). Errors are redis-py's (`redis.ConnectionError`,
+a socket with hiredis's packer and reader ~45 µs. Measured (`bench slots --redis-paths`, rate
+limit on; docs/performance.md): /v1/slots with these through redis-py answers 0.82x the
+requests a second (CPU per answer 1.19x), 0.83x once the version mirror is gone too: over the
+15 % a hand-written part must save. Errors are redis-py's (`redis.ConnectionError`,
 `redis.TimeoutError`, `redis.ResponseError`), so callers handle an outage as before. Over TLS
 the calls go through redis-py.
 """

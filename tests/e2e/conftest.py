@@ -143,6 +143,8 @@ def running_system(
         "DATABASE_URL": database_url,
         "REDIS_URL": redis.redis_url,
         "REDIS_NAMESPACE": namespace,
+        # The processes sign and check tokens with the development secret, as `salon dev` does.
+        "SALON_DEV": "true",
     }
     sys_ = System(
         f"http://127.0.0.1:{port}",

@@ -67,6 +67,7 @@ def schedulers(own_database, run_id, tmp_path) -> Iterator[Schedulers]:  # type:
         "LOG_JSON": "false",
         "PII_KEYS": TEST_PII_KEYS,
         "PII_HASH_KEY": TEST_PII_HASH_KEY,
+        "SALON_DEV": "true",  # the development JWT secret
     }
     processes = Schedulers(env, Path(tmp_path))
     try:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from falcon import testing
 
-from api.slots_entrance import client_address, cookie_session, plain_query
+from api.slots_entrance import cookie_session, plain_query
 from salon.public_times.exposures import ExposureService
 
 LOC = str(uuid.uuid4())
@@ -57,26 +57,6 @@ def test_anything_else_is_left_to_falcon(query):
 def test_the_session_cookie_is_the_one_falcon_reads(header):
     req = testing.create_req(headers={"Cookie": header})
     assert cookie_session(header) == req.cookies.get("salon_sid")
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"X-Forwarded-For": "203.0.113.9, 10.0.0.1"},
-        {"X-Forwarded-For": " 198.51.100.3 "},
-        {"X-Real-IP": "192.0.2.44"},
-        {"X-Real-IP": "192.0.2.44", "X-Forwarded-For": "203.0.113.9"},
-    ],
-)
-def test_the_rate_limited_caller_is_falcons_first_hop(headers):
-    req = testing.create_req(headers=headers, remote_addr="10.9.8.7")
-    assert client_address(req.env) == req.access_route[0]
-
-
-def test_a_forwarded_header_is_left_to_falcon():
-    req = testing.create_req(headers={"Forwarded": "for=192.0.2.60;proto=http"})
-    assert client_address(req.env) is None
 
 
 @pytest.mark.parametrize("stylist", [None, str(uuid.uuid4())])
