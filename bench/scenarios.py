@@ -117,10 +117,7 @@ def cpu_ms(report: Report, name: str, skip: tuple[str, ...] = ("client",)) -> li
 OFF = {"GUNICORN_CMD_ARGS": "--config python:bench.redis_py"}  # bench/redis_py.py
 PATHS = {
     "slots TLS": {},  # REDIS_URL: a redis-server of ours speaking TLS only (redis-py only)
-    "slots redis-py": {**OFF, "BENCH_REDIS_PY": "pipelines,mirror"},  # as over TLS
-    "slots no mirror": {**OFF, "BENCH_REDIS_PY": "mirror"},
-    "slots no pipelines": {**OFF, "BENCH_REDIS_PY": "pipelines"},
-    "slots no ctypes": {**OFF, "BENCH_REDIS_PY": "ctypes"},
+    "slots redis-py": {**OFF, "BENCH_REDIS_PY": "pipelines"},  # as over TLS
 }
 
 

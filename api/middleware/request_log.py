@@ -23,9 +23,8 @@ ENV_REQUEST_ID = "salon.request_id"
 def request_id(given: str | None) -> str:
     """The caller's X-Request-Id when it is a sane token, else a fresh one."""
     # 32 random hex digits, as uuid4().hex but without building a UUID (every request), and not from
-    # os.urandom: its getrandom() call lets go of the GIL (see
-    # `salon.infra.redis_socket.has_input`). Not secret, only unique (`random` is seeded again in
-    # every forked worker).
+    # os.urandom: its getrandom() call lets go of the GIL, and under load wakes a thread waiting
+    # for it for nothing. Not secret, only unique (`random` is seeded again in every forked worker).
     return given if given and _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
 
 

@@ -1,13 +1,14 @@
 """Redis pipelines on a plain connection per thread, for the round trips every request makes.
 
-A repeat of /v1/slots or /v1/dates that this process does not keep costs one round trip,
-and a new exposure two; every booking write one pipeline after its commit. Through redis-py
-a round trip costs ~110-130 µs of CPU (its pool, retry, argument and command layers, and
-Python's socket timeouts, which poll() before every send and receive); the same pipeline on
-a socket with hiredis's packer and reader ~45 µs. Measured (`bench slots --redis-paths`, rate
-limit on; docs/performance.md): /v1/slots with these through redis-py answers 0.82x the
-requests a second (CPU per answer 1.19x), 0.83x once the version mirror is gone too: over the
-15 % a hand-written part must save. Errors are redis-py's (`redis.ConnectionError`,
+A repeat of /v1/slots or /v1/dates costs two round trips here (the stored answer, with the
+catalogue version and the rate-limit count; then the counters it was computed under), a new
+exposure the lookup and a store sent without waiting; every booking write one pipeline after
+its commit. Through redis-py a round trip costs ~110-130 µs of CPU (its pool, retry, argument
+and command layers, and Python's socket timeouts, which poll() before every send and
+receive); the same pipeline on a socket with hiredis's packer and reader ~45 µs. Measured
+(`bench slots --redis-paths`, rate limit on; docs/performance.md): /v1/slots with these
+through redis-py answers 0.83x the requests a second (CPU per answer 1.21x): over the 15 % a
+hand-written part must save. Errors are redis-py's (`redis.ConnectionError`,
 `redis.TimeoutError`, `redis.ResponseError`), so callers handle an outage as before. Over TLS
 the calls go through redis-py.
 """
@@ -124,7 +125,7 @@ class ThreadConnections:
         answer."""
         try:
             for _ in range(owed):
-                error = _first_error(_flattened(conn.read(ready=True)))
+                error = _first_error(_flattened(conn.read()))
                 if error is not None:
                     log.warning("Redis refused a command sent without waiting: %s", error)
         except TimeoutError as exc:
@@ -186,8 +187,8 @@ class RedisPipelines:
 
     def send_later(self, commands: Sequence[tuple[Any, ...]], *, transaction: bool = False) -> None:
         """Send `commands` without waiting for their replies, which this thread reads before
-        its next call on the lane (an error reply is logged): for best-effort writes whose
-        outcome nobody waits for. Waiting for the reply is a blocking receive, and the
+        its next call on its connection (an error reply is logged): for best-effort writes
+        whose outcome nobody waits for. Waiting for the reply is a blocking receive, and the
         thread then has to win the GIL back (docs/performance.md). Raises redis-py's errors
         only when the commands could not be sent; never sends them twice. Over TLS: a
         redis-py pipeline, waited for."""

@@ -3,8 +3,8 @@
 A stored answer is a Redis hash: the response bytes as sent, the version keys and values it
 was computed under, an epoch after which it must not be served, and the state a recomputation
 starts from (the shown times of an exposure, the counts of a calendar). One round trip
-answers a repeat: on a hit the stored bytes (checked against the version mirror); on a miss
-the catalogue version and that state.
+looks a repeat up: the stored bytes, or on a miss the catalogue version and that state; a hit's
+counters are then read in one MGET.
 Everything here is optional: with Redis down, answers are computed and not stored.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,47 +19,20 @@ from typing import Any
 
 import orjson
 import redis
-from cachetools import LRUCache
 
 from salon.infra.redis_pipelines import RedisPipelines
-from salon.infra.redis_socket import is_plain
 from salon.ports import Reads
 from salon.public_times.day_times import DayTimesCache
 from salon.public_times.free_times import Offer, Window
 from salon.public_times.offers import OfferCache, catalogue_key, queue_catalogue_bump
-from salon.public_times.version_mirror import VersionMirror
 from salon.public_times.versions import Versions, version_key
 
-
-def version_mirror(client: redis.Redis, namespace: str) -> VersionMirror | None:
-    """A mirror of the namespace's counters (None over TLS: the mirror speaks plain RESP)."""
-    if not is_plain(client):
-        return None
-    pool = client.connection_pool
-    prefixes = [catalogue_key(namespace), version_key(namespace, "")]
-    name = "salon-versions-" + "".join(c if c.isalnum() else "-" for c in namespace)
-    return VersionMirror(dict(pool.connection_kwargs), prefixes, name)
-
-
 log = logging.getLogger(__name__)
-
-# Stored answers this process keeps to answer repeats without Redis (a few KB each).
-MAX_KEPT_ANSWERS = 8192
 
 # A stored answer's fields, as `lookup` reads them.
 _STORED = ("response", "vkeys", "versions", "until", "state")
 # A rate-limit counter outlives its one-minute window by a second.
 _RATE_TTL = 61
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    """A stored answer this process has seen, valid while the mirrored counters agree."""
-
-    response: bytes
-    version_keys: tuple[str, ...]
-    versions: tuple[int, ...]
-    until: int  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -84,10 +56,6 @@ class StoredAnswers:
         # Plain commands, not scripts: a Lua call cost Redis ~56 us of CPU, ~40 of it the
         # script's own overhead (docs/performance.md).
         self._pipelines = RedisPipelines(container.redis, name="salon-reads")
-        self.mirror = version_mirror(container.redis, self.ns)
-        # Least recently used first out; not thread-safe: used under `_kept_lock`.
-        self._kept: LRUCache[str, StoredAnswer] = LRUCache(MAX_KEPT_ANSWERS)
-        self._kept_lock = threading.Lock()
 
     def window(self, now: dt.datetime) -> Window:
         settings = self.container.settings
@@ -98,14 +66,9 @@ class StoredAnswers:
         caller's request (the rate limiter's counter) in the same round trip.
 
         Valid: not past its `until`, and every counter it was computed under still at the
-        value it was computed under (read from the mirror, which has seen every change
-        finished before this call; else from Redis, after the answer: a change in between
+        value it was computed under (read from Redis after the answer: a change in between
         makes it a miss, never a stale hit)."""
         epoch = int(now.timestamp())
-        if rate_key is None and self.mirror is not None:
-            kept = self._kept_answer(key, epoch)
-            if kept is not None:
-                return Lookup(kept, 0)
         commands: list[tuple[Any, ...]] = [
             ("HMGET", key, *_STORED),
             ("GET", catalogue_key(self.ns)),
@@ -123,38 +86,17 @@ class StoredAnswers:
             version_keys = vkeys.decode().split()
             current = self._current(version_keys)
             if current is not None and ",".join(map(str, current)) == versions.decode():
-                answer = bytes(response)
-                if self.mirror is not None:
-                    self._keep(key, StoredAnswer(answer, tuple(version_keys), current, int(until)))
-                return Lookup(answer, 0, rate_count=count)
+                return Lookup(bytes(response), 0, rate_count=count)
         stored = orjson.loads(state) if state is not None else None
         return Lookup(None, int(catalogue or 0), stored, rate_count=count)
 
     def _current(self, keys: list[str]) -> tuple[int, ...] | None:
         """The counters' values now (a missing one is 0); None when Redis cannot tell."""
-        known = self.mirror.values(keys) if self.mirror is not None else None
-        if known is not None:
-            return known
-        token = self.mirror.token() if self.mirror is not None else None
         try:
             raw = self._pipelines.pipeline([("MGET", *keys)])[0]
         except redis.RedisError:
             return None
-        values = tuple(int(v or 0) for v in raw)
-        if self.mirror is not None:
-            self.mirror.learn(token, keys, values)
-        return values
-
-    def _kept_answer(self, key: str, epoch: int) -> bytes | None:
-        with self._kept_lock:
-            kept = self._kept.get(key)
-        if kept is None or epoch >= kept.until or self.mirror is None:
-            return None
-        return kept.response if self.mirror.values(kept.version_keys) == kept.versions else None
-
-    def _keep(self, key: str, kept: StoredAnswer) -> None:
-        with self._kept_lock:
-            self._kept[key] = kept
+        return tuple(int(v or 0) for v in raw)
 
     def offer(
         self,
@@ -178,11 +120,6 @@ class StoredAnswers:
     def versions(self, o: Offer) -> Versions | None:
         stylists = list(o.stylist_keys)
         keys = self.version_keys(stylists)
-        # Counters this process is told about when they change need no round trip.
-        known = self.mirror.values(keys) if self.mirror is not None else None
-        if known is not None:
-            return Versions(known[0], tuple(zip(stylists, known[1:], strict=True)))
-        token = self.mirror.token() if self.mirror is not None else None
         try:
             raw = self.redis.mget(keys)
             if raw[0] is None:
@@ -193,13 +130,10 @@ class StoredAnswers:
                 pipe = self.redis.pipeline(transaction=False)
                 queue_catalogue_bump(pipe, self.ns)
                 pipe.execute()
-                token = None
                 raw = self.redis.mget(keys)
         except redis.RedisError:
             return None
         values = [int(v or 0) for v in raw]
-        if self.mirror is not None:
-            self.mirror.learn(token, keys, values)
         return Versions(values[0], tuple(zip(stylists, values[1:], strict=True)))
 
     def store(
@@ -250,9 +184,6 @@ class StoredAnswers:
             "until": int(until.timestamp()),
             "state": orjson.dumps({**state, "versions": versions.as_doc()}),
         }
-        if self.mirror is not None:
-            kept = StoredAnswer(answer, tuple(version_keys), versions.values(), fields["until"])
-            self._keep(key, kept)
         # Every stored answer has the same fields, so HSET replaces a previous one whole.
         return [
             ("HSET", key, *(x for pair in fields.items() for x in pair)),

@@ -1,7 +1,6 @@
 """Stored answers of the public reads (`salon.public_times.stored_answers`) against a real Redis: a
-hit only while every counter it was computed under holds and its time lasts, whether the process's
-version mirror or Redis tells the counters; the rate-limit count in the same round trip; an answer
-and its ledger entry stored together, once."""
+hit only while every counter it was computed under holds and its time lasts; the rate-limit count
+in the same round trip; an answer and its ledger entry stored together, once."""
 
 from __future__ import annotations
 
@@ -28,22 +27,9 @@ def client(settings) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
     c.close()
 
 
-@pytest.fixture(params=["mirror", "no mirror"])
-def reads(request, container: Container) -> Iterator[StoredAnswers]:  # type: ignore[no-untyped-def]
-    reads = StoredAnswers(container)
-    if request.param == "no mirror":
-        assert reads.mirror is not None
-        reads.mirror.stop()
-        reads.mirror = None  # as over TLS: Redis tells every counter
-    else:
-        assert reads.mirror is not None
-        deadline = time.monotonic() + 5
-        while reads.mirror.token() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert reads.mirror.token() is not None
-    yield reads
-    if reads.mirror is not None:
-        reads.mirror.stop()
+@pytest.fixture
+def reads(container: Container) -> StoredAnswers:
+    return StoredAnswers(container)
 
 
 def _store(reads: StoredAnswers, key: str, stylist: str, *, until: dt.datetime) -> str:

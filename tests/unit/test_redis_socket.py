@@ -1,31 +1,16 @@
-"""`has_input`: the peek every request makes, without letting go of the GIL."""
+"""A plain connection's socket calls (`salon.infra.redis_socket`): the peek for a closed
+connection, sends that wait for room or time out, replies read whole."""
 
 from __future__ import annotations
 
-import ctypes
 import socket
-import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from salon.infra import redis_socket
 
 
-@pytest.fixture(params=["libc", "python"])
-def peek(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Both ways: libc's recv holding the GIL, and Python's socket call where there is none."""
-    if request.param == "python":
-        monkeypatch.setattr(redis_socket, "_RECV", None)  # `received` then always finds nothing
-    yield
-
-
-def test_libc_is_used_on_linux() -> None:
-    assert (redis_socket._RECV is not None) == sys.platform.startswith("linux")
-
-
-@pytest.mark.usefixtures("peek")
 def test_nothing_to_read_then_data_left_where_it_was_then_closed() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -41,7 +26,6 @@ def test_nothing_to_read_then_data_left_where_it_was_then_closed() -> None:
         )  # closed reads as something to read: the caller drops it
 
 
-@pytest.mark.usefixtures("peek")
 def test_a_closed_socket_of_our_own_reads_as_closed() -> None:
     ours, theirs = socket.socketpair()
     ours.close()
@@ -49,23 +33,14 @@ def test_a_closed_socket_of_our_own_reads_as_closed() -> None:
         assert redis_socket.has_input(ours)  # its descriptor is gone: as good as closed
 
 
-@pytest.fixture(params=["libc", "python"])
-def sending(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    if request.param == "python":
-        monkeypatch.setattr(redis_socket, "_SEND", None)
-    yield
-
-
 def plain_over(sock: socket.socket) -> redis_socket.Plain:
     """A `Plain` around an already connected socket (no handshake with a server)."""
     conn = redis_socket.Plain.__new__(redis_socket.Plain)
     conn.sock = sock
-    conn._inbox = ctypes.create_string_buffer(redis_socket.INBOX_BYTES)
     redis_socket.kernel_timeouts(sock, 0.5)
     return conn
 
 
-@pytest.mark.usefixtures("sending")
 def test_a_send_larger_than_the_socket_takes_at_once_is_sent_whole() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -84,7 +59,6 @@ def test_a_send_larger_than_the_socket_takes_at_once_is_sent_whole() -> None:
         assert bytes(got) == data
 
 
-@pytest.mark.usefixtures("sending")
 def test_a_send_to_a_closed_connection_is_an_os_error() -> None:
     ours, theirs = socket.socketpair()
     with ours:
@@ -93,7 +67,6 @@ def test_a_send_to_a_closed_connection_is_an_os_error() -> None:
             plain_over(ours).send(b"*1\r\n$4\r\nPING\r\n")
 
 
-@pytest.mark.usefixtures("sending")
 def test_a_send_nobody_reads_times_out() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -103,20 +76,6 @@ def test_a_send_nobody_reads_times_out() -> None:
                 conn.send(b"x" * 65536)
 
 
-def test_received_takes_what_is_there_without_waiting() -> None:
-    ours, theirs = socket.socketpair()
-    inbox = ctypes.create_string_buffer(4)
-    with ours, theirs:
-        assert redis_socket.received(ours, inbox) is None
-        theirs.sendall(b":1\r\n:2\r\n")
-        assert redis_socket.received(ours, inbox) == b":1\r\n"  # as much as the buffer holds
-        assert redis_socket.received(ours, inbox) == b":2\r\n"
-        assert redis_socket.received(ours, inbox) is None
-        theirs.close()
-        assert redis_socket.received(ours, inbox) == b""
-
-
-@pytest.mark.usefixtures("peek")
 def test_a_reply_owed_is_read_whole_also_when_it_comes_in_parts() -> None:
     import hiredis
 
@@ -125,9 +84,9 @@ def test_a_reply_owed_is_read_whole_also_when_it_comes_in_parts() -> None:
         conn = plain_over(ours)
         conn.reader = hiredis.Reader()
         theirs.sendall(b":41\r\n$5\r\nhel")  # one whole reply, and a part of the next
-        assert conn.read(ready=True) == 41
+        assert conn.read() == 41
         threading.Timer(0.05, lambda: theirs.sendall(b"lo\r\n")).start()
-        assert conn.read(ready=True) == b"hello"  # the rest waited for
+        assert conn.read() == b"hello"  # the rest waited for
         theirs.close()
         with pytest.raises(redis_socket.Closed):
-            conn.read(ready=True)
+            conn.read()
