@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from salon.embedded import EmbeddedServices
-from tests.conftest import create_database, drop_database, migrated_database
+from tests.conftest import migrated_database
 
 
 def free_port() -> int:
@@ -202,17 +202,10 @@ def default_broker_system(servers, run_id, tmp_path_factory) -> Iterator[System]
     settings (heartbeat, maintenance) and NO scheduler, so no re-enqueue job: whatever a
     killed worker had fetched comes back through the broker or not at all. Its own database
     (no other system's scheduler may re-send its writes) and its own Redis."""
-    from salon.migrate import upgrade
-
-    name = f"salon_e2e_plain_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    try:
-        upgrade(url)
+    with migrated_database(servers.admin_database_url, f"salon_e2e_plain_{run_id}") as url:
         env = {k: v for k, v in os.environ.items() if k not in BROKER_AND_REDELIVERY}
         env.update({"API_WAIT_SECONDS": "5", "RATE_LIMIT_PER_MINUTE": "0"})
         with running_system(
             url, f"e2e-plain-{run_id}", tmp_path_factory, env, worker_processes=2, scheduler=False
         ) as sys_:
             yield sys_
-    finally:
-        drop_database(servers.admin_database_url, name)
