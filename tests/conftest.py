@@ -97,15 +97,17 @@ def migrated_database(admin_url: str, name: str) -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) the end-to-end tests stay
-    together on one worker, one after another: they share the started processes (`system`),
-    and two of their bursts at once on a small machine would time each other out. Unit and
-    integration tests spread over the workers; each worker has its own database and Redis
-    namespace (`run_id`), so no test sees another worker's rows or keys."""
+    """Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) the end-to-end tests run in
+    two groups, each on one worker, one test after another: those on the shared started
+    processes (`system`, started once per worker that runs them) and those that start
+    processes of their own. Unit and integration tests spread over every worker; each worker
+    has its own databases and Redis namespace (`run_id`), so no test sees another's rows or
+    keys."""
     e2e = Path(__file__).parent / "e2e"
     for item in items:
         if e2e in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+            shared = "system" in getattr(item, "fixturenames", ())
+            item.add_marker(pytest.mark.xdist_group("e2e-system" if shared else "e2e-own"))
 
 
 @pytest.fixture(scope="session")

@@ -47,12 +47,19 @@ class Process:
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.signal(sig)
+        self.reap()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def reap(self) -> None:
+        """Wait (30 s at most) for the process to end after a signal, then SIGKILL its group."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=30)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
         # Whatever of the group outlived its leader (a gunicorn or dramatiq child) goes too:
         # nothing a test started may keep running after it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -153,8 +160,11 @@ def running_system(
         print(sys_.logs())
         raise
     finally:
+        # All asked to stop at once, then waited for: their graceful stops overlap.
         for p in sys_.processes:
-            p.kill(signal.SIGTERM)
+            p.signal(signal.SIGTERM)
+        for p in sys_.processes:
+            p.reap()
         redis.stop_redis()
 
 
