@@ -105,6 +105,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keys."""
     e2e = Path(__file__).parent / "e2e"
     for item in items:
+        # schemathesis gives each operation's test (`name` ends "[GET /v1/slots]") its
+        # function's node id; xdist schedules by node id, and would run only the first of them.
+        # (pytest 9 keeps the id as a parsed `NodeId` in `_id`.)
+        if item.name.endswith("]") and not item.nodeid.endswith("]"):
+            item._id = type(item.id).parse(item.nodeid + item.name[item.name.index("[") :])
         if e2e in item.path.parents:
             shared = "system" in getattr(item, "fixturenames", ())
             item.add_marker(pytest.mark.xdist_group("e2e-system" if shared else "e2e-own"))
