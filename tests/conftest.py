@@ -113,6 +113,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if e2e in item.path.parents:
             shared = "system" in getattr(item, "fixturenames", ())
             item.add_marker(pytest.mark.xdist_group("e2e-system" if shared else "e2e-own"))
+        elif item.path.name == "test_embedded.py":
+            # Starts embedded PostgreSQL servers, as `salon dev` (tests/e2e/test_dev.py) does:
+            # two initdb at once failed on this machine.
+            item.add_marker(pytest.mark.xdist_group("e2e-own"))
 
 
 @pytest.fixture(scope="session")
