@@ -20,8 +20,6 @@ from salon.infra.embedded.services import EmbeddedServices
 from tests.conftest import (
     TEST_PII_HASH_KEY,
     TEST_PII_KEYS,
-    create_database,
-    drop_database,
     migrated_database,
 )
 
@@ -53,12 +51,19 @@ class Process:
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.signal(sig)
+        self.reap()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def reap(self) -> None:
+        """Wait (30 s at most) for the process to end after a signal, then SIGKILL its group."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=30)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
         # Whatever of the group outlived its leader (a gunicorn or dramatiq child) goes too:
         # nothing a test started may keep running after it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -163,8 +168,11 @@ def running_system(
         print(sys_.logs())
         raise
     finally:
+        # All asked to stop at once, then waited for: their graceful stops overlap.
         for p in sys_.processes:
-            p.kill(signal.SIGTERM)
+            p.signal(signal.SIGTERM)
+        for p in sys_.processes:
+            p.reap()
         redis.stop_redis()
 
 
@@ -212,17 +220,10 @@ def default_broker_system(servers, run_id, tmp_path_factory) -> Iterator[System]
     settings (heartbeat, maintenance) and NO scheduler, so no re-enqueue job: whatever a
     killed worker had fetched comes back through the broker or not at all. Its own database
     (no other system's scheduler may re-send its writes) and its own Redis."""
-    from salon.migrate import upgrade
-
-    name = f"salon_e2e_plain_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    try:
-        upgrade(url)
+    with migrated_database(servers.admin_database_url, f"salon_e2e_plain_{run_id}") as url:
         env = {k: v for k, v in os.environ.items() if k not in BROKER_AND_REDELIVERY}
         env.update({"API_WAIT_SECONDS": "5", "RATE_LIMIT_PER_MINUTE": "0"})
         with running_system(
             url, f"e2e-plain-{run_id}", tmp_path_factory, env, worker_processes=2, scheduler=False
         ) as sys_:
             yield sys_
-    finally:
-        drop_database(servers.admin_database_url, name)

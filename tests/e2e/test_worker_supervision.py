@@ -22,7 +22,7 @@ import psutil
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.conftest import create_database, drop_database, token_for
+from tests.conftest import migrated_database, token_for
 from tests.e2e.conftest import BROKER_AND_REDELIVERY, System, running_system
 
 
@@ -38,31 +38,32 @@ class Setup:
 def supervised(servers, run_id, settings, tmp_path_factory) -> Iterator[Setup]:  # type: ignore[no-untyped-def]
     """Its own database: another system's scheduler would re-send these writes to its own
     workers, and a dead `salon worker` would go unnoticed."""
-    from salon.migrate import upgrade
-
-    name = f"salon_e2e_sup_{run_id}"
-    url = create_database(servers.admin_database_url, name)
-    db = create_engine(url)
-    try:
-        upgrade(url)
-        biz = uuid.uuid4()
-        with db.begin() as conn:
-            conn.execute(
-                text("INSERT INTO public.biz_entity (id, name) VALUES (:id, 'sup')"), {"id": biz}
-            )
-        env = {k: v for k, v in os.environ.items() if k not in BROKER_AND_REDELIVERY}
-        env.update({"API_WAIT_SECONDS": "5", "RATE_LIMIT_PER_MINUTE": "0"})
-        with (
-            running_system(
-                url, f"e2e-sup-{run_id}", tmp_path_factory, env, worker_processes=2, scheduler=False
-            ) as system,
-            httpx.Client(base_url=system.base, timeout=30) as client,
-        ):
-            admin = {"Authorization": f"Bearer {token_for(settings, 'admin', biz)}"}
-            yield Setup(system, db, client, admin)
-    finally:
-        db.dispose()
-        drop_database(servers.admin_database_url, name)
+    with migrated_database(servers.admin_database_url, f"salon_e2e_sup_{run_id}") as url:
+        db = create_engine(url)
+        try:
+            biz = uuid.uuid4()
+            with db.begin() as conn:
+                conn.execute(
+                    text("INSERT INTO public.biz_entity (id, name) VALUES (:id, 'sup')"),
+                    {"id": biz},
+                )
+            env = {k: v for k, v in os.environ.items() if k not in BROKER_AND_REDELIVERY}
+            env.update({"API_WAIT_SECONDS": "5", "RATE_LIMIT_PER_MINUTE": "0"})
+            with (
+                running_system(
+                    url,
+                    f"e2e-sup-{run_id}",
+                    tmp_path_factory,
+                    env,
+                    worker_processes=2,
+                    scheduler=False,
+                ) as system,
+                httpx.Client(base_url=system.base, timeout=30) as client,
+            ):
+                admin = {"Authorization": f"Bearer {token_for(settings, 'admin', biz)}"}
+                yield Setup(system, db, client, admin)
+        finally:
+            db.dispose()
 
 
 def tree(system: System) -> list[psutil.Process]:

@@ -3,14 +3,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from falcon import testing
+from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from api.app import wsgi_app
+from salon.auth import Principal
 from salon.public_times.exposures import bump_versions
+from salon.write_path.model import Operation, WriteContext, WriteOutcome
 from tests.conftest import token_for
 
 
@@ -96,6 +101,56 @@ class Api:
             "service": service["id"],
             "job": self.wait_job(token, job["id"]),
         }
+
+
+@pytest.fixture
+def db_session(container) -> Iterator[Session]:  # type: ignore[no-untyped-def]
+    """A session in a transaction that is rolled back when the test ends, whatever the code
+    under test committed: service functions are called on it directly, without HTTP, Redis or
+    a worker, and leave nothing behind. (SQLAlchemy's "joining a session into an external
+    transaction": the session's commits only release savepoints of the outer transaction.)"""
+    with container.engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+
+
+class Direct:
+    """Runs write operations as the worker does (the operation's function on a session, given
+    the body the API validated), on `db_session`: no HTTP, no broker, no write request."""
+
+    def __init__(self, session: Session, settings: Any, biz: uuid.UUID) -> None:
+        self.session, self.settings = session, settings
+        self.admin = Principal(uuid.uuid4(), "admin", biz)
+
+    def run(
+        self,
+        op: Operation,
+        body: BaseModel | dict[str, Any] | None = None,
+        principal: Principal | None = None,
+        **params: str,
+    ) -> WriteOutcome:
+        if isinstance(body, BaseModel):
+            body = body.model_dump(mode="json")  # as the API hands it on
+        ctx = WriteContext(
+            write_id=uuid.uuid4(),
+            principal=principal or self.admin,
+            body=body or {},
+            params=params,
+            request_id=None,
+            settings=self.settings,
+        )
+        with self.session.begin_nested():  # a refusal undoes the operation's writes only
+            return op.run(self.session, ctx)
+
+
+@pytest.fixture
+def direct(db_session, settings, tenant) -> Direct:  # type: ignore[no-untyped-def]
+    return Direct(db_session, settings, tenant)
 
 
 @pytest.fixture(scope="session")

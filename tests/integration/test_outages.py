@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from falcon import testing
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.app import api_container, create_app, wsgi_app
 from models.tables import Location, WriteRequest
@@ -51,12 +51,20 @@ def silent_db() -> Iterator[str]:
 
 def recorded_unsent_then_resent(container, resp: testing.Result) -> WriteRequest | None:  # type: ignore[no-untyped-def]
     """The write a 202 names: recorded and not enqueued; then, past the 2 s the re-enqueue
-    job leaves a new write, re-sent by that job and run. Its row once settled (or at 10 s)."""
+    job leaves a new write, re-sent by that job and run. Its row once settled (or at 10 s).
+
+    The 2 s are the database's clock against the row's `created_at`: the row is made 2.1 s
+    older instead of the test sleeping them."""
     write_id = uuid.UUID(resp.headers["Location"].rsplit("/", 1)[1])
     with container.sessions() as s:
         row = s.get(WriteRequest, write_id)
         assert row is not None and row.status == "pending" and row.enqueued_at is None
-    time.sleep(2.1)
+    with container.sessions.begin() as s:
+        s.execute(
+            update(WriteRequest)
+            .where(WriteRequest.id == write_id)
+            .values(created_at=WriteRequest.created_at - dt.timedelta(seconds=2.1))
+        )
     assert resend.reenqueue_due(container) >= 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -1,10 +1,18 @@
-"""Availability rules through the API: validation, clashes across locations, CRUD."""
+"""Availability rules through the API: validation, clashes across locations, CRUD. The rules
+that are the service's own (a stylist's location, a location-wide rule's clashes) are also
+checked on the service directly (`direct`: a rolled-back session, no HTTP or worker)."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+from sqlalchemy import text
+
+from api.schemas.catalogue import LocationIn, StylistIn
+from api.schemas.rules import RuleIn
+from salon import operations
+from salon.errors import DomainError
 
 
 @pytest.fixture
@@ -22,6 +30,29 @@ def shop(api, admin_token, worker):  # type: ignore[no-untyped-def]
         {"name": "Leila", "location_ids": [london["id"], dubai["id"]]},
     ).json
     return {"london": london["id"], "dubai": dubai["id"], "leila": leila["id"]}
+
+
+@pytest.fixture
+def direct_shop(direct):  # type: ignore[no-untyped-def]
+    """`shop`, made by the catalogue's operations on the rolled-back session."""
+    london = direct.run(
+        operations.LOCATION_CREATE, LocationIn(name="London", timezone="Europe/London")
+    ).body
+    dubai = direct.run(
+        operations.LOCATION_CREATE, LocationIn(name="Dubai", timezone="Asia/Dubai")
+    ).body
+    leila = direct.run(
+        operations.STYLIST_CREATE,
+        StylistIn(name="Leila", location_ids=[london["id"], dubai["id"]]),
+    ).body
+    return {"london": london["id"], "dubai": dubai["id"], "leila": leila["id"]}
+
+
+def refusal(direct, op, body) -> DomainError:  # type: ignore[no-untyped-def]
+    """The error the operation refuses `body` with (the API answers its status and problem)."""
+    with pytest.raises(DomainError) as refused:
+        direct.run(op, body)
+    return refused.value
 
 
 def weekly(location: str, stylist: str | None, start: str, end: str, **extra) -> dict:
@@ -82,17 +113,18 @@ def test_invalid_rules_are_422_naming_the_field(api, admin_token, shop, change, 
     assert field in [e["field"] for e in resp.json["errors"]]
 
 
-def test_a_stylist_of_another_location_is_refused(api, admin_token, shop):
-    other = api.post(
-        "/admin/v1/stylists", admin_token, {"name": "Omar", "location_ids": [shop["dubai"]]}
-    ).json
-    resp = api.post(
-        "/admin/v1/availabilities",
-        admin_token,
-        weekly(shop["london"], other["id"], "09:00", "17:00"),
+def test_a_stylist_of_another_location_is_refused(direct, direct_shop):
+    shop = direct_shop
+    other = direct.run(
+        operations.STYLIST_CREATE, StylistIn(name="Omar", location_ids=[shop["dubai"]])
+    ).body
+    resp = refusal(
+        direct,
+        operations.RULE_CREATE,
+        RuleIn(**weekly(shop["london"], other["id"], "09:00", "17:00")),
     )
-    assert resp.status_code == 422
-    assert resp.json["errors"][0]["field"] == "stylist_id"
+    assert resp.status == 422
+    assert resp.problem()["errors"][0]["field"] == "stylist_id"
 
 
 def test_a_rule_putting_a_stylist_at_two_locations_at_once_is_409_naming_the_rule(
@@ -133,14 +165,31 @@ def test_a_rule_putting_a_stylist_at_two_locations_at_once_is_409_naming_the_rul
     assert closed.status_code == 201, closed.text
 
 
-def test_a_location_wide_rule_clashes_for_each_stylist_working_there(api, admin_token, shop):
-    dubai = api.post(
-        "/admin/v1/availabilities",
-        admin_token,
-        weekly(shop["dubai"], shop["leila"], "09:00", "13:00"),
-    ).json
-    clash = api.post(
-        "/admin/v1/availabilities", admin_token, weekly(shop["london"], None, "05:00", "07:00")
+def test_a_location_wide_rule_clashes_for_each_stylist_working_there(direct, direct_shop):
+    shop = direct_shop
+    dubai = direct.run(
+        operations.RULE_CREATE, RuleIn(**weekly(shop["dubai"], shop["leila"], "09:00", "13:00"))
+    ).body
+    clash = refusal(
+        direct, operations.RULE_CREATE, RuleIn(**weekly(shop["london"], None, "05:00", "07:00"))
     )
-    assert clash.status_code == 409
-    assert clash.json["clashing_rule_id"] == dubai["id"]
+    assert clash.status == 409
+    assert clash.problem()["clashing_rule_id"] == str(dubai["id"])
+
+
+def test_what_a_direct_operation_commits_stays_in_the_tests_transaction(
+    direct, db_session, container, tenant
+):
+    made = direct.run(operations.LOCATION_CREATE, LocationIn(name="Kept", timezone="UTC")).body
+    db_session.commit()  # only a savepoint of the test's transaction: no other session sees it
+    with container.engine.connect() as conn:
+        seen = conn.execute(
+            text("SELECT count(*) FROM scheduler.locations WHERE id = :id"), {"id": made["id"]}
+        ).scalar_one()
+    assert seen == 0
+    assert (
+        db_session.execute(
+            text("SELECT count(*) FROM scheduler.locations WHERE id = :id"), {"id": made["id"]}
+        ).scalar_one()
+        == 1
+    )

@@ -65,14 +65,16 @@ def test_only_one_of_two_schedulers_fires_and_the_other_takes_over(settings, con
         instances.append((name, c, stop, thread))
         time.sleep(0.3)  # "first" starts first and takes the lock
     try:
-        time.sleep(4.5)
+        # Polled, not slept for: three firings of a 1 s job are ~3 s of both schedulers
+        # running side by side, and every firing in them must be the leader's.
+        _wait(lambda: len(_runs(container, job_name)) >= 3, 10, "three firings")
         fired = _runs(container, job_name)
         assert len(fired) >= 3
         assert set(fired) == {"first"}
         # The leader stops: the standby acquires the lock and fires.
         instances[0][2].set()
         instances[0][3].join(timeout=10)
-        time.sleep(4.5)
+        _wait(lambda: _runs(container, job_name).count("second") >= 2, 10, "the standby")
         fired = _runs(container, job_name)
         assert "second" in fired
         assert fired.count("second") >= 2
@@ -142,7 +144,9 @@ def test_a_leader_whose_lock_session_is_terminated_fires_nothing_once_another_le
             ).scalar_one()
         threads[1][2].start()
         _wait(lambda: any(n == "new" for n, _, _ in bodies), 10, "the new leader's job")
-        time.sleep(4.0)  # the old leader's heartbeat has not come yet
+        # Three of the new leader's firings, all before the old leader's next heartbeat (5 s
+        # after the last): unfenced, the old one would fire every second meanwhile.
+        _wait(lambda: sum(n == "new" for n, _, _ in bodies) >= 3, 10, "three new firings")
         old = [b for b in bodies if b[0] == "old"]
         new = [b for b in bodies if b[0] == "new"]
         first_new = min(started for _, started, _ in new)

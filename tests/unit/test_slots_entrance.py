@@ -12,8 +12,9 @@ from falcon import testing
 from api.slots_entrance import cookie_session, plain_query
 from salon.public_times.exposures import ExposureService
 
-LOC = str(uuid.uuid4())
-SVC = str(uuid.uuid4())
+# Fixed, not random: test ids must be the same in every pytest-xdist worker's collection.
+LOC = "8f99f178-9d1d-4cef-b9ef-8f7c43f40961"
+SVC = "3eb238e0-bb37-4e26-bea8-033f8aaa2faa"
 
 
 def test_a_plain_query_is_read_and_its_ids_lowercased():
@@ -59,7 +60,7 @@ def test_the_session_cookie_is_the_one_falcon_reads(header):
     assert cookie_session(header) == req.cookies.get("salon_sid")
 
 
-@pytest.mark.parametrize("stylist", [None, str(uuid.uuid4())])
+@pytest.mark.parametrize("stylist", [None, "28242aae-1e5e-4829-8296-10f6f31632f6"])
 def test_the_key_of_a_plain_querys_text_is_the_key_of_its_values(stylist):
     """The layer keys a repeat from the query's text; the resource from parsed values."""
     query = f"date=2026-12-01&location_id={LOC.upper()}&service_id={SVC}"
