@@ -88,6 +88,7 @@ class SlotsEntrance:
         self.client = ClientAddress(container.settings.trusted_proxies)
         self.cors = CorsPolicy(container.settings.cors_origins)
         self.metric = REQUEST_SECONDS.labels(PATH, "GET", "200")
+        self.clock = container.clock
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -147,10 +148,11 @@ class SlotsEntrance:
             subject, fields["location_id"], fields["service_id"], stylist, fields["date"], variant
         )
         counted = self.rate_limit > 0
-        now = time.time()
+        now = time.time()  # the rate window, as the middleware counts it
+        at = self.clock.now()
         found = self.exposures.reads.lookup(
             key,
-            dt.datetime.fromtimestamp(now, dt.UTC),
+            at,
             rate_key(self.rate_prefix, READS, who, now) if counted else None,
         )
         environ[ENV_LOOKUP] = (key, found)
@@ -169,7 +171,7 @@ class SlotsEntrance:
                     stylist_id=uuid.UUID(stylist) if stylist else None,
                     day=dt.date.fromisoformat(fields["date"]),
                     variant=variant,
-                    now=dt.datetime.fromtimestamp(now, dt.UTC),
+                    now=at,
                     looked_up=(key, found),
                 )
             except Exception as exc:  # Falcon's error handlers answer it

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from salon.infra.clock import SystemClock
 from salon.infra.connect_breaker import ConnectBreaker
 from salon.infra.pii import pii_codec
 from salon.infra.redis_breaker import GuardedRetry, RedisBreaker
@@ -28,7 +29,7 @@ from salon.settings import Settings
 from salon.write_path.waits import WaitingPlaces
 
 if TYPE_CHECKING:
-    from salon.ports import Dispatcher
+    from salon.ports import Clock, Dispatcher
     from salon.write_path.model import Operation
     from workers.actors import Actors
 
@@ -44,6 +45,8 @@ class Container:
     broker: RedisBroker
     # Guards every Redis call of the process (the API's; None elsewhere): salon.infra.redis_breaker.
     redis_breaker: RedisBreaker | None = None
+    # What time it is for what a process decides alone (salon.infra.clock); tests set it.
+    clock: Clock = field(default_factory=SystemClock)
     # What a write sends after its commit (salon.public_times.versions.run_pipeline), on plain
     # connections.
     redis_pipelines: RedisPipelines = field(init=False)

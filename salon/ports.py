@@ -18,6 +18,13 @@ from salon.infra.redis_pipelines import RedisPipelines
 from salon.settings import Settings
 
 
+class Clock(Protocol):
+    """What time it is (timezone-aware, UTC). `salon.infra.clock` has the system's and a
+    settable one."""
+
+    def now(self) -> dt.datetime: ...
+
+
 class Dispatcher(Protocol):
     """Every message the product sends. Each call enqueues one message carrying ids only and
     raises redis-py's errors when the broker cannot take it (callers decide what a lost send
@@ -65,6 +72,11 @@ class HasDispatch(Protocol):
     def dispatch(self) -> Dispatcher: ...
 
 
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
+
 class HasRedisPipelines(Protocol):
     """The plain connection a write's post-commit round trip goes through."""
 
@@ -72,8 +84,8 @@ class HasRedisPipelines(Protocol):
     def redis_pipelines(self) -> RedisPipelines: ...
 
 
-class Reads(HasSessions, HasRedis, HasSettings, Protocol):
-    """The public read path: the database, the shared Redis, the settings."""
+class Reads(HasSessions, HasRedis, HasSettings, HasClock, Protocol):
+    """The public read path: the database, the shared Redis, the settings, the clock."""
 
 
 class Announcer(HasRedis, HasRedisPipelines, HasSessions, HasSettings, Protocol):
@@ -81,5 +93,5 @@ class Announcer(HasRedis, HasRedisPipelines, HasSessions, HasSettings, Protocol)
     `salon.public_times.version_repair`)."""
 
 
-class Generation(Announcer, HasDispatch, Protocol):
+class Generation(Announcer, HasDispatch, HasClock, Protocol):
     """Slot generation: the database, the announcements of changed days, sending chunks."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import uuid
 
@@ -88,7 +87,7 @@ class Dates(PublicResource):
             stylist_id=q.stylist_id,
             first=q.from_,
             days=q.days,
-            now=dt.datetime.now(dt.UTC),
+            now=self.container.clock.now(),
         )
         resp.content_type = falcon.MEDIA_JSON
 
@@ -125,7 +124,7 @@ class Slots(PublicResource):
             stylist_id=q.stylist_id,
             day=q.date,
             variant=variant,
-            now=dt.datetime.now(dt.UTC),
+            now=self.container.clock.now(),
             looked_up=looked_up,
         )
         resp.content_type = falcon.MEDIA_JSON

@@ -409,7 +409,7 @@ def mark_failed(container: Generation, job_id: uuid.UUID, error: str) -> None:
 def start_horizon_jobs(container: Generation) -> list[uuid.UUID]:
     """The rolling horizon: one job per brand from today to N days ahead (idempotent runs)."""
     days = container.settings.horizon_days
-    today = dt.datetime.now(dt.UTC).date()
+    today = container.clock.now().date()
     created: list[uuid.UUID] = []
     with container.sessions.begin() as session:
         brands = session.scalars(

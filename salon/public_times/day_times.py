@@ -209,7 +209,7 @@ class DayTimesCache:
             refresher = self._refresher
 
         def refresh() -> None:
-            now = dt.datetime.now(dt.UTC)
+            now = self.container.clock.now()
             with self._lock:
                 kept = self._days.get(key)
             if kept is not None and kept.versions == versions and kept.refresh_after > now:

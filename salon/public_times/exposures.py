@@ -9,7 +9,6 @@ times: the shown times still free stay, and each taken one is replaced by one ot
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -234,7 +233,7 @@ class ExposureService:
                 stream_entry(
                     f"{self.ns}:exposures",
                     entry,
-                    min_id=f"{int((time.time() - LEDGER_DAYS * 86400) * 1000)}-0",
+                    min_id=f"{int((now.timestamp() - LEDGER_DAYS * 86400) * 1000)}-0",
                 )
             ],
         )

@@ -7,7 +7,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 
 from models.tables import SlotInstance
 
@@ -218,3 +218,42 @@ def test_the_rolling_horizon_generates_every_active_stylist_ahead(
     ).json
     # Weekdays in the next 8 days, 16 slots each (some of today's may be in the past: kept).
     assert listed["total"] >= 5 * 16
+
+
+def test_the_rolling_horizon_starts_from_the_containers_clock(container, settings, salon, tenant):
+    """The horizon's first day is the clock's, not the machine's: a test sets it, no waiting."""
+    from models.tables import GenerationJob
+    from salon.bootstrap import bootstrap
+    from salon.generation.jobs import start_horizon_jobs
+    from salon.infra.clock import SettableClock
+
+    class Planned:
+        """Takes the planning messages instead of the workers: 2031's slots are not wanted."""
+
+        def __init__(self) -> None:
+            self.jobs: list[uuid.UUID] = []
+
+        def plan_generation(self, job_id: uuid.UUID) -> None:
+            self.jobs.append(job_id)
+
+    later = dt.datetime(2031, 3, 30, 23, 30, tzinfo=dt.UTC)
+    short = bootstrap(settings.with_(horizon_days=7))
+    short.clock = SettableClock(later)
+    short.dispatch = planned = Planned()  # type: ignore[assignment]
+    try:
+        job_ids = start_horizon_jobs(short)
+    finally:
+        short.close()
+    try:
+        assert planned.jobs == job_ids
+        with container.sessions() as s:
+            job = s.scalars(
+                select(GenerationJob).where(
+                    GenerationJob.id.in_(job_ids), GenerationJob.biz_entity_id == tenant
+                )
+            ).one()
+        # A day of margin before the clock's date, the horizon after it.
+        assert (job.date_from, job.date_to) == (dt.date(2031, 3, 29), dt.date(2031, 4, 6))
+    finally:
+        with container.sessions.begin() as s:
+            s.execute(delete(GenerationJob).where(GenerationJob.id.in_(job_ids)))

@@ -102,7 +102,7 @@ def test_a_token_signed_with_the_development_secret_is_refused_by_a_real_secret(
         (86400, True, True),
         (86400 + 3600, True, False),
         (10**9, True, False),  # year 2050-something
-        (253402300799 - int(time.time()), False, False),  # exp in year 9999, no iat
+        (250_000_000_000, False, False),  # exp near year 9900, no iat
         (3600, False, True),
     ],
 )
