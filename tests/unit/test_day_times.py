@@ -10,6 +10,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from salon.infra.clock import SystemClock
 from salon.public_times.day_times import (
     MAX_AGE,
     NEAR_BUMPS,
@@ -38,7 +39,9 @@ class CountedLists(DayTimesCache):
     """DayTimesCache whose computation is counted and stamped instead of reading PostgreSQL."""
 
     def __init__(self) -> None:
-        super().__init__(SimpleNamespace(settings=SimpleNamespace(redis_namespace="t")))  # type: ignore[arg-type]
+        settings = SimpleNamespace(redis_namespace="t")
+        container = SimpleNamespace(settings=settings, clock=SystemClock())
+        super().__init__(container)  # type: ignore[arg-type]
         self.computed: list[str] = []
         self.release = threading.Event()
         self.release.set()
