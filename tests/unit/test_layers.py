@@ -1,5 +1,5 @@
 """No import circle anywhere in the project: each module reaches others one way only
-(the layer contracts themselves are `.importlinter`, checked by `make lint`)."""
+(the layer contracts themselves are in setup.cfg, checked by `make lint`)."""
 
 from __future__ import annotations
 
