@@ -192,12 +192,6 @@ def run_pipeline(target: redis.Redis | RedisPipelines, fill: Callable[[Any], Non
     raise AssertionError("unreachable")
 
 
-def record_changes(client: redis.Redis, namespace: str, dates: Mapping[str, set[str]]) -> None:
-    """Bump each stylist's version and record these ISO dates (none: every date) as changed:
-    what the writes do, for a benchmark that plays bookings without making them."""
-    run_pipeline(client, lambda pipe: _queue(pipe, namespace, dates))
-
-
 def changed_dates(
     client: redis.Redis, namespace: str, since: Mapping[str, int]
 ) -> set[dt.date] | None:
