@@ -17,8 +17,8 @@ $(STAMP): setup.cfg pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/salon dev --port $(PORT)
 
-# Two test processes (pytest-xdist): about half the suite's time is waiting (on workers,
-# processes, timeouts), so two overlap well even on two cores. The end-to-end tests stay on
+# Three test processes (pytest-xdist): about half the suite's time is waiting (on workers,
+# processes, timeouts), so they overlap well even on two cores. The end-to-end tests stay on
 # one of them, one after another (tests/conftest.py). TEST_PROCESSES=0 runs them all in one.
 TEST_PROCESSES ?= 3
 test: $(STAMP) lint typecheck
